@@ -1,0 +1,156 @@
+// mlw info / score / generate / tokenize: one model folder, no store needed.
+import path from 'node:path';
+import type { Command } from 'commander';
+import { backendInfo, describeBackend, initBackend, type BackendName } from '../../backend/select';
+import { checkTensorNames, loadModel, openWeights, readConfig } from '../../io/checkpoint';
+import { countParams, effectiveDepth, layerSchedule } from '../../model/config';
+import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
+import { scoreIds } from '../../eval/score';
+import { generate } from '../../generate/generate';
+import { DEFAULT_SAMPLING } from '../../generate/sampling';
+import { UsageError } from '../errors';
+import { parseIdList, parseNumber, printJson } from '../format';
+
+interface GlobalOpts {
+  backend?: BackendName;
+}
+
+async function backendFor(cmd: Command) {
+  return initBackend((cmd.optsWithGlobals() as GlobalOpts).backend);
+}
+
+function tokenizerOrUsage(dir: string, why: string): Tokenizer {
+  try {
+    return loadTokenizer(dir);
+  } catch (e) {
+    throw new Error(`${why} needs a tokenizer: ${(e as Error).message}`);
+  }
+}
+
+export function registerModelCommands(program: Command): void {
+  program
+    .command('info')
+    .description('show a model folder: config, parameter counts, effective depth, sharing schedule')
+    .argument('<modelDir>', 'Hugging Face model folder')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, opts: { json?: boolean }, cmd: Command) => {
+      const config = readConfig(dir);
+      const { source, format } = openWeights(dir);
+      let dtype: string;
+      try {
+        checkTensorNames(source, config);
+        dtype = source.info(source.names()[0]).dtype;
+      } finally {
+        source.close();
+      }
+      const info = await backendFor(cmd);
+      const counts = countParams(config);
+      const schedule = layerSchedule(config);
+      const result = {
+        path: path.resolve(dir),
+        format,
+        dtype,
+        config,
+        params: { total: counts.total, embedding: counts.embedding, non_embedding: counts.nonEmbedding, per_block: counts.perBlock },
+        unique_blocks: config.numBlocks,
+        effective_depth: effectiveDepth(config),
+        sharing: config.sharing,
+        schedule,
+        backend: info.name,
+        threads: info.threads,
+      };
+      if (opts.json) return printJson(result);
+      const m = (n: number) => `${(n / 1e6).toFixed(2)}M`;
+      const lines = [
+        `model        ${result.path} (${format}, ${dtype})`,
+        `shape        hidden ${config.hiddenSize}, intermediate ${config.intermediateSize}, heads ${config.numHeads}/${config.numKvHeads} kv, head dim ${config.headDim}, vocab ${config.vocabSize}`,
+        `parameters   ${m(counts.total)} total = ${m(counts.embedding)} embedding + ${m(counts.nonEmbedding)} non-embedding`,
+        `embedding    ${config.shareEmbedding ? 'shared with the output head' : 'separate output head'}`,
+        `depth        ${result.effective_depth} effective layers from ${config.numBlocks} blocks (sharing: ${config.sharing.strategy}${config.sharing.strategy === 'none' ? '' : ` ×${config.sharing.repeats}`})`,
+        `schedule     ${schedule.join(' ')}`,
+        `context      ${config.maxPositions} tokens, rope θ ${config.ropeTheta}`,
+        `backend      ${describeBackend(info)}`,
+      ];
+      console.log(lines.join('\n'));
+    });
+
+  program
+    .command('score')
+    .description('log-probability of each token given the ones before it, total NLL and perplexity')
+    .argument('<modelDir>', 'Hugging Face model folder')
+    .option('--ids <ids>', 'comma-separated token ids')
+    .option('--text <text>', 'text to tokenize (BOS is prepended)')
+    .option('--json', 'print JSON')
+    .action(async (dir: string, opts: { ids?: string; text?: string; json?: boolean }, cmd: Command) => {
+      if ((opts.ids === undefined) === (opts.text === undefined)) throw new UsageError('score: give exactly one of --ids or --text');
+      await backendFor(cmd);
+      const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizerOrUsage(dir, '--text').encode(opts.text!, { bos: true });
+      const { model } = loadModel(dir);
+      const vocab = model.config.vocabSize;
+      const bad = ids.find((id) => id >= vocab);
+      if (bad !== undefined) throw new UsageError(`--ids: token id ${bad} is outside the vocabulary (size ${vocab})`);
+      const s = scoreIds(model, ids);
+      model.dispose();
+      if (opts.json) return printJson({ ids: s.ids, logprobs: s.logprobs, nll: s.nll, ppl: s.ppl, backend: backendInfo().name });
+      console.log(`tokens ${ids.length}  nll ${s.nll.toFixed(4)}  ppl ${s.ppl.toFixed(3)}  (${describeBackend(backendInfo())})`);
+      console.log(s.logprobs.map((lp, i) => `${ids[i + 1]}\t${lp.toFixed(5)}`).join('\n'));
+    });
+
+  program
+    .command('generate')
+    .description('continue a prompt (streams text); temperature 0 is greedy')
+    .argument('<modelDir>', 'Hugging Face model folder')
+    .option('--prompt <text>', 'prompt text (BOS is prepended)')
+    .option('--prompt-ids <ids>', 'comma-separated prompt token ids')
+    .option('--max-new-tokens <n>', 'tokens to generate', '128')
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', String(DEFAULT_SAMPLING.temperature))
+    .option('--top-k <k>', 'keep the k most likely tokens (0 = off)', String(DEFAULT_SAMPLING.topK))
+    .option('--top-p <p>', 'nucleus sampling mass (1 = off)', String(DEFAULT_SAMPLING.topP))
+    .option('--repetition-penalty <r>', 'penalty for tokens already present (1 = off)', '1')
+    .option('--seed <s>', 'random seed for sampling')
+    .option('--no-eos', 'keep generating past the end-of-sequence token')
+    .option('--json', 'print JSON instead of streaming text')
+    .action(async (dir: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
+      if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new UsageError('generate: give exactly one of --prompt or --prompt-ids');
+      const sampling = {
+        maxNewTokens: parseNumber(o.maxNewTokens as string, '--max-new-tokens', { integer: true, min: 1 }),
+        temperature: parseNumber(o.temperature as string, '--temperature', { min: 0 }),
+        topK: parseNumber(o.topK as string, '--top-k', { integer: true, min: 0 }),
+        topP: parseNumber(o.topP as string, '--top-p', { min: 0, max: 1 }),
+        repetitionPenalty: parseNumber(o.repetitionPenalty as string, '--repetition-penalty', { min: 0 }),
+        seed: o.seed === undefined ? undefined : parseNumber(o.seed as string, '--seed', { integer: true }),
+        stopAtEos: o.eos !== false,
+      };
+      await backendFor(cmd);
+      const tokenizer = o.prompt !== undefined || !o.json ? tokenizerOrUsage(dir, 'text generation') : undefined;
+      const promptIds = o.promptIds !== undefined ? parseIdList(o.promptIds as string, '--prompt-ids') : tokenizer!.encode(o.prompt as string, { bos: true });
+      const { model } = loadModel(dir);
+      const stream = !o.json && tokenizer ? tokenizer.streamDecoder() : undefined;
+      const result = await generate(model, promptIds, sampling, (t) => {
+        if (stream) process.stdout.write(stream.push(t.id));
+      });
+      model.dispose();
+      if (o.json) {
+        return printJson({ prompt_ids: promptIds, ids: result.ids, text: tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish });
+      }
+      if (stream) process.stdout.write(stream.flush() + '\n');
+      const secs = (result.totalMs - result.firstTokenMs) / 1000;
+      const rate = result.ids.length > 1 ? ((result.ids.length - 1) / secs).toFixed(1) : '-';
+      process.stderr.write(`[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${describeBackend(backendInfo())}]\n`);
+    });
+
+  program
+    .command('tokenize')
+    .description('text → token ids and pieces')
+    .argument('<modelDir>', 'model folder with tokenizer.model or tokenizer.json')
+    .requiredOption('--text <text>', 'text to tokenize')
+    .option('--bos', 'prepend the beginning-of-sequence token')
+    .option('--json', 'print JSON')
+    .action((dir: string, opts: { text: string; bos?: boolean; json?: boolean }) => {
+      const tok = loadTokenizer(dir);
+      const ids = tok.encode(opts.text, { bos: !!opts.bos });
+      const pieces = ids.map((id) => tok.idToPiece(id));
+      if (opts.json) return printJson({ ids, pieces });
+      console.log(ids.map((id, i) => `${id}\t${pieces[i]}`).join('\n'));
+    });
+}

@@ -1,0 +1,168 @@
+// MobileLLMConfig: the architecture, read from a Hugging Face config.json in
+// either dialect — MobileLLM hub style (`model_type: mobilellm`,
+// `share_embedding`, `layer_sharing`) or plain LlamaForCausalLM
+// (`tie_word_embeddings`) — and written back in MobileLLM hub style.
+import { z } from 'zod';
+import { sharingSchedule, SHARING_STRATEGIES, type LayerSharing } from './sharing';
+
+export interface MobileLLMConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  /** Physical (unique) decoder blocks. */
+  numBlocks: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  maxPositions: number;
+  /** Output head reuses the input embedding (no lm_head.weight). */
+  shareEmbedding: boolean;
+  sharing: LayerSharing;
+  bosTokenId: number;
+  eosTokenId: number;
+  /** dtype the checkpoint was stored in (informational; we compute in float32). */
+  torchDtype: string;
+}
+
+const positiveInt = z.number().int().positive();
+
+/** The keys of config.json we read. Unknown keys are ignored; unsupported values are refused. */
+const HfConfigSchema = z
+  .object({
+    model_type: z.string().optional(),
+    vocab_size: positiveInt,
+    hidden_size: positiveInt,
+    intermediate_size: positiveInt,
+    num_hidden_layers: positiveInt,
+    num_attention_heads: positiveInt,
+    num_key_value_heads: positiveInt.optional(),
+    head_dim: positiveInt.nullish(),
+    rms_norm_eps: z.number().positive().default(1e-5),
+    rope_theta: z.number().positive().default(10000),
+    max_position_embeddings: positiveInt.default(2048),
+    hidden_act: z.string().default('silu'),
+    share_embedding: z.boolean().optional(),
+    tie_word_embeddings: z.boolean().optional(),
+    layer_sharing: z.boolean().optional(),
+    layer_sharing_strategy: z.enum(SHARING_STRATEGIES).optional(),
+    layer_sharing_repeats: positiveInt.optional(),
+    attention_bias: z.boolean().optional(),
+    mlp_bias: z.boolean().optional(),
+    rope_scaling: z.unknown().optional(),
+    bos_token_id: z.number().int().nullish(),
+    eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).nullish(),
+    torch_dtype: z.string().nullish(),
+    quantization: z.unknown().optional(),
+  })
+  .passthrough();
+
+export type HfConfig = z.input<typeof HfConfigSchema>;
+
+/** Parses a config.json object. `source` names the file in error messages. */
+export function configFromHf(json: unknown, source = 'config.json'): MobileLLMConfig {
+  const parsed = HfConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${source}: invalid "${issue.path.join('.') || '(root)'}": ${issue.message}`);
+  }
+  const c = parsed.data;
+  const fail = (msg: string): never => {
+    throw new Error(`${source}: ${msg}`);
+  };
+  if (c.model_type && !['mobilellm', 'llama'].includes(c.model_type)) fail(`unsupported model_type "${c.model_type}" (expected mobilellm or llama)`);
+  if (c.hidden_act !== 'silu') fail(`unsupported hidden_act "${c.hidden_act}" (MobileLLM uses silu)`);
+  if (c.attention_bias) fail('attention_bias=true is not supported (MobileLLM has no attention biases)');
+  if (c.mlp_bias) fail('mlp_bias=true is not supported (MobileLLM has no MLP biases)');
+  if (c.rope_scaling !== undefined && c.rope_scaling !== null) fail(`rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported`);
+  const numKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
+  if (c.num_attention_heads % numKvHeads !== 0) fail(`num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
+  if (!Number.isInteger(headDim)) fail(`hidden_size (${c.hidden_size}) is not divisible by num_attention_heads (${c.num_attention_heads})`);
+  if (headDim % 2 !== 0) fail(`head_dim (${headDim}) must be even for rotary embeddings`);
+  const sharingOn = c.layer_sharing ?? false;
+  const sharing: LayerSharing = sharingOn
+    ? { strategy: c.layer_sharing_strategy ?? 'immediate', repeats: c.layer_sharing_repeats ?? 2 }
+    : { strategy: 'none', repeats: 1 };
+  if (sharing.strategy === 'none' && sharingOn) sharing.repeats = 1;
+  const eos = Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id;
+  return {
+    vocabSize: c.vocab_size,
+    hiddenSize: c.hidden_size,
+    intermediateSize: c.intermediate_size,
+    numBlocks: c.num_hidden_layers,
+    numHeads: c.num_attention_heads,
+    numKvHeads,
+    headDim,
+    rmsNormEps: c.rms_norm_eps,
+    ropeTheta: c.rope_theta,
+    maxPositions: c.max_position_embeddings,
+    // MobileLLM configs say share_embedding: true with tie_word_embeddings: false; share_embedding is the truth.
+    shareEmbedding: c.share_embedding ?? c.tie_word_embeddings ?? false,
+    sharing,
+    bosTokenId: c.bos_token_id ?? 1,
+    eosTokenId: eos ?? 2,
+    torchDtype: c.torch_dtype ?? 'float32',
+  };
+}
+
+/** config.json in MobileLLM hub style (loadable by MobileLLM's code and, with tie_word_embeddings, by transformers). */
+export function configToHf(c: MobileLLMConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    architectures: ['MobileLLMForCausalLM'],
+    model_type: 'mobilellm',
+    vocab_size: c.vocabSize,
+    hidden_size: c.hiddenSize,
+    intermediate_size: c.intermediateSize,
+    num_hidden_layers: c.numBlocks,
+    num_attention_heads: c.numHeads,
+    num_key_value_heads: c.numKvHeads,
+    head_dim: c.headDim,
+    rms_norm_eps: c.rmsNormEps,
+    rope_theta: c.ropeTheta,
+    max_position_embeddings: c.maxPositions,
+    hidden_act: 'silu',
+    share_embedding: c.shareEmbedding,
+    // transformers' LlamaForCausalLM reads only this key for tying.
+    tie_word_embeddings: c.shareEmbedding,
+    layer_sharing: c.sharing.strategy !== 'none',
+    ...(c.sharing.strategy !== 'none'
+      ? { layer_sharing_strategy: c.sharing.strategy, layer_sharing_repeats: c.sharing.repeats }
+      : {}),
+    bos_token_id: c.bosTokenId,
+    eos_token_id: c.eosTokenId,
+    torch_dtype: c.torchDtype,
+    ...extra,
+  };
+}
+
+export function layerSchedule(c: MobileLLMConfig): number[] {
+  return sharingSchedule(c.numBlocks, c.sharing);
+}
+
+export function effectiveDepth(c: MobileLLMConfig): number {
+  return layerSchedule(c).length;
+}
+
+export interface ParamCounts {
+  total: number;
+  embedding: number;
+  nonEmbedding: number;
+  perBlock: number;
+  lmHead: number;
+}
+
+/** Unique parameters (a shared block or a tied head counts once). */
+export function countParams(c: MobileLLMConfig): ParamCounts {
+  const H = c.hiddenSize;
+  const qOut = c.numHeads * c.headDim;
+  const kvOut = c.numKvHeads * c.headDim;
+  const attn = H * qOut + 2 * H * kvOut + qOut * H;
+  const mlp = 3 * H * c.intermediateSize;
+  const perBlock = attn + mlp + 2 * H;
+  const embedding = c.vocabSize * H;
+  const lmHead = c.shareEmbedding ? 0 : c.vocabSize * H;
+  const total = embedding + c.numBlocks * perBlock + H + lmHead;
+  return { total, embedding, nonEmbedding: total - embedding, perBlock, lmHead };
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    // Each file in its own process: tfjs backends and wasm heaps are per process.
+    pool: 'forks',
+    // Two cores: running files two at a time keeps wall time down without starving tfjs's threads.
+    maxWorkers: 2,
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+  },
+});
