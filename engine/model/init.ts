@@ -1,0 +1,20 @@
+// Fresh weights for a config: GPT-2/LLaMA-style init, N(0, 0.02) for the
+// embedding and projections, the residual outputs (o_proj, down_proj) scaled
+// by 1/sqrt(2·layers) so the residual stream does not grow with depth, and
+// RMSNorm gains at 1. Used for pre-training from scratch and for benchmarks.
+import * as tf from '@tensorflow/tfjs';
+import { effectiveDepth, type MobileLLMConfig } from './config';
+import { MobileLLM, expectedShapes, weightsFromCheckpoint } from './model';
+
+export function randomModel(c: MobileLLMConfig, seed = 0, wrap?: (t: tf.Tensor, name: string) => tf.Tensor): MobileLLM {
+  const shapes = expectedShapes(c);
+  const residualStd = 0.02 / Math.sqrt(2 * effectiveDepth(c));
+  let n = 0;
+  const get = (name: string) => {
+    const shape = shapes.get(name)!;
+    if (shape.length === 1) return tf.ones(shape);
+    const std = /(o_proj|down_proj)\.weight$/.test(name) ? residualStd : 0.02;
+    return tf.truncatedNormal(shape, 0, std, 'float32', seed * 1000 + n++);
+  };
+  return new MobileLLM(c, weightsFromCheckpoint(c, get, wrap));
+}
