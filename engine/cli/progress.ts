@@ -1,0 +1,65 @@
+// A JobContext for the terminal: a progress bar on stderr (when it is a TTY,
+// else a line every few seconds) and Ctrl-C → abort the job's signal.
+import cliProgress from 'cli-progress';
+import type { JobContext, JobProgress } from '../jobs/job';
+
+function formatMetrics(m: Record<string, number> | undefined): string {
+  if (!m) return '';
+  return Object.entries(m)
+    .map(([k, v]) => `${k} ${Math.abs(v) >= 100 || Number.isInteger(v) ? v.toFixed(0) : v.toPrecision(4)}`)
+    .join('  ');
+}
+
+export interface CliJob {
+  ctx: JobContext;
+  /** Stops the bar and removes the Ctrl-C handler. */
+  finish(): void;
+}
+
+/** `quiet` (e.g. with --json) prints nothing; Ctrl-C still aborts. */
+export function cliJob(label: string, opts: { quiet?: boolean } = {}): CliJob {
+  const controller = new AbortController();
+  const onSigint = () => {
+    if (controller.signal.aborted) process.exit(130); // second Ctrl-C: stop now
+    process.stderr.write(`\n${label}: stopping (Ctrl-C again to quit at once)…\n`);
+    controller.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const tty = process.stderr.isTTY && !opts.quiet;
+  const bar = tty
+    ? new cliProgress.SingleBar(
+        { format: `${label} [{bar}] {percentage}% {value}/{total} {unit} {phase} {metrics}`, hideCursor: true, clearOnComplete: false, etaBuffer: 20 },
+        cliProgress.Presets.shades_classic,
+      )
+    : null;
+  let started = false;
+  let lastLine = 0;
+  const progress = (p: JobProgress) => {
+    if (opts.quiet) return;
+    const payload = { unit: p.unit ?? '', phase: p.phase ?? '', metrics: formatMetrics(p.metrics) };
+    if (bar) {
+      if (!started && p.total !== undefined) {
+        bar.start(p.total, p.done ?? 0, payload);
+        started = true;
+      } else if (started) {
+        if (p.total !== undefined) bar.setTotal(p.total);
+        bar.update(p.done ?? 0, payload);
+      }
+      return;
+    }
+    const now = Date.now();
+    const last = p.total !== undefined && p.done === p.total;
+    if (now - lastLine > 5000 || last) {
+      lastLine = now;
+      const frac = p.total ? ` ${p.done ?? 0}/${p.total} ${payload.unit}` : '';
+      process.stderr.write(`${label}:${frac} ${payload.phase} ${payload.metrics}${p.message ? ' ' + p.message : ''}\n`);
+    }
+  };
+  return {
+    ctx: { signal: controller.signal, progress },
+    finish() {
+      if (bar && started) bar.stop();
+      process.removeListener('SIGINT', onSigint);
+    },
+  };
+}
