@@ -4,6 +4,8 @@ import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES } from '../backend/select';
 import { UsageError, oneLine } from './errors';
 import { registerModelCommands } from './commands/model';
+import { registerServeCommands } from './commands/serve';
+import { registerStoreCommands } from './commands/store';
 
 export function buildProgram(): Command {
   const program = new Command('mlw')
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run mlw --help for usage)')
     .exitOverride();
   registerModelCommands(program);
+  registerServeCommands(program);
+  registerStoreCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -27,6 +27,23 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/**
+ * Token ids worth sampling, sorted by logit (best first): the top k when k > 0,
+ * otherwise every token within 30·T of the best logit — anything further down
+ * has probability below e^-30 of the best and cannot matter. Avoids sorting
+ * the whole 32k vocabulary for every token.
+ */
+function candidates(logits: Float32Array, topK: number, temperature: number): number[] {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) if (logits[i] > max) max = logits[i];
+  const floor = max - 30 * temperature;
+  let ids: number[] = [];
+  for (let i = 0; i < logits.length; i++) if (logits[i] >= floor) ids.push(i);
+  ids.sort((a, b) => logits[b] - logits[a]);
+  if (topK > 0 && topK < ids.length) ids = ids.slice(0, topK);
+  return ids;
+}
+
 export function argmax(row: ArrayLike<number>): number {
   let best = 0;
   for (let i = 1; i < row.length; i++) if (row[i] > row[best]) best = i;
@@ -42,10 +59,7 @@ export function sampleToken(logits: Float32Array, context: readonly number[], op
     }
   }
   if (opts.temperature <= 0) return argmax(logits);
-  // Candidates sorted by logit, cut by top-k.
-  let order = Array.from(logits.keys());
-  order.sort((a, b) => logits[b] - logits[a]);
-  if (opts.topK > 0 && opts.topK < order.length) order = order.slice(0, opts.topK);
+  const order = candidates(logits, opts.topK, opts.temperature); // best first
   // Softmax over the candidates at this temperature.
   const max = logits[order[0]];
   const probs = order.map((id) => Math.exp((logits[id] - max) / opts.temperature));
@@ -55,8 +69,7 @@ export function sampleToken(logits: Float32Array, context: readonly number[], op
     let cum = 0;
     let keep = 0;
     while (keep < probs.length && cum < opts.topP * total) cum += probs[keep++];
-    order = order.slice(0, Math.max(1, keep));
-    probs.length = order.length;
+    order.length = probs.length = Math.max(1, keep);
     total = probs.reduce((a, b) => a + b, 0);
   }
   let r = random() * total;

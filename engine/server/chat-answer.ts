@@ -1,0 +1,138 @@
+// One answer of the chat window: build the prompt from the thread (system
+// prompt + turns, through the chat template), drop the oldest turns when it
+// would not fit the context, generate with streaming, persist as it goes.
+import type { JobContext } from '../jobs/job';
+import type { Store } from '../store/store';
+import type { Chat, Message } from '../store/records';
+import { encodeChatText, renderChat, type ChatTemplate, type ChatTurn } from '../chat/template';
+import { generate } from '../generate/generate';
+import { DEFAULT_CHAT_SAMPLING, type EngineEvent, type Sampling } from '../protocol/protocol';
+import type { LoadedChatModel } from './model-host';
+
+/** Text that means a base model has started writing the next turn itself (plain template). */
+const PLAIN_STOPS = ['### User:', '### Assistant:'];
+
+export interface PromptBuild {
+  ids: number[];
+  /** Oldest turns left out to fit the context (0 when all fit). */
+  droppedTurns: number;
+}
+
+/**
+ * Renders the conversation for the model. Turns are dropped from the oldest
+ * (the system prompt and the last user turn always stay) until prompt plus
+ * answer fit in the context.
+ */
+export function buildPrompt(loaded: LoadedChatModel, template: ChatTemplate, systemPrompt: string, turns: ChatTurn[], maxNewTokens: number): PromptBuild {
+  const { tokenizer, model } = loaded;
+  const budget = model.config.maxPositions - Math.min(maxNewTokens, Math.floor(model.config.maxPositions / 2));
+  let dropped = 0;
+  for (;;) {
+    const kept = turns.slice(dropped);
+    const messages: ChatTurn[] = systemPrompt ? [{ role: 'system', content: systemPrompt }, ...kept] : kept;
+    const text = renderChat(template.source, messages, {
+      addGenerationPrompt: true,
+      bosToken: tokenizer.idToPiece(tokenizer.bosId),
+      eosToken: tokenizer.idToPiece(tokenizer.eosId),
+    });
+    // A template that writes its own "<s>" gets no second one.
+    const ids = encodeChatText(tokenizer, text, { bos: !text.startsWith(tokenizer.idToPiece(tokenizer.bosId)) });
+    if (ids.length <= budget || kept.length <= 1) {
+      if (ids.length > budget) return { ids: ids.slice(ids.length - budget), droppedTurns: dropped };
+      return { ids, droppedTurns: dropped };
+    }
+    dropped += 1;
+  }
+}
+
+export function chatSampling(chat: Chat): Sampling {
+  return { ...DEFAULT_CHAT_SAMPLING, ...(chat.sampling as Partial<Sampling>) };
+}
+
+export interface AnswerJob {
+  store: Store;
+  loaded: LoadedChatModel;
+  template: ChatTemplate;
+  chat: Chat;
+  /** root → the user message being answered */
+  thread: Message[];
+  answer: Message;
+  jobId: string;
+  emit: (e: EngineEvent) => void;
+}
+
+/** Generates the answer into `answer`, streaming tokens; keeps what was produced if stopped. */
+export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ tokens: number; finish: string }> {
+  const { store, loaded, template, chat, thread, answer } = job;
+  const sampling = chatSampling(chat);
+  const turns: ChatTurn[] = thread.filter((m) => m.role !== 'system').map((m) => ({ role: m.role, content: m.content }));
+  const prompt = buildPrompt(loaded, template, chat.systemPrompt, turns, sampling.maxNewTokens);
+  const decoder = loaded.tokenizer.streamDecoder();
+  const stops = template.name === 'plain' ? PLAIN_STOPS : [];
+  let text = '';
+  let sent = 0;
+  let tokens = 0;
+  let lastSave = Date.now();
+  let stoppedByText = false;
+  const controller = new AbortController();
+  ctx.signal.addEventListener('abort', () => controller.abort(), { once: true });
+  const t0 = Date.now();
+  const result = await generate(
+    loaded.model,
+    prompt.ids,
+    { ...sampling, seed: sampling.seed ?? undefined, stopAtEos: true, signal: controller.signal },
+    (t) => {
+      if (t.id === loaded.model.config.eosTokenId) return;
+      tokens += 1;
+      text += decoder.push(t.id);
+      // Cut at a stop string; hold back a tail that could be the start of one.
+      const hit = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0).sort((a, b) => a - b)[0];
+      if (hit !== undefined) {
+        text = text.slice(0, hit).trimEnd();
+        stoppedByText = true;
+        controller.abort();
+      }
+      const holdBack = stoppedByText ? 0 : Math.max(0, ...stops.map((s) => partialSuffix(text, s)));
+      const visible = text.length - holdBack;
+      if (visible > sent) {
+        const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
+        job.emit({ type: 'token', jobId: job.jobId, chatId: chat.id, messageId: answer.id, text: text.slice(sent, visible), tokens, tokensPerSecond: tokens / secs });
+        sent = visible;
+      }
+      if (Date.now() - lastSave > 500) {
+        store.messages.update(answer.id, { content: text.slice(0, sent) });
+        lastSave = Date.now();
+      }
+    },
+  );
+  if (!stoppedByText) text += decoder.flush();
+  text = text.trimEnd();
+  if (text.length > sent) {
+    job.emit({ type: 'token', jobId: job.jobId, chatId: chat.id, messageId: answer.id, text: text.slice(sent), tokens, tokensPerSecond: 0 });
+  }
+  const decodeSecs = (result.totalMs - result.firstTokenMs) / 1000;
+  const userStopped = result.finish === 'cancelled' && !stoppedByText;
+  store.messages.update(answer.id, {
+    content: text,
+    contentTokens: tokens,
+    promptTokens: prompt.ids.length,
+    timings: {
+      firstTokenMs: result.firstTokenMs,
+      totalMs: result.totalMs,
+      tokensPerSecond: tokens > 1 && decodeSecs > 0 ? (tokens - 1) / decodeSecs : 0,
+      stopped: userStopped,
+      droppedTurns: prompt.droppedTurns,
+      finish: stoppedByText ? 'stop' : result.finish,
+    },
+  });
+  job.emit({ type: 'chat', chatId: chat.id });
+  return { tokens, finish: stoppedByText ? 'stop' : result.finish };
+}
+
+/** Length of the longest suffix of `text` that is a proper prefix of `stop`. */
+function partialSuffix(text: string, stop: string): number {
+  for (let n = Math.min(stop.length - 1, text.length); n > 0; n--) {
+    if (text.endsWith(stop.slice(0, n))) return n;
+  }
+  return 0;
+}

@@ -1,0 +1,300 @@
+// The engine service: answers the protocol's requests (validated with zod),
+// runs long work as jobs and announces events. Transport-free: web mode
+// (web.ts) and the Electron child (ipc.ts) both put a connection in front.
+import fs from 'node:fs';
+import path from 'node:path';
+import { EventEmitter } from 'node:events';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import type { Store } from '../store/store';
+import type { Message, SamplingSettings } from '../store/records';
+import { backendInfo } from '../backend/select';
+import { checkTensorNames, openWeights, readConfig, readConfigJson } from '../io/checkpoint';
+import { countParams, effectiveDepth, layerSchedule } from '../model/config';
+import { modelTemplate, type ChatTemplate } from '../chat/template';
+import { requests, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
+import { JobManager } from './jobs';
+import { ModelHost } from './model-host';
+import { runAnswer } from './chat-answer';
+import { chatToJson, chatToMarkdown } from './chat-export';
+
+export class RequestError extends Error {
+  constructor(
+    message: string,
+    readonly code: 'bad_request' | 'not_found' | 'failed' = 'failed',
+  ) {
+    super(message);
+  }
+}
+
+function folderBytes(dir: string): number {
+  let n = 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    n += e.isDirectory() ? folderBytes(p) : fs.statSync(p).size;
+  }
+  return n;
+}
+
+/** Checks that a folder is a loadable MobileLLM (config, weights, names, shapes) without loading it. */
+export function validateModelFolder(dir: string): { config: ReturnType<typeof readConfig>; format: string; raw: Record<string, unknown> } {
+  const raw = readConfigJson(dir);
+  const config = readConfig(dir);
+  const { source, format } = openWeights(dir);
+  try {
+    checkTensorNames(source, config);
+  } finally {
+    source.close();
+  }
+  return { config, format, raw };
+}
+
+/** Sampling as stored: a null seed (a new one per answer) is simply absent. */
+function storedSampling(s: Partial<Sampling> | SamplingSettings): SamplingSettings {
+  const { seed, ...rest } = s;
+  return seed === null || seed === undefined ? rest : { ...rest, seed };
+}
+
+type Handler = (params: never) => unknown | Promise<unknown>;
+
+export class EngineService {
+  readonly events = new EventEmitter();
+  readonly jobs: JobManager;
+  private readonly host = new ModelHost();
+  private readonly handlers: Record<Method, Handler>;
+
+  constructor(
+    readonly store: Store,
+    private readonly version: string,
+  ) {
+    this.jobs = new JobManager((job) => this.emit({ type: 'job', job }));
+    this.handlers = {
+      'engine.status': () => this.status(),
+      'models.list': () => this.store.models.list(),
+      'models.get': ({ id }: { id: number }) => this.modelDetails(id),
+      'models.import': (p: { path: string; name?: string }) => this.importModel(p.path, p.name),
+      'models.remove': ({ id }: { id: number }) => {
+        if (this.host.loaded?.modelId === id) this.host.unload();
+        this.store.models.remove(id);
+        this.emit({ type: 'models' });
+        return { removed: true };
+      },
+      'chats.list': ({ search }: { search?: string }) => this.store.chats.list({ search }),
+      'chats.create': (p: z.infer<(typeof requests)['chats.create']['params']>) => {
+        const model = this.store.models.get(p.modelId);
+        const chat = this.store.chats.create({
+          title: p.title ?? 'New chat',
+          modelId: model.id,
+          systemPrompt: p.systemPrompt ?? '',
+          sampling: storedSampling(p.sampling ?? {}),
+        });
+        this.emit({ type: 'chat', chatId: chat.id });
+        return this.chatView(chat.id);
+      },
+      'chats.get': ({ id, leafId }: { id: number; leafId?: number }) => this.chatView(id, leafId),
+      'chats.update': (p: z.infer<(typeof requests)['chats.update']['params']>) => {
+        const current = this.store.chats.get(p.id);
+        const { id, ...patch } = p;
+        this.store.chats.update(id, { ...patch, sampling: patch.sampling ? storedSampling({ ...current.sampling, ...patch.sampling }) : undefined });
+        this.emit({ type: 'chat', chatId: id });
+        return this.chatView(id);
+      },
+      'chats.remove': ({ id }: { id: number }) => {
+        this.store.chats.remove(id);
+        this.emit({ type: 'chat', chatId: id });
+        return { removed: true };
+      },
+      'chats.export': (p: { id: number; leafId?: number; format: 'markdown' | 'json' }) => {
+        const view = this.chatView(p.id, p.leafId);
+        const thread = view.thread.map((mid) => view.messages.find((m) => m.id === mid)!);
+        const safe = view.chat.title.replace(/[^\w\- ]+/g, '').trim() || `chat-${view.chat.id}`;
+        return p.format === 'json'
+          ? { filename: `${safe}.json`, content: chatToJson(view.chat, thread, view.template) }
+          : { filename: `${safe}.md`, content: chatToMarkdown(view.chat, thread, this.modelName(view.chat.modelId)) };
+      },
+      'chat.send': (p: { chatId: number; content: string; parentId?: number | null }) => {
+        const chat = this.store.chats.get(p.chatId);
+        const parentId = p.parentId !== undefined ? p.parentId : this.currentLeaf(chat.id);
+        const user = this.store.messages.add({ chatId: chat.id, parentId, role: 'user', content: p.content });
+        if (chat.title === 'New chat') this.store.chats.update(chat.id, { title: p.content.slice(0, 60) });
+        const { jobId, assistantMessageId } = this.startAnswer(chat.id, user);
+        return { jobId, userMessageId: user.id, assistantMessageId };
+      },
+      'chat.regenerate': ({ chatId, messageId }: { chatId: number; messageId: number }) => {
+        const old = this.store.messages.get(messageId);
+        if (old.chatId !== chatId || old.role !== 'assistant' || old.parentId === null) {
+          throw new RequestError(`message ${messageId} is not an answer in chat ${chatId}`, 'bad_request');
+        }
+        return this.startAnswer(chatId, this.store.messages.get(old.parentId));
+      },
+      'chat.edit': ({ chatId, messageId, content }: { chatId: number; messageId: number; content: string }) => {
+        const old = this.store.messages.get(messageId);
+        if (old.chatId !== chatId || old.role !== 'user') throw new RequestError(`message ${messageId} is not a question in chat ${chatId}`, 'bad_request');
+        const user = this.store.messages.add({ chatId, parentId: old.parentId, role: 'user', content });
+        const { jobId, assistantMessageId } = this.startAnswer(chatId, user);
+        return { jobId, userMessageId: user.id, assistantMessageId };
+      },
+      'jobs.list': () => this.jobs.list(),
+      'jobs.cancel': ({ jobId }: { jobId: string }) => ({ cancelled: this.jobs.cancel(jobId) }),
+      'runs.list': () => this.store.runs.list(),
+      'runs.get': ({ id }: { id: number }) => ({
+        run: this.store.runs.get(id),
+        checkpoints: this.store.checkpoints.list(id),
+        metrics: this.store.metrics.names(id),
+      }),
+      'runs.curve': ({ id, name }: { id: number; name: string }) => this.store.metrics.curve(id, name),
+      'reports.list': (p: { modelId?: number; kind?: string }) => this.store.reports.list(p as never),
+    };
+  }
+
+  emit(event: EngineEvent): void {
+    this.events.emit('event', event);
+  }
+
+  /** Validates and answers one request. Throws RequestError for bad input. */
+  async handle(method: string, params: unknown): Promise<unknown> {
+    const spec = (requests as Record<string, { params: z.ZodType }>)[method];
+    if (!spec) throw new RequestError(`unknown method "${method}"`, 'bad_request');
+    const parsed = spec.params.safeParse(params ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      throw new RequestError(`${method}: invalid "${issue.path.join('.') || 'params'}": ${issue.message}`, 'bad_request');
+    }
+    try {
+      return await this.handlers[method as Method](parsed.data as never);
+    } catch (err) {
+      if (err instanceof RequestError) throw err;
+      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
+      throw new RequestError(msg, /not found|no (model|chat|message|run)/i.test(msg) ? 'not_found' : 'failed');
+    }
+  }
+
+  status(): EngineStatus {
+    const b = backendInfo();
+    const loaded = this.host.loaded;
+    return {
+      version: this.version,
+      backend: b.name,
+      threads: b.threads,
+      rssBytes: process.memoryUsage().rss,
+      tensorBytes: tf.memory().numBytes,
+      loadedModel: loaded ? { modelId: loaded.modelId, name: loaded.name } : null,
+      home: this.store.layout.root,
+    };
+  }
+
+  private modelName(id: number | null): string {
+    if (id === null) return 'unknown model';
+    try {
+      return this.store.models.get(id).name;
+    } catch {
+      return `model ${id}`;
+    }
+  }
+
+  importModel(dir: string, name?: string) {
+    const abs = path.resolve(dir);
+    let checked;
+    try {
+      checked = validateModelFolder(abs);
+    } catch (e) {
+      throw new RequestError(`cannot import: ${(e as Error).message.split('\n')[0]}`, 'bad_request');
+    }
+    const model = this.store.models.add({
+      name: name ?? path.basename(abs),
+      source: 'imported',
+      format: checked.format,
+      path: abs,
+      config: checked.raw,
+      paramCount: countParams(checked.config).total,
+      bytes: folderBytes(abs),
+    });
+    this.emit({ type: 'models' });
+    return model;
+  }
+
+  modelDetails(id: number): ModelDetails {
+    const model = this.store.models.get(id);
+    const hasTokenizer = ['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(model.path, f)));
+    const bytesOnDisk = fs.existsSync(model.path) ? folderBytes(model.path) : 0;
+    try {
+      const { config } = validateModelFolder(model.path);
+      const c = countParams(config);
+      return {
+        model,
+        config: config as unknown as Record<string, unknown>,
+        params: { total: c.total, embedding: c.embedding, nonEmbedding: c.nonEmbedding, perBlock: c.perBlock },
+        effectiveDepth: effectiveDepth(config),
+        schedule: layerSchedule(config),
+        bytesOnDisk,
+        hasTokenizer,
+        chatTemplate: modelTemplate(model.path).name,
+        problem: hasTokenizer ? null : 'no tokenizer.model or tokenizer.json: it can be scored by ids but not chatted with',
+      };
+    } catch (e) {
+      return { model, config: null, params: null, effectiveDepth: null, schedule: null, bytesOnDisk, hasTokenizer, chatTemplate: null, problem: (e as Error).message.split('\n')[0] };
+    }
+  }
+
+  private templateFor(chat: { chatTemplate: string | null; modelId: number | null }): ChatTemplate {
+    if (chat.chatTemplate) return { name: 'custom', source: chat.chatTemplate };
+    if (chat.modelId === null) throw new RequestError('this chat has no model', 'bad_request');
+    return modelTemplate(this.store.models.get(chat.modelId).path);
+  }
+
+  /** Every message of a chat, parents before children. */
+  private allMessages(chatId: number): Message[] {
+    const out: Message[] = [];
+    const queue = this.store.messages.roots(chatId);
+    while (queue.length) {
+      const m = queue.shift()!;
+      out.push(m);
+      queue.push(...this.store.messages.children(m.id));
+    }
+    return out;
+  }
+
+  /** The last message of the branch currently shown (newest choices). */
+  private currentLeaf(chatId: number): number | null {
+    const roots = this.store.messages.roots(chatId);
+    if (!roots.length) return null;
+    return this.store.messages.newestLeaf(roots[roots.length - 1].id).id;
+  }
+
+  chatView(id: number, leafId?: number): ChatView {
+    const chat = this.store.chats.get(id);
+    const messages = this.allMessages(id);
+    const leaf = leafId ?? this.currentLeaf(id) ?? undefined;
+    const thread = leaf === undefined ? [] : this.store.messages.thread(id, leaf).map((m) => m.id);
+    let template: ChatTemplate;
+    try {
+      template = this.templateFor(chat);
+    } catch {
+      template = { name: 'none', source: '' };
+    }
+    return { chat, messages, thread, template };
+  }
+
+  private startAnswer(chatId: number, user: Message): { jobId: string; assistantMessageId: number } {
+    const chat = this.store.chats.get(chatId);
+    if (chat.modelId === null) throw new RequestError('pick a model for this chat first', 'bad_request');
+    const modelRow = this.store.models.get(chat.modelId);
+    const answer = this.store.messages.add({ chatId, parentId: user.id, role: 'assistant', content: '' });
+    this.emit({ type: 'chat', chatId });
+    const thread = this.store.messages.thread(chatId, user.id);
+    const template = this.templateFor(chat);
+    let jobId = '';
+    jobId = this.jobs.start('generate', `answer in "${chat.title}"`, async (ctx) => {
+      const loaded = this.host.use(modelRow.id, modelRow.name, modelRow.path);
+      return runAnswer({ store: this.store, loaded, template, chat, thread, answer, jobId, emit: (e) => this.emit(e) }, ctx);
+    });
+    return { jobId, assistantMessageId: answer.id };
+  }
+
+  async close(): Promise<void> {
+    this.jobs.cancelAll();
+    await this.jobs.idle();
+    this.host.unload();
+    this.store.close();
+  }
+}

@@ -1,0 +1,103 @@
+// App-wide state: the engine status, the model list, notices, the route.
+import type { EngineStatus, JobSnapshot, Model } from '../../../engine/protocol/protocol';
+import { engine } from './client';
+
+export const PAGES = ['models', 'chat', 'finetune', 'quantize', 'inspector', 'runs'] as const;
+export type Page = (typeof PAGES)[number];
+
+export interface Notice {
+  id: number;
+  level: 'info' | 'warning' | 'error';
+  message: string;
+}
+
+function parseHash(): { page: Page; arg: string | null } {
+  const [, page, arg] = location.hash.split('/');
+  return { page: (PAGES as readonly string[]).includes(page) ? (page as Page) : 'chat', arg: arg ?? null };
+}
+
+class AppState {
+  route = $state(parseHash());
+  status = $state<EngineStatus | null>(null);
+  connected = $state(engine.connected);
+  models = $state<Model[]>([]);
+  jobs = $state<Record<string, JobSnapshot>>({});
+  notices = $state<Notice[]>([]);
+  private noticeId = 0;
+
+  constructor() {
+    window.addEventListener('hashchange', () => (this.route = parseHash()));
+    engine.onConnection((up) => {
+      this.connected = up;
+      if (up) void this.refresh();
+      else this.notify('warning', 'The engine stopped; reconnecting…');
+    });
+    engine.onEvent((e) => {
+      if (e.type === 'job') this.jobs = { ...this.jobs, [e.job.id]: e.job };
+      if (e.type === 'models') void this.loadModels();
+      if (e.type === 'notice') this.notify(e.level, e.message);
+    });
+    if (engine.connected) void this.refresh();
+    setInterval(() => {
+      if (this.connected) void this.loadStatus();
+    }, 3000);
+  }
+
+  go(page: Page, arg?: string | number): void {
+    location.hash = `#/${page}${arg !== undefined ? `/${arg}` : ''}`;
+  }
+
+  notify(level: Notice['level'], message: string): void {
+    const n = { id: ++this.noticeId, level, message };
+    this.notices = [...this.notices, n];
+    setTimeout(() => (this.notices = this.notices.filter((x) => x.id !== n.id)), level === 'error' ? 12000 : 6000);
+  }
+
+  /** Runs an engine call, turning a failure into a visible notice. */
+  async attempt<T>(what: string, fn: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await fn();
+    } catch (e) {
+      this.notify('error', `${what}: ${(e as Error).message}`);
+      return undefined;
+    }
+  }
+
+  async refresh(): Promise<void> {
+    await Promise.all([this.loadStatus(), this.loadModels()]);
+  }
+
+  async loadStatus(): Promise<void> {
+    try {
+      this.status = await engine.call('engine.status', {});
+    } catch {
+      // reported through the connection state
+    }
+  }
+
+  async loadModels(): Promise<void> {
+    const models = await this.attempt('listing models', () => engine.call('models.list', {}));
+    if (models) this.models = models;
+  }
+}
+
+export const app = new AppState();
+
+export function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  const units = ['KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let i = -1;
+  do {
+    v /= 1024;
+    i++;
+  } while (v >= 1024 && i < units.length - 1);
+  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
+}
+
+export function formatCount(n: number): string {
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)}k`;
+  return String(n);
+}
