@@ -48,12 +48,13 @@ async function tryTensorflow(): Promise<number> {
  */
 async function withoutEmscriptenHandlers<T>(fn: () => Promise<T>): Promise<T> {
   const events = ['uncaughtException', 'unhandledRejection'] as const;
-  const before = events.map((e) => new Set(process.listeners(e)));
+  const listeners = (e: (typeof events)[number]) => process.listeners(e as 'uncaughtException') as ((...a: unknown[]) => void)[];
+  const before = events.map((e) => new Set(listeners(e)));
   try {
     return await fn();
   } finally {
     events.forEach((e, i) => {
-      for (const l of process.listeners(e)) if (!before[i].has(l)) process.removeListener(e, l as never);
+      for (const l of listeners(e)) if (!before[i].has(l)) process.removeListener(e as 'uncaughtException', l);
     });
   }
 }

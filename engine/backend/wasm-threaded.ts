@@ -20,6 +20,9 @@ import * as wasmPkg from '@tensorflow/tfjs-backend-wasm';
 
 const require = createRequire(import.meta.url);
 
+/** The bits of the WebAssembly API used here (its types are not in this project's lib). */
+const wasmApi = (globalThis as unknown as { WebAssembly: { instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: unknown; module: unknown }> } }).WebAssembly;
+
 type EmscriptenModule = {
   PThread: { runningWorkers: { unref(): void }[] };
   cwrap: (name: string, ret: string | null, args: string[]) => (...a: unknown[]) => unknown;
@@ -62,14 +65,9 @@ export async function createThreadedWasmBackend(threads: number): Promise<wasmPk
   const module = await factory({
     locateFile: (p: string) => (p.endsWith('.worker.js') ? workerFile : path.join(dir, p)),
     mainScriptUrlOrBlob: mainScript,
-    instantiateWasm: (
-      info: { env: Record<string, unknown> },
-      receive: (instance: WebAssembly.Instance, module: WebAssembly.Module) => void,
-    ) => {
+    instantiateWasm: (info: { env: Record<string, unknown> }, receive: (instance: unknown, module: unknown) => void) => {
       info.env.emscripten_num_logical_cores = () => 2 * threads;
-      WebAssembly.instantiate(fs.readFileSync(wasmFile), info as WebAssembly.Imports).then((r) =>
-        receive(r.instance, r.module),
-      );
+      wasmApi.instantiate(fs.readFileSync(wasmFile), info).then((r) => receive(r.instance, r.module));
       return {};
     },
   });
