@@ -1,0 +1,184 @@
+// The engine service over a real socket: token and origin checks, request
+// validation, a generation job streaming tokens, cancel, context truncation,
+// export; and the protocol's guard that the UI reaches nothing but it.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { initBackend } from '../engine/backend/select';
+import { openStore } from '../engine/store/open';
+import { EngineService } from '../engine/server/service';
+import { startWebServer, type WebServer } from '../engine/server/web';
+import type { EngineEvent, ServerFrame } from '../engine/protocol/protocol';
+import { tinyChatModel } from './helpers/web';
+
+const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-model-')));
+
+class Client {
+  private next = 1;
+  private waiting = new Map<number, (f: ServerFrame) => void>();
+  events: EngineEvent[] = [];
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (d) => {
+      const f = JSON.parse(String(d)) as ServerFrame;
+      if ('event' in f) this.events.push(f.event);
+      else this.waiting.get(f.id)?.(f);
+    });
+  }
+  static open(url: string, headers: Record<string, string> = {}): Promise<Client> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(url, { headers });
+      ws.once('open', () => resolve(new Client(ws)));
+      ws.once('unexpected-response', (_req, res) => reject(new Error(`HTTP ${res.statusCode}`)));
+      ws.once('error', reject);
+    });
+  }
+  call(method: string, params: unknown): Promise<ServerFrame> {
+    const id = this.next++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.ws.send(JSON.stringify({ id, method, params }));
+    });
+  }
+  async ok<T = unknown>(method: string, params: unknown): Promise<T> {
+    const f = await this.call(method, params);
+    if ('error' in f) throw new Error(`${method}: ${f.error.message}`);
+    return (f as { result: T }).result;
+  }
+  async jobEnd(jobId: string): Promise<EngineEvent & { type: 'job' }> {
+    for (;;) {
+      const e = this.events.find((x) => x.type === 'job' && x.job.id === jobId && x.job.state !== 'running');
+      if (e) return e as EngineEvent & { type: 'job' };
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+}
+
+describe('engine service over a socket', () => {
+  let service: EngineService;
+  let web: WebServer;
+  let home: string;
+  const wsUrl = () => `ws://127.0.0.1:${web.port}/ws?token=${web.token}`;
+
+  beforeAll(async () => {
+    await initBackend();
+    home = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-home-'));
+    service = new EngineService(openStore({ home }), 'test');
+    web = await startWebServer(service, { staticDir: path.join(import.meta.dirname, '../renderer/dist') });
+  });
+  afterAll(async () => {
+    await web.close();
+    await service.close();
+  });
+
+  it('refuses a socket without the token, with a wrong token, or from another origin', async () => {
+    await expect(Client.open(`ws://127.0.0.1:${web.port}/ws`)).rejects.toThrow('HTTP 401');
+    await expect(Client.open(`ws://127.0.0.1:${web.port}/ws?token=${'x'.repeat(web.token.length)}`)).rejects.toThrow('HTTP 401');
+    await expect(Client.open(wsUrl(), { origin: 'http://evil.example' })).rejects.toThrow('HTTP 403');
+    const c = await Client.open(wsUrl(), { origin: `http://127.0.0.1:${web.port}` });
+    expect((await c.ok<{ backend: string }>('engine.status', {})).backend).toMatch(/wasm|cpu|tensorflow/);
+    c.ws.close();
+  });
+
+  it('validates requests and names what is wrong', async () => {
+    const c = await Client.open(wsUrl());
+    expect(await c.call('no.such.method', {})).toMatchObject({ error: { code: 'bad_request', message: 'unknown method "no.such.method"' } });
+    expect(await c.call('models.get', { id: 'seven' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/models\.get: invalid "id"/) } });
+    expect(await c.call('models.get', { id: 999 })).toMatchObject({ error: { code: 'not_found' } });
+    expect(await c.call('models.import', { path: '/does/not/exist' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) } });
+    c.ws.close();
+  });
+
+  describe.skipIf(!modelDir)('chat jobs', () => {
+    let c: Client;
+    let chatId: number;
+    beforeAll(async () => {
+      c = await Client.open(wsUrl());
+      const model = await c.ok<{ id: number }>('models.import', { path: modelDir });
+      const view = await c.ok<{ chat: { id: number } }>('chats.create', { modelId: model.id, sampling: { maxNewTokens: 24, seed: 3, temperature: 0.9 } });
+      chatId = view.chat.id;
+    });
+    afterAll(() => c.ws.close());
+
+    it('streams an answer as token events, then stores it with its timings', async () => {
+      const r = await c.ok<{ jobId: string; assistantMessageId: number }>('chat.send', { chatId, content: 'Hello!' });
+      const end = await c.jobEnd(r.jobId);
+      expect(end.job.state).toBe('done');
+      const tokens = c.events.filter((e) => e.type === 'token' && e.messageId === r.assistantMessageId) as (EngineEvent & { type: 'token' })[];
+      expect(tokens.length).toBeGreaterThan(3);
+      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { tokensPerSecond: number } }[] }>('chats.get', { id: chatId });
+      const answer = view.messages.find((m) => m.id === r.assistantMessageId)!;
+      expect(answer.content).toBe(tokens.map((t) => t.text).join('').trimEnd());
+      expect(answer.contentTokens).toBe(24);
+      expect(answer.timings.tokensPerSecond).toBeGreaterThan(0);
+    });
+
+    it('cancels a running answer and keeps what was generated', async () => {
+      await c.ok('chats.update', { id: chatId, sampling: { maxNewTokens: 1500 } });
+      const r = await c.ok<{ jobId: string; assistantMessageId: number }>('chat.send', { chatId, content: 'A long one please.' });
+      while (!c.events.some((e) => e.type === 'token' && e.messageId === r.assistantMessageId)) await new Promise((res) => setTimeout(res, 10));
+      expect(await c.ok('jobs.cancel', { jobId: r.jobId })).toEqual({ cancelled: true });
+      expect((await c.jobEnd(r.jobId)).job.state).toBe('cancelled');
+      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { stopped: boolean } }[] }>('chats.get', { id: chatId });
+      const answer = view.messages.find((m) => m.id === r.assistantMessageId)!;
+      expect(answer.timings.stopped).toBe(true);
+      expect(answer.contentTokens).toBeGreaterThan(0);
+      expect(answer.contentTokens).toBeLessThan(1500);
+      expect(await c.ok('jobs.cancel', { jobId: r.jobId })).toEqual({ cancelled: false });
+    });
+
+    it('drops the oldest turns when the conversation outgrows the context, and says so', async () => {
+      // A small context: 256 positions, answers of 64 tokens; long questions fill it after a few turns.
+      fs.writeFileSync(path.join(modelDir!, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(modelDir!, 'config.json'), 'utf8')), max_position_embeddings: 256 }));
+      const model = await c.ok<{ id: number }>('models.import', { path: modelDir, name: 'small-context' });
+      const view = await c.ok<{ chat: { id: number } }>('chats.create', { modelId: model.id, sampling: { maxNewTokens: 64, seed: 1 } });
+      let dropped = 0;
+      for (let i = 0; i < 4 && dropped === 0; i++) {
+        const r = await c.ok<{ jobId: string; assistantMessageId: number }>('chat.send', { chatId: view.chat.id, content: `Question ${i}: ` + 'tell me about lighthouses and the sea. '.repeat(6) });
+        expect((await c.jobEnd(r.jobId)).job.state).toBe('done');
+        const v = await c.ok<{ messages: { id: number; timings: { droppedTurns: number } }[] }>('chats.get', { id: view.chat.id });
+        dropped = v.messages.find((m) => m.id === r.assistantMessageId)!.timings.droppedTurns;
+      }
+      expect(dropped).toBeGreaterThan(0);
+    });
+
+    it('exports the thread on screen as Markdown and JSON', async () => {
+      const md = await c.ok<{ filename: string; content: string }>('chats.export', { id: chatId, format: 'markdown' });
+      expect(md.filename).toMatch(/\.md$/);
+      expect(md.content).toMatch(/^# Hello!/);
+      expect(md.content).toContain('## User\n\nA long one please.');
+      const js = await c.ok<{ content: string }>('chats.export', { id: chatId, format: 'json' });
+      const parsed = JSON.parse(js.content);
+      expect(parsed.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
+      expect(parsed.template).toBe('plain');
+    });
+  });
+});
+
+describe('the UI reaches the engine only through the protocol', () => {
+  const files = (dir: string): string[] =>
+    fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]));
+  const root = path.resolve(import.meta.dirname, '..');
+
+  it('renderer sources import no Node, Electron or engine module except engine/protocol', () => {
+    const offenders: string[] = [];
+    for (const f of files(path.join(root, 'renderer/src')).filter((f) => /\.(ts|svelte)$/.test(f))) {
+      for (const m of fs.readFileSync(f, 'utf8').matchAll(/\bfrom\s+['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+        const spec = m[1] ?? m[2];
+        const resolved = spec.startsWith('.') ? path.resolve(path.dirname(f), spec) : spec;
+        const ok =
+          (spec.startsWith('.') && (resolved.startsWith(path.join(root, 'renderer/src')) || resolved.startsWith(path.join(root, 'engine/protocol')))) ||
+          ['svelte', 'uplot'].some((p) => spec === p || spec.startsWith(p + '/'));
+        if (!ok) offenders.push(`${path.relative(root, f)}: ${spec}`);
+      }
+    }
+    expect(offenders).toEqual([]);
+  });
+
+  it('the protocol module imports only zod and types', () => {
+    const src = fs.readFileSync(path.join(root, 'engine/protocol/protocol.ts'), 'utf8');
+    const imports = [...src.matchAll(/^import\s+(type\s+)?.*?from\s+['"]([^'"]+)['"]/gm)].map((m) => ({ typeOnly: !!m[1], spec: m[2] }));
+    expect(imports.filter((i) => !i.typeOnly).map((i) => i.spec)).toEqual(['zod']);
+  });
+});
