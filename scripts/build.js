@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { build as viteBuild } from 'vite';
 import { build as esbuild } from 'esbuild';
+import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(import.meta.dirname, '..');
 const ifNeeded = process.argv.includes('--if-needed');
@@ -28,5 +29,7 @@ export async function buildShell() {
   }
 }
 
-if (!ifNeeded || !fs.existsSync(path.join(root, 'renderer/dist/index.html'))) await buildUi();
-if (!ifNeeded || !fs.existsSync(path.join(root, 'electron/dist/main.cjs'))) await buildShell();
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  if (!ifNeeded || !fs.existsSync(path.join(root, 'renderer/dist/index.html'))) await buildUi();
+  if (!ifNeeded || !fs.existsSync(path.join(root, 'electron/dist/main.cjs'))) await buildShell();
+}

@@ -1,9 +1,9 @@
-// vitest globalSetup: the end-to-end tests drive the built UI, so build it
-// once per test run (a second or two with Vite).
-import path from 'node:path';
-import { build } from 'vite';
+// vitest globalSetup: the end-to-end and packaging tests use the built UI and
+// shell, so build both once per test run (a few seconds).
+// @ts-expect-error -- a plain JS build script without type declarations
+import { buildShell, buildUi } from '../../scripts/build.js';
 
 export default async function setup(): Promise<void> {
-  const root = path.resolve(import.meta.dirname, '../../renderer');
-  await build({ configFile: path.join(root, 'vite.config.ts'), logLevel: 'warn' });
+  await buildUi();
+  await buildShell();
 }
