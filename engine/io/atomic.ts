@@ -52,27 +52,52 @@ export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array> | U
   return bytes;
 }
 
+/** Fsyncs every file and folder under `dir` (and `dir` itself), so that a rename of `dir` publishes durable contents. */
+function fsyncTree(dir: string): void {
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      fsyncTree(p);
+    } else if (entry.isFile()) {
+      const fd = fs.openSync(p, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+  fsyncDir(dir);
+}
+
+export interface WriteDirOptions {
+  /**
+   * Called once the new folder is complete and durable, just before it is
+   * renamed into place: the moment to forget (e.g. in a database) whatever
+   * described the folder it replaces. If it throws, nothing is renamed.
+   */
+  beforeRename?: () => void;
+}
+
 /**
  * Builds a folder atomically: `fill` writes into a temporary sibling folder,
- * whose files are fsynced before it is renamed to `target`. An existing target
- * is replaced only once the new folder is complete.
+ * whose files (at any depth) are fsynced before it is renamed to `target`. An
+ * existing target is replaced only once the new folder is complete. Resolves
+ * to what `fill` returned.
  */
-export async function writeDirAtomic(target: string, fill: (tmpDir: string) => void | Promise<void>): Promise<void> {
+export async function writeDirAtomic<T = void>(
+  target: string,
+  fill: (tmpDir: string) => T | Promise<T>,
+  options: WriteDirOptions = {},
+): Promise<T> {
   const parent = path.dirname(path.resolve(target));
   fs.mkdirSync(parent, { recursive: true });
   const tmp = tempNameFor(target);
   fs.mkdirSync(tmp);
   try {
-    await fill(tmp);
-    for (const name of fs.readdirSync(tmp)) {
-      const p = path.join(tmp, name);
-      if (fs.statSync(p).isFile()) {
-        const fd = fs.openSync(p, 'r');
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
-      }
-    }
-    fsyncDir(tmp);
+    const result = await fill(tmp);
+    fsyncTree(tmp);
+    options.beforeRename?.();
     if (fs.existsSync(target)) {
       const old = tempNameFor(target);
       fs.renameSync(target, old);
@@ -82,6 +107,7 @@ export async function writeDirAtomic(target: string, fill: (tmpDir: string) => v
       fs.renameSync(tmp, target);
     }
     fsyncDir(parent);
+    return result;
   } catch (err) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -95,4 +121,10 @@ export function listTempLeftovers(dir: string): string[] {
     .readdirSync(dir)
     .filter((n) => /^\..+\.tmp-\d+-[0-9a-f]{8}$/.test(n))
     .map((n) => path.join(dir, n));
+}
+
+/** The pid of the process that created a temporary name (see tempNameFor), or null for any other name. */
+export function tempOwnerPid(name: string): number | null {
+  const m = /^\..+\.tmp-(\d+)-[0-9a-f]{8}$/.exec(path.basename(name));
+  return m ? Number(m[1]) : null;
 }

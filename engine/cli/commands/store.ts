@@ -1,0 +1,245 @@
+// mlw models / runs / runs show / checkpoints / gc: what the store holds.
+// Listing commands open the store read-only, so they can run next to the
+// engine; gc is a writer (it reconciles first, then removes what is orphaned).
+import { Option, type Command } from 'commander';
+import { moveDatabaseAside } from '../../store/database';
+import { CorruptDatabaseError } from '../../store/errors';
+import { openStore } from '../../store/open';
+import { collectGarbage } from '../../store/reconcile';
+import { RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
+import type { Store } from '../../store/store';
+import { UsageError } from '../errors';
+import { printJson } from '../format';
+
+interface StoreOpts {
+  home?: string;
+  json?: boolean;
+  moveAside?: boolean;
+}
+
+const moveAsideOption = () =>
+  new Option('--move-aside', 'if workbench.db is damaged, rename it to workbench.db.corrupt-<time> and start a new one');
+
+/** Opens the store of --home; with --move-aside, a damaged database is renamed (never deleted) and a new one made. */
+function storeFor(cmd: Command, { readonly }: { readonly: boolean }): Store {
+  const opts = cmd.optsWithGlobals() as StoreOpts;
+  try {
+    return openStore({ home: opts.home, readonly });
+  } catch (err) {
+    if (!(err instanceof CorruptDatabaseError) || !opts.moveAside) throw err;
+    const moved = moveDatabaseAside(err.file);
+    process.stderr.write(`mlw: moved the damaged ${err.file} to ${moved}\n`);
+    return openStore({ home: opts.home, readonly });
+  }
+}
+
+function withStore<T>(cmd: Command, readonly: boolean, fn: (store: Store) => T | Promise<T>): Promise<T> {
+  const store = storeFor(cmd, { readonly });
+  return Promise.resolve()
+    .then(() => fn(store))
+    .finally(() => store.close());
+}
+
+function parseId(text: string, what: string): number {
+  if (!/^\d+$/.test(text)) throw new UsageError(`${what}: "${text}" is not an id (a positive integer)`);
+  return Number(text);
+}
+
+// ---------------------------------------------------------------- human output
+
+function table(headers: string[], rows: string[][], empty: string): string {
+  if (!rows.length) return `${empty}\n`;
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  return [line(headers), ...rows.map(line)].join('\n') + '\n';
+}
+
+function bytes(n: number | null): string {
+  if (n === null) return '-';
+  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1000 && u < units.length - 1) {
+    v /= 1000;
+    u++;
+  }
+  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
+}
+
+function count(n: number | null): string {
+  if (n === null) return '-';
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)}M`;
+  return String(n);
+}
+
+/** Local time, to the minute. */
+function when(ms: number | null): string {
+  if (ms === null) return '-';
+  const d = new Date(ms);
+  const p = (x: number) => String(x).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())} ${p(d.getHours())}:${p(d.getMinutes())}`;
+}
+
+/** Wall time of a running or finished run (a paused or interrupted one has no known end). */
+function duration(run: Run): string {
+  const end = run.finishedAt ?? (run.status === 'running' ? Date.now() : null);
+  if (run.startedAt === null || end === null) return '-';
+  const s = Math.round((end - run.startedAt) / 1000);
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
+}
+
+const metricValue = (v: number): string => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
+
+/** A run as listed: a 'running' run whose process is gone is shown as such (a writer will mark it interrupted). */
+function runView(store: Store, run: Run) {
+  return { ...run, ownerAlive: run.status === 'running' ? store.runs.ownerAlive(run) : null };
+}
+
+function statusText(r: ReturnType<typeof runView>): string {
+  return r.ownerAlive === false ? 'running (process gone)' : r.status;
+}
+
+// ---------------------------------------------------------------- commands
+
+export function registerStoreCommands(program: Command): void {
+  program
+    .command('models')
+    .description('list the models in the store')
+    .option('--json', 'print JSON')
+    .addOption(moveAsideOption())
+    .action((_opts: StoreOpts, cmd: Command) =>
+      withStore(cmd, true, (store) => {
+        const models = store.models.list();
+        if (cmd.opts<StoreOpts>().json) return printJson(models);
+        const rows = models.map((m) => [
+          String(m.id),
+          m.name,
+          m.source,
+          m.format,
+          count(m.paramCount),
+          bytes(m.bytes),
+          when(m.createdAt),
+          m.path,
+        ]);
+        process.stdout.write(table(['ID', 'NAME', 'SOURCE', 'FORMAT', 'PARAMS', 'SIZE', 'CREATED', 'PATH'], rows, 'no models'));
+      }),
+    );
+
+  const runs = program
+    .command('runs')
+    .description('list runs, newest first (mlw runs show <id> for one)')
+    .addOption(new Option('--status <status>', 'only runs with this status').choices(RUN_STATUSES))
+    .addOption(new Option('--kind <kind>', 'only runs of this kind').choices(RUN_KINDS))
+    .option('--json', 'print JSON')
+    .addOption(moveAsideOption())
+    .action((opts: StoreOpts & { status?: RunStatus; kind?: RunKind }, cmd: Command) =>
+      withStore(cmd, true, (store) => {
+        const list = store.runs.list({ status: opts.status, kind: opts.kind }).map((r) => runView(store, r));
+        if (opts.json) return printJson(list);
+        const rows = list.map((r) => {
+          const latest = Object.entries(store.metrics.latest(r.id));
+          return [
+            String(r.id),
+            r.kind,
+            statusText(r),
+            r.modelId === null ? '-' : String(r.modelId),
+            when(r.createdAt),
+            duration(r),
+            latest.length ? latest.map(([k, v]) => `${k} ${metricValue(v.value)} @${v.step}`).join(', ') : '-',
+          ];
+        });
+        process.stdout.write(table(['ID', 'KIND', 'STATUS', 'MODEL', 'CREATED', 'TIME', 'LAST METRICS'], rows, 'no runs'));
+      }),
+    );
+
+  runs
+    .command('show')
+    .description('one run: status, config, last metrics, checkpoints, where it resumes from')
+    .argument('<id>', 'run id')
+    .action((idText: string, _opts: unknown, cmd: Command) =>
+      withStore(cmd, true, (store) => {
+        const run = runView(store, store.runs.get(parseId(idText, 'run')));
+        const detail = {
+          run,
+          metrics: store.metrics.latest(run.id),
+          checkpoints: store.checkpoints.list(run.id),
+          resumeFrom: ['paused', 'interrupted'].includes(run.status) ? store.checkpoints.resumePoint(run.id) : null,
+        };
+        if ((cmd.optsWithGlobals() as StoreOpts).json) return printJson(detail);
+        const lines: [string, string][] = [
+          ['run', `${run.id} (${run.kind})`],
+          ['status', statusText(run)],
+          ['model', run.modelId === null ? '-' : String(run.modelId)],
+          ['dataset', run.datasetId === null ? '-' : String(run.datasetId)],
+          ['created', when(run.createdAt)],
+          ['started', when(run.startedAt)],
+          ['finished', when(run.finishedAt)],
+          ['time', duration(run)],
+          ['process', run.owner ? `pid ${run.owner.pid} on ${run.owner.host}` : '-'],
+        ];
+        if (run.error) lines.push(['error', run.error]);
+        lines.push(['config', JSON.stringify(run.config)]);
+        for (const [name, v] of Object.entries(detail.metrics)) lines.push([name, `${metricValue(v.value)} at step ${v.step}`]);
+        lines.push(['checkpoints', String(detail.checkpoints.length)]);
+        if (detail.resumeFrom) lines.push(['resumes from', `step ${detail.resumeFrom.step} (${detail.resumeFrom.path})`]);
+        const w = Math.max(...lines.map(([k]) => k.length));
+        process.stdout.write(lines.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n');
+      }),
+    );
+
+  program
+    .command('checkpoints')
+    .description("list a run's checkpoints in step order")
+    .argument('<runId>', 'run id')
+    .option('--json', 'print JSON')
+    .addOption(moveAsideOption())
+    .action((runIdText: string, opts: StoreOpts, cmd: Command) =>
+      withStore(cmd, true, (store) => {
+        const runId = store.runs.get(parseId(runIdText, 'run')).id;
+        const list = store.checkpoints.list(runId);
+        if (opts.json) return printJson(list);
+        const rows = list.map((c) => [
+          String(c.id),
+          String(c.step),
+          c.kind,
+          bytes(c.bytes),
+          c.sha256.slice(0, 12),
+          when(c.createdAt),
+          c.path,
+        ]);
+        process.stdout.write(table(['ID', 'STEP', 'KIND', 'SIZE', 'SHA256', 'CREATED', 'PATH'], rows, `run ${runId} has no checkpoints`));
+      }),
+    );
+
+  program
+    .command('gc')
+    .description('remove files no record refers to, leftovers of killed writers, and records of checkpoints whose files are gone')
+    .option('--dry-run', 'only list what would be removed')
+    .option('--json', 'print JSON')
+    .addOption(moveAsideOption())
+    .action((opts: StoreOpts & { dryRun?: boolean }, cmd: Command) =>
+      // A dry run only reads; a real one opens a writer, whose reconcile already removes dead writers' leftovers.
+      withStore(cmd, Boolean(opts.dryRun), (store) => {
+        const report = collectGarbage(store, { dryRun: Boolean(opts.dryRun) });
+        report.tempLeftovers.unshift(...(store.reconcileReport?.removedTemp ?? []));
+        if (opts.json) return printJson(report);
+        const verb = report.dryRun ? 'would remove' : 'removed';
+        const lines = [
+          ...report.tempLeftovers.map((p) => `${verb} leftover ${p}`),
+          ...report.orphans.map((p) => `${verb} orphan ${p}`),
+          ...report.missingCheckpoints.map(
+            (c) => `${report.dryRun ? 'would forget' : 'forgot'} checkpoint ${c.id} (run ${c.runId}, step ${c.step}): ${c.path} is gone`,
+          ),
+        ];
+        lines.push(lines.length ? `${verb} ${bytes(report.bytes)} in all` : 'nothing to remove');
+        process.stdout.write(lines.join('\n') + '\n');
+      }),
+    );
+}
