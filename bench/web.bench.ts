@@ -36,7 +36,6 @@ async function engineApi(url: string): Promise<(method: string, params: unknown)
     const f = JSON.parse(String(d));
     if (typeof f.id === 'number') waiting.get(f.id)?.(f);
   });
-  ws.unref?.();
   return (method, params) =>
     new Promise((resolve, reject) => {
       const id = next++;

@@ -3,9 +3,14 @@
 import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES } from '../backend/select';
 import { UsageError, oneLine } from './errors';
+import { registerEvalCommands } from './commands/eval';
+import { registerHubCommands } from './commands/hub';
+import { registerInspectCommands } from './commands/inspect';
 import { registerModelCommands } from './commands/model';
+import { registerQuantizeCommands } from './commands/quantize';
 import { registerServeCommands } from './commands/serve';
 import { registerStoreCommands } from './commands/store';
+import { registerTrainCommands } from './commands/train';
 
 export function buildProgram(): Command {
   const program = new Command('mlw')
@@ -15,8 +20,13 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run mlw --help for usage)')
     .exitOverride();
   registerModelCommands(program);
+  registerHubCommands(program);
+  registerEvalCommands(program);
+  registerInspectCommands(program);
+  registerQuantizeCommands(program);
   registerServeCommands(program);
   registerStoreCommands(program);
+  registerTrainCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

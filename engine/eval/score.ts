@@ -27,12 +27,22 @@ export function targetLogprobs(logits: tf.Tensor2D, targets: number[]): Float32A
   return values;
 }
 
+/** Throws unless `ids` can be scored in one pass of a model with this context. */
+export function checkScorable(ids: number[], maxPositions: number): void {
+  if (ids.length < 2) throw new Error(`scoring needs at least 2 tokens, got ${ids.length}`);
+  if (ids.length > maxPositions) {
+    throw new Error(`${ids.length} tokens exceed the model's ${maxPositions}-token context`);
+  }
+}
+
+function tokenScores(ids: number[], logprobs: number[]): TokenScores {
+  const nll = -logprobs.reduce((a, b) => a + b, 0);
+  return { ids, logprobs, nll, ppl: Math.exp(nll / logprobs.length) };
+}
+
 /** Scores `ids` with one forward pass (ids must fit the model's context). */
 export function scoreIds(model: MobileLLM, ids: number[]): TokenScores {
-  if (ids.length < 2) throw new Error(`scoring needs at least 2 tokens, got ${ids.length}`);
-  if (ids.length > model.config.maxPositions) {
-    throw new Error(`${ids.length} tokens exceed the model's ${model.config.maxPositions}-token context`);
-  }
+  checkScorable(ids, model.config.maxPositions);
   const input = tf.tensor2d([ids], [1, ids.length], 'int32');
   const logits = model.forward(input);
   input.dispose();
@@ -41,6 +51,23 @@ export function scoreIds(model: MobileLLM, ids: number[]): TokenScores {
   logits.dispose();
   const lp = Array.from(targetLogprobs(rows, ids.slice(1)));
   rows.dispose();
-  const nll = -lp.reduce((a, b) => a + b, 0);
-  return { ids, logprobs: lp, nll, ppl: Math.exp(nll / lp.length) };
+  return tokenScores(ids, lp);
+}
+
+/**
+ * Scores `ids` from logits already computed elsewhere (another runtime):
+ * `logits` holds at least the rows of positions 0 … n−2, [rows, V] row-major.
+ * The log-softmax is accumulated in float64.
+ */
+export function scoresFromLogits(ids: number[], logits: Float32Array, V: number): TokenScores {
+  const lp: number[] = [];
+  for (let t = 0; t + 1 < ids.length; t++) {
+    const row = logits.subarray(t * V, (t + 1) * V);
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
+    let sum = 0;
+    for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
+    lp.push(row[ids[t + 1]] - max - Math.log(sum));
+  }
+  return tokenScores(ids, lp);
 }

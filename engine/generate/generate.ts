@@ -1,9 +1,10 @@
 // Autoregressive generation with the KV cache: one prefill over the prompt,
 // then one decode step per new token. Yields between tokens so that a caller
-// can stream them and cancel (AbortSignal) mid-answer.
-import * as tf from '@tensorflow/tfjs';
-import type { MobileLLM } from '../model/model';
-import type { KVCache } from '../model/kv-cache';
+// can stream them and cancel (AbortSignal) mid-answer. The one loop for every
+// runtime: it asks the runtime for the next logits and samples here.
+import { MobileLLM } from '../model/model';
+import type { InferenceRuntime } from '../runtime/runtime';
+import { TfjsRuntime } from '../runtime/tfjs';
 import { sampleToken, seededRandom, type SamplingOptions } from './sampling';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -31,23 +32,13 @@ export interface GenerationResult {
   promptTokens: number;
 }
 
-/** Runs `input` through the model after what the cache holds; the logits of the last position. */
-function nextLogits(model: MobileLLM, input: number[], cache: KVCache): Float32Array {
-  // (Never return a typed array from tf.tidy: it would walk every element looking for tensors.)
-  const ids = tf.tensor2d([input], [1, input.length], 'int32');
-  const logits = model.forward(ids, { cache, lastOnly: true });
-  const row = new Float32Array(logits.dataSync()); // own copy: sampling edits it in place
-  ids.dispose();
-  logits.dispose();
-  return row;
-}
-
 /**
  * Generates up to maxNewTokens after `promptIds`, calling onToken for each.
  * The returned promise resolves when generation stops for any reason.
+ * A MobileLLM runs on TensorFlow.js (and is not disposed).
  */
 export async function generate(
-  model: MobileLLM,
+  source: MobileLLM | InferenceRuntime,
   promptIds: number[],
   opts: GenerateOptions,
   onToken?: (t: GeneratedToken) => void,
@@ -57,8 +48,9 @@ export async function generate(
   const random = seededRandom(opts.seed ?? Date.now());
   const context = [...promptIds];
   const ids: number[] = [];
-  const cache = model.newCache();
-  const eos = model.config.eosTokenId;
+  const runtime = source instanceof MobileLLM ? new TfjsRuntime(source) : source;
+  const cache = runtime.newCache();
+  const { eosTokenId: eos, maxPositions } = runtime.config;
   let finish: FinishReason = 'length';
   let firstTokenMs = 0;
   try {
@@ -68,11 +60,11 @@ export async function generate(
         finish = 'cancelled';
         break;
       }
-      if (cache.length + input.length > model.config.maxPositions) {
+      if (cache.length + input.length > maxPositions) {
         finish = 'context';
         break;
       }
-      const row = nextLogits(model, input, cache);
+      const row = await runtime.nextLogits(input, cache);
       const id = sampleToken(row, context, opts, random);
       const atMs = performance.now() - t0;
       if (ids.length === 0) firstTokenMs = atMs;

@@ -11,6 +11,7 @@ import { openTorchBin } from './torch-bin';
 import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from './raw-tensor';
 import type { TensorSource } from './tensor-source';
 import { writeDirAtomic, writeFileAtomic } from './atomic';
+import { checkQuantizedTensors, isQuantizedTensorName, loadQuantizedModel } from '../quant/checkpoint';
 
 export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded';
 
@@ -122,6 +123,8 @@ export interface LoadedModel {
  * missing, unexpected or mis-shaped tensor is an error naming it.
  */
 export function checkTensorNames(source: TensorSource, c: MobileLLMConfig): void {
+  // Quantized checkpoints (engine/quant) have their own names, shapes and dtypes.
+  if (source.names().some(isQuantizedTensorName)) return checkQuantizedTensors(source, c);
   const expected = expectedShapes(c);
   for (const name of source.names()) {
     if (IGNORED.test(name)) continue;
@@ -142,8 +145,23 @@ export function checkTensorNames(source: TensorSource, c: MobileLLMConfig): void
   }
 }
 
+/** Checks that a folder is a loadable MobileLLM (config, weights, names, shapes) without loading it. */
+export function validateModelFolder(dir: string): { config: ReturnType<typeof readConfig>; format: string; raw: Record<string, unknown> } {
+  const raw = readConfigJson(dir);
+  const config = readConfig(dir);
+  const { source, format } = openWeights(dir);
+  try {
+    checkTensorNames(source, config);
+  } finally {
+    source.close();
+  }
+  return { config, format, raw };
+}
+
 /** Loads a Hugging Face model folder into a MobileLLM (weights in float32). */
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
+  // Quantized folders (a "quantization" block in config.json) load through engine/quant.
+  if (readConfigJson(dir).quantization !== undefined) return loadQuantizedModel(dir, opts);
   const config = readConfig(dir);
   const { source, format } = openWeights(dir);
   try {

@@ -84,6 +84,94 @@ export interface JobSnapshot {
   result?: unknown;
 }
 
+// ---- fine-tuning --------------------------------------------------------------
+
+const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+
+/** A fine-tuning run as the wizard sets it up (the engine maps modelId to its folder). */
+export const FinetuneRequest = z.object({
+  modelId: id,
+  data: z.string().min(1),
+  val: z.string().min(1).nullable().optional(),
+  valFraction: z.number().min(0).max(0.5).optional(),
+  method: z.enum(['lora', 'full']),
+  lora: z
+    .object({
+      rank: z.number().int().min(1).max(256),
+      alpha: z.number().positive(),
+      dropout: z.number().min(0).max(0.9),
+      targets: z.array(z.enum(LORA_TARGETS)).min(1),
+    })
+    .optional(),
+  maxSeqLen: z.number().int().min(16).max(8192),
+  lossOn: z.enum(['answers', 'all']),
+  packing: z.boolean(),
+  train: z.object({
+    epochs: z.number().int().min(1).max(100),
+    maxSteps: z.number().int().positive().optional(),
+    lr: z.number().positive().max(1),
+    warmupSteps: z.number().int().min(0),
+    decay: z.enum(['cosine', 'linear', 'constant']),
+    batchSize: z.number().int().min(1).max(256),
+    gradAccum: z.number().int().min(1).max(256),
+    evalEvery: z.number().int().min(0),
+    saveEvery: z.number().int().min(0),
+    seed: z.number().int(),
+  }),
+});
+export type FinetuneRequest = z.infer<typeof FinetuneRequest>;
+
+/** Presets of the wizard's step 3. */
+export const FINETUNE_PRESETS: Record<'quick' | 'balanced' | 'thorough', Pick<FinetuneRequest, 'method' | 'lora' | 'maxSeqLen'> & { train: Partial<FinetuneRequest['train']> }> = {
+  quick: { method: 'lora', lora: { rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] }, maxSeqLen: 256, train: { epochs: 1, lr: 1e-3, batchSize: 4, gradAccum: 1, warmupSteps: 5 } },
+  balanced: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['q', 'k', 'v', 'o'] }, maxSeqLen: 512, train: { epochs: 2, lr: 5e-4, batchSize: 4, gradAccum: 2, warmupSteps: 10 } },
+  thorough: { method: 'lora', lora: { rank: 32, alpha: 64, dropout: 0.05, targets: [...LORA_TARGETS] }, maxSeqLen: 512, train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 } },
+};
+
+export interface DatasetInspection {
+  file: string;
+  sha256: string;
+  format: string;
+  rows: number;
+  /** "line N: problem" (at most 50). */
+  issues: { line: number; message: string }[];
+  issueCount: number;
+  summary: { rows: number; tokens: number; learnedTokens: number; longest: { line: number; tokens: number } | null; truncated: number; skipped: number } | null;
+  /** The first examples as rendered for training: text pieces, and whether the loss covers them. */
+  preview: { line: number; segments: { text: string; learn: boolean }[] }[];
+}
+
+export interface FinetuneEstimate {
+  ok: boolean;
+  /** Why it cannot run, when !ok. */
+  reason: string | null;
+  memoryBytes: { weights: number; gradients: number; optimizer: number; activations: number; total: number } | null;
+  limitBytes: number | null;
+  limitReason: string | null;
+  stepSeconds: number | null;
+  totalSteps: number | null;
+  trainableParams: number | null;
+}
+
+export interface ResourceEntry {
+  name: string;
+  path: string;
+  description: string;
+}
+
+/** What the app ships: the default model, sample datasets, evaluation texts. */
+export interface Resources {
+  defaultModel: ResourceEntry | null;
+  datasets: ResourceEntry[];
+  evalTexts: ResourceEntry[];
+}
+
+export interface CompareRow {
+  prompt: string;
+  base: string;
+  tuned: string;
+}
+
 // ---- requests --------------------------------------------------------------
 
 export const requests = {
@@ -123,7 +211,23 @@ export const requests = {
   'chat.edit': { params: z.object({ chatId: id, messageId: id, content: z.string().min(1) }), result: null as unknown as { jobId: string; userMessageId: number; assistantMessageId: number } },
 
   'jobs.list': { params: z.object({}), result: null as unknown as JobSnapshot[] },
-  'jobs.cancel': { params: z.object({ jobId: z.string() }), result: null as unknown as { cancelled: boolean } },
+  /** Stops a job. A fine-tuning run pauses (with a checkpoint) unless mode is 'cancel'. */
+  'jobs.cancel': { params: z.object({ jobId: z.string(), mode: z.enum(['pause', 'cancel']).default('pause') }), result: null as unknown as { cancelled: boolean } },
+
+  'datasets.inspect': {
+    params: z.object({ path: z.string().min(1), modelId: id, maxSeqLen: z.number().int().min(16).max(8192).default(512), lossOn: z.enum(['answers', 'all']).default('answers') }),
+    result: null as unknown as DatasetInspection,
+  },
+  'finetune.estimate': { params: FinetuneRequest, result: null as unknown as FinetuneEstimate },
+  /** Starts a run in the background; its job id follows it, its run id appears in 'job' events' result. */
+  'finetune.start': { params: FinetuneRequest, result: null as unknown as { jobId: string } },
+  'finetune.resume': { params: z.object({ runId: id }), result: null as unknown as { jobId: string } },
+  /** Answers of the base model and of a fine-tuned model (folder) to the same prompts, as a job. */
+  'finetune.compare': {
+    params: z.object({ baseModelId: id, tunedPath: z.string().min(1), prompts: z.array(z.string().min(1)).min(1).max(8), maxNewTokens: z.number().int().min(1).max(512).default(96) }),
+    result: null as unknown as { jobId: string },
+  },
+  'resources.list': { params: z.object({}), result: null as unknown as Resources },
 
   'runs.list': { params: z.object({}), result: null as unknown as Run[] },
   'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },

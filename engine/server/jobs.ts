@@ -66,10 +66,11 @@ export class JobManager {
     setTimeout(() => this.jobs.delete(job.snapshot.id), 60_000).unref();
   }
 
-  cancel(id: string): boolean {
+  /** Aborts a job; `reason` reaches the job's signal (a training run pauses unless the reason is 'cancel'). */
+  cancel(id: string, reason?: string): boolean {
     const job = this.jobs.get(id);
     if (!job || job.snapshot.state !== 'running') return false;
-    job.controller.abort();
+    job.controller.abort(reason);
     return true;
   }
 

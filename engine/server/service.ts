@@ -9,14 +9,19 @@ import { z } from 'zod';
 import type { Store } from '../store/store';
 import type { Message, SamplingSettings } from '../store/records';
 import { backendInfo } from '../backend/select';
-import { checkTensorNames, openWeights, readConfig, readConfigJson } from '../io/checkpoint';
+import { validateModelFolder } from '../io/checkpoint';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { modelTemplate, type ChatTemplate } from '../chat/template';
-import { requests, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
+import { requests, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
 import { JobManager } from './jobs';
-import { ModelHost } from './model-host';
+import { ModelHost, tokenizerFolder } from './model-host';
+import { ADAPTER_CONFIG, readAdapterConfig } from '../train/lora';
 import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
+import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
+import { bundledResources } from './resources';
+import { CANCEL } from '../train/trainer';
+import type { BackendName } from '../backend/select';
 
 export class RequestError extends Error {
   constructor(
@@ -34,19 +39,6 @@ function folderBytes(dir: string): number {
     n += e.isDirectory() ? folderBytes(p) : fs.statSync(p).size;
   }
   return n;
-}
-
-/** Checks that a folder is a loadable MobileLLM (config, weights, names, shapes) without loading it. */
-export function validateModelFolder(dir: string): { config: ReturnType<typeof readConfig>; format: string; raw: Record<string, unknown> } {
-  const raw = readConfigJson(dir);
-  const config = readConfig(dir);
-  const { source, format } = openWeights(dir);
-  try {
-    checkTensorNames(source, config);
-  } finally {
-    source.close();
-  }
-  return { config, format, raw };
 }
 
 /** Sampling as stored: a null seed (a new one per answer) is simply absent. */
@@ -135,7 +127,14 @@ export class EngineService {
         return { jobId, userMessageId: user.id, assistantMessageId };
       },
       'jobs.list': () => this.jobs.list(),
-      'jobs.cancel': ({ jobId }: { jobId: string }) => ({ cancelled: this.jobs.cancel(jobId) }),
+      'jobs.cancel': ({ jobId, mode }: { jobId: string; mode: 'pause' | 'cancel' }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
+      'datasets.inspect': (p: { path: string; modelId: number; maxSeqLen: number; lossOn: 'answers' | 'all' }) =>
+        inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
+      'finetune.estimate': (p: FinetuneRequest) => estimateFinetune(this, p),
+      'finetune.start': (p: FinetuneRequest) => startFinetuneJob(this, p),
+      'finetune.resume': ({ runId }: { runId: number }) => resumeFinetuneJob(this, runId),
+      'finetune.compare': (p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }) => compareJob(this, p),
+      'resources.list': () => bundledResources(),
       'runs.list': () => this.store.runs.list(),
       'runs.get': ({ id }: { id: number }) => ({
         run: this.store.runs.get(id),
@@ -145,6 +144,11 @@ export class EngineService {
       'runs.curve': ({ id, name }: { id: number; name: string }) => this.store.metrics.curve(id, name),
       'reports.list': (p: { modelId?: number; kind?: string }) => this.store.reports.list(p as never),
     };
+  }
+
+  /** How child-process jobs find the store and backend of this engine. */
+  childOptions(): { home: string; backend?: BackendName } {
+    return { home: this.store.layout.root, backend: backendInfo().name };
   }
 
   emit(event: EngineEvent): void {
@@ -215,11 +219,17 @@ export class EngineService {
 
   modelDetails(id: number): ModelDetails {
     const model = this.store.models.get(id);
-    const hasTokenizer = ['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(model.path, f)));
     const bytesOnDisk = fs.existsSync(model.path) ? folderBytes(model.path) : 0;
+    const none = { config: null, params: null, effectiveDepth: null, schedule: null, chatTemplate: null };
     try {
-      const { config } = validateModelFolder(model.path);
+      // An adapter folder describes its base model's architecture.
+      const isAdapter = fs.existsSync(path.join(model.path, ADAPTER_CONFIG));
+      const archDir = isAdapter ? readAdapterConfig(model.path).baseModel : model.path;
+      if (!archDir || !fs.existsSync(archDir)) throw new Error(`the adapter's base model ${archDir ?? '(not named)'} is not on this machine`);
+      const { config } = validateModelFolder(archDir);
       const c = countParams(config);
+      const tokDir = tokenizerFolder(model.path);
+      const hasTokenizer = ['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(tokDir, f)));
       return {
         model,
         config: config as unknown as Record<string, unknown>,
@@ -228,18 +238,18 @@ export class EngineService {
         schedule: layerSchedule(config),
         bytesOnDisk,
         hasTokenizer,
-        chatTemplate: modelTemplate(model.path).name,
+        chatTemplate: modelTemplate(tokDir).name,
         problem: hasTokenizer ? null : 'no tokenizer.model or tokenizer.json: it can be scored by ids but not chatted with',
       };
     } catch (e) {
-      return { model, config: null, params: null, effectiveDepth: null, schedule: null, bytesOnDisk, hasTokenizer, chatTemplate: null, problem: (e as Error).message.split('\n')[0] };
+      return { model, ...none, bytesOnDisk, hasTokenizer: false, problem: (e as Error).message.split('\n')[0] };
     }
   }
 
   private templateFor(chat: { chatTemplate: string | null; modelId: number | null }): ChatTemplate {
     if (chat.chatTemplate) return { name: 'custom', source: chat.chatTemplate };
     if (chat.modelId === null) throw new RequestError('this chat has no model', 'bad_request');
-    return modelTemplate(this.store.models.get(chat.modelId).path);
+    return modelTemplate(tokenizerFolder(this.store.models.get(chat.modelId).path));
   }
 
   /** Every message of a chat, parents before children. */

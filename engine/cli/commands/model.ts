@@ -1,15 +1,18 @@
 // mlw info / score / generate / tokenize: one model folder, no store needed.
 import path from 'node:path';
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { backendInfo, describeBackend, initBackend, type BackendName } from '../../backend/select';
-import { checkTensorNames, loadModel, openWeights, readConfig } from '../../io/checkpoint';
+import { checkTensorNames, openWeights, readConfig } from '../../io/checkpoint';
 import { countParams, effectiveDepth, layerSchedule } from '../../model/config';
 import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
-import { scoreIds } from '../../eval/score';
 import { generate } from '../../generate/generate';
+import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
+import { openRuntime } from '../../runtime/select';
 import { DEFAULT_SAMPLING } from '../../generate/sampling';
 import { UsageError } from '../errors';
 import { parseIdList, parseNumber, printJson } from '../format';
+import { readQuantization } from '../../quant/checkpoint';
+import { describeSpec } from '../../quant/spec';
 
 interface GlobalOpts {
   backend?: BackendName;
@@ -17,6 +20,16 @@ interface GlobalOpts {
 
 async function backendFor(cmd: Command) {
   return initBackend((cmd.optsWithGlobals() as GlobalOpts).backend);
+}
+
+const runtimeOption = () =>
+  new Option('--runtime <name>', 'inference runtime (default: MLW_RUNTIME, else onnx when onnxruntime-node loads, else tfjs)').choices(RUNTIME_NAMES);
+
+/** Loads a model folder into the chosen runtime; says on stderr why a faster one was skipped. */
+async function runtimeFor(dir: string, runtime: RuntimeName | undefined) {
+  const choice = await openRuntime(dir, { runtime });
+  for (const line of choice.skipped) process.stderr.write(`mlw: runtime ${line}; using ${choice.runtime.name}\n`);
+  return choice.runtime;
 }
 
 function tokenizerOrUsage(dir: string, why: string): Tokenizer {
@@ -46,10 +59,13 @@ export function registerModelCommands(program: Command): void {
       const info = await backendFor(cmd);
       const counts = countParams(config);
       const schedule = layerSchedule(config);
+      // Quantized folders (engine/quant): method and options; null for a float model.
+      const quantization = readQuantization(dir);
       const result = {
         path: path.resolve(dir),
         format,
         dtype,
+        quantization,
         config,
         params: { total: counts.total, embedding: counts.embedding, non_embedding: counts.nonEmbedding, per_block: counts.perBlock },
         unique_blocks: config.numBlocks,
@@ -71,6 +87,7 @@ export function registerModelCommands(program: Command): void {
         `context      ${config.maxPositions} tokens, rope θ ${config.ropeTheta}`,
         `backend      ${describeBackend(info)}`,
       ];
+      if (quantization) lines.splice(1, 0, `quantized    ${describeSpec(quantization)}`);
       console.log(lines.join('\n'));
     });
 
@@ -80,19 +97,19 @@ export function registerModelCommands(program: Command): void {
     .argument('<modelDir>', 'Hugging Face model folder')
     .option('--ids <ids>', 'comma-separated token ids')
     .option('--text <text>', 'text to tokenize (BOS is prepended)')
+    .addOption(runtimeOption())
     .option('--json', 'print JSON')
-    .action(async (dir: string, opts: { ids?: string; text?: string; json?: boolean }, cmd: Command) => {
+    .action(async (dir: string, opts: { ids?: string; text?: string; runtime?: RuntimeName; json?: boolean }, cmd: Command) => {
       if ((opts.ids === undefined) === (opts.text === undefined)) throw new UsageError('score: give exactly one of --ids or --text');
       await backendFor(cmd);
       const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizerOrUsage(dir, '--text').encode(opts.text!, { bos: true });
-      const { model } = loadModel(dir);
-      const vocab = model.config.vocabSize;
+      const vocab = readConfig(dir).vocabSize;
       const bad = ids.find((id) => id >= vocab);
       if (bad !== undefined) throw new UsageError(`--ids: token id ${bad} is outside the vocabulary (size ${vocab})`);
-      const s = scoreIds(model, ids);
-      model.dispose();
-      if (opts.json) return printJson({ ids: s.ids, logprobs: s.logprobs, nll: s.nll, ppl: s.ppl, backend: backendInfo().name });
-      console.log(`tokens ${ids.length}  nll ${s.nll.toFixed(4)}  ppl ${s.ppl.toFixed(3)}  (${describeBackend(backendInfo())})`);
+      const runtime = await runtimeFor(dir, opts.runtime);
+      const s = await runtime.score(ids).finally(() => runtime.dispose());
+      if (opts.json) return printJson({ ids: s.ids, logprobs: s.logprobs, nll: s.nll, ppl: s.ppl, backend: backendInfo().name, runtime: runtime.name });
+      console.log(`tokens ${ids.length}  nll ${s.nll.toFixed(4)}  ppl ${s.ppl.toFixed(3)}  (${runtime.describe()})`);
       console.log(s.logprobs.map((lp, i) => `${ids[i + 1]}\t${lp.toFixed(5)}`).join('\n'));
     });
 
@@ -109,6 +126,7 @@ export function registerModelCommands(program: Command): void {
     .option('--repetition-penalty <r>', 'penalty for tokens already present (1 = off)', '1')
     .option('--seed <s>', 'random seed for sampling')
     .option('--no-eos', 'keep generating past the end-of-sequence token')
+    .addOption(runtimeOption())
     .option('--json', 'print JSON instead of streaming text')
     .action(async (dir: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
       if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new UsageError('generate: give exactly one of --prompt or --prompt-ids');
@@ -124,19 +142,18 @@ export function registerModelCommands(program: Command): void {
       await backendFor(cmd);
       const tokenizer = o.prompt !== undefined || !o.json ? tokenizerOrUsage(dir, 'text generation') : undefined;
       const promptIds = o.promptIds !== undefined ? parseIdList(o.promptIds as string, '--prompt-ids') : tokenizer!.encode(o.prompt as string, { bos: true });
-      const { model } = loadModel(dir);
+      const runtime = await runtimeFor(dir, o.runtime as RuntimeName | undefined);
       const stream = !o.json && tokenizer ? tokenizer.streamDecoder() : undefined;
-      const result = await generate(model, promptIds, sampling, (t) => {
+      const result = await generate(runtime, promptIds, sampling, (t) => {
         if (stream) process.stdout.write(stream.push(t.id));
-      });
-      model.dispose();
+      }).finally(() => runtime.dispose());
       if (o.json) {
-        return printJson({ prompt_ids: promptIds, ids: result.ids, text: tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish });
+        return printJson({ prompt_ids: promptIds, ids: result.ids, text: tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish, runtime: runtime.name });
       }
       if (stream) process.stdout.write(stream.flush() + '\n');
       const secs = (result.totalMs - result.firstTokenMs) / 1000;
       const rate = result.ids.length > 1 ? ((result.ids.length - 1) / secs).toFixed(1) : '-';
-      process.stderr.write(`[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${describeBackend(backendInfo())}]\n`);
+      process.stderr.write(`[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${runtime.describe()}]\n`);
     });
 
   program

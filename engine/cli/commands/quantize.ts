@@ -1,0 +1,74 @@
+// mlw quantize: a float model folder → a quantized one, with a report of what
+// it saved and cost, recorded in the store (linked to the source model).
+import fs from 'node:fs';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { describeBackend, initBackend, type BackendName } from '../../backend/select';
+import { loadTokenizer } from '../../tokenizer/tokenizer';
+import { openStore } from '../../store/open';
+import { quantizeJob } from '../../quant/job';
+import { recordQuantization } from '../../quant/record';
+import { reportToMarkdown } from '../../quant/report';
+import { GROUP_SIZES, QUANT_METHODS } from '../../quant/spec';
+import { cliJob } from '../progress';
+import { UsageError } from '../errors';
+import { parseNumber, printJson } from '../format';
+
+interface QuantizeOpts {
+  method: string;
+  groupSize?: string;
+  keepEmbeddingFp?: boolean;
+  evalText?: string;
+  out: string;
+  json?: boolean;
+}
+
+export function registerQuantizeCommands(program: Command): void {
+  program
+    .command('quantize')
+    .description('quantize a float model (w8a8: the MobileLLM paper\'s W8A8; w8/w4: weight-only) and report size and quality')
+    .argument('<modelDir>', 'float Hugging Face model folder')
+    .addOption(new Option('--method <method>', 'quantization method').choices(QUANT_METHODS).makeOptionMandatory())
+    .option('--group-size <n>', `w4: inputs per scale, ${GROUP_SIZES.join(', ')} (default: the largest that fits the model)`)
+    .option('--keep-embedding-fp', 'keep the embedding/head in float16')
+    .option('--eval-text <file>', 'text for perplexity before/after and the per-layer output errors')
+    .requiredOption('--out <dir>', 'folder to write the quantized model to')
+    .option('--json', 'print the report as JSON')
+    .action(async (dir: string, o: QuantizeOpts, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
+      const groupSize = o.groupSize === undefined ? undefined : parseNumber(o.groupSize, '--group-size', { integer: true, min: 1 });
+      if (groupSize !== undefined && o.method !== 'w4') throw new UsageError('--group-size applies to --method w4 only');
+      if (groupSize !== undefined && !(GROUP_SIZES as readonly number[]).includes(groupSize)) {
+        throw new UsageError(`--group-size: ${groupSize} is not one of ${GROUP_SIZES.join(', ')}`);
+      }
+      if (o.evalText === undefined) throw new UsageError('quantize: --eval-text FILE is required (no evaluation text is bundled yet)');
+      if (!fs.existsSync(o.evalText)) throw new UsageError(`--eval-text: ${o.evalText} not found`);
+      let tokenizer;
+      try {
+        tokenizer = loadTokenizer(dir);
+      } catch (e) {
+        throw new Error(`--eval-text needs the model's tokenizer: ${(e as Error).message}`);
+      }
+      const evalIds = tokenizer.encode(fs.readFileSync(o.evalText, 'utf8'), { bos: true });
+      const backend = await initBackend(g.backend);
+      const job = cliJob('quantize', { quiet: o.json });
+      let report;
+      try {
+        report = await quantizeJob(
+          { modelDir: dir, outDir: o.out, method: o.method, groupSize, keepEmbeddingFp: o.keepEmbeddingFp, evalIds, evalSource: o.evalText },
+          job.ctx,
+        );
+      } finally {
+        job.finish();
+      }
+      const store = openStore({ home: g.home });
+      try {
+        const recorded = recordQuantization(store, report);
+        if (o.json) return printJson({ ...recorded.report, reportId: recorded.reportId, sourceModelId: recorded.sourceModelId });
+        process.stdout.write(reportToMarkdown(recorded.report));
+        process.stderr.write(`recorded as report ${recorded.reportId} of model ${recorded.sourceModelId} (quantized model ${recorded.outputModelId}) in ${store.layout.root} — ${describeBackend(backend)}\n`);
+      } finally {
+        store.close();
+      }
+    });
+}

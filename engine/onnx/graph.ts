@@ -1,0 +1,110 @@
+// A small builder for ONNX graphs: named inputs, outputs and initializers, and
+// `op()` to append a node and get its output names. Node and value names carry
+// a scope (e.g. "layers.3/attn") so profiles and errors point at the model.
+import { DataType, encodeModel, type AttrValue, type DeferredBytes, type NodeDef, type TensorDef, type ValueInfoDef } from './proto';
+
+export const MS_DOMAIN = 'com.microsoft';
+
+export const attr = {
+  int: (value: number): AttrValue => ({ type: 'int', value }),
+  float: (value: number): AttrValue => ({ type: 'float', value }),
+  string: (value: string): AttrValue => ({ type: 'string', value }),
+  ints: (value: number[]): AttrValue => ({ type: 'ints', value }),
+  tensor: (value: TensorDef): AttrValue => ({ type: 'tensor', value }),
+};
+
+export interface OpOptions {
+  domain?: string;
+  /** Output names ('' for an optional output not wanted); default: one fresh name. */
+  outputs?: string[];
+  /** Number of fresh outputs (when `outputs` is not given). */
+  numOutputs?: number;
+}
+
+export class GraphBuilder {
+  readonly nodes: NodeDef[] = [];
+  readonly initializers: TensorDef[] = [];
+  readonly inputs: ValueInfoDef[] = [];
+  readonly outputs: ValueInfoDef[] = [];
+  /** Prefix of the names of nodes and values made now. */
+  scope = '';
+  private readonly used = new Map<string, number>();
+  private readonly constants = new Map<string, string>();
+
+  constructor(readonly name: string) {}
+
+  /** A new value name under the current scope. */
+  fresh(base: string): string {
+    const full = this.scope ? `${this.scope}/${base}` : base;
+    const n = this.used.get(full) ?? 0;
+    this.used.set(full, n + 1);
+    return n === 0 ? full : `${full}_${n}`;
+  }
+
+  input(name: string, dataType: DataType, shape: (number | string)[]): string {
+    this.inputs.push({ name, dataType, shape });
+    return name;
+  }
+
+  /** Declares `name` (produced by some node) a graph output. */
+  output(name: string, dataType: DataType, shape: (number | string)[]): void {
+    this.outputs.push({ name, dataType, shape });
+  }
+
+  initializer(name: string, dataType: DataType, dims: number[], data: Uint8Array | DeferredBytes): string {
+    this.initializers.push({ name, dataType, dims, data });
+    return name;
+  }
+
+  /** A float32 initializer from values. */
+  floats(name: string, dims: number[], values: Float32Array): string {
+    return this.initializer(name, DataType.FLOAT, dims, new Uint8Array(values.buffer, values.byteOffset, values.byteLength));
+  }
+
+  /** A constant (1-D, or a scalar with `scalar`), one initializer shared by every use of the same values. */
+  constant(dataType: typeof DataType.FLOAT | typeof DataType.INT64 | typeof DataType.UINT8, values: number[], scalar = false): string {
+    const key = `${dataType}:${scalar ? 's' : 'v'}:${values.join(',')}`;
+    let name = this.constants.get(key);
+    if (!name) {
+      name = `const_${this.constants.size}`;
+      const data =
+        dataType === DataType.INT64 ? new BigInt64Array(values.map((v) => BigInt(v))) : dataType === DataType.FLOAT ? Float32Array.from(values) : Uint8Array.from(values);
+      this.initializer(name, dataType, scalar ? [] : [values.length], new Uint8Array(data.buffer));
+      this.constants.set(key, name);
+    }
+    return name;
+  }
+
+  /** An int64 constant (a 1-D shape, axes, starts…). */
+  int64(values: number[], scalar = false): string {
+    return this.constant(DataType.INT64, values, scalar);
+  }
+
+  /** A float32 scalar constant. */
+  float(value: number): string {
+    return this.constant(DataType.FLOAT, [value], true);
+  }
+
+  /** Appends a node; returns its output names. */
+  op(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, opts: OpOptions = {}): string[] {
+    const name = this.fresh(opType);
+    const outputs = opts.outputs ?? Array.from({ length: opts.numOutputs ?? 1 }, (_, i) => (i === 0 ? name : `${name}:${i}`));
+    this.nodes.push({ opType, domain: opts.domain ?? '', name, inputs, outputs, attrs });
+    return outputs;
+  }
+
+  /** Appends a node with one output; returns its name. */
+  op1(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, domain = ''): string {
+    return this.op(opType, inputs, attrs, { domain })[0];
+  }
+
+  /** The serialized model (weights are written into the result, once). */
+  encode(opsets: { domain: string; version: number }[], metadata?: Record<string, string>): Uint8Array {
+    return encodeModel({
+      graph: { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
+      opsets,
+      producer: 'mobilellm-workbench',
+      metadata,
+    });
+  }
+}

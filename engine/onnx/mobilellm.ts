@@ -1,0 +1,254 @@
+// MobileLLM as one ONNX graph with a KV cache: the same graph serves the
+// prompt (past length 0) and every decode step, so the weights are held once.
+//
+//   input_ids [B, T] ─ Gather(embed) ─ effective layers (physical blocks in
+//   sharing order) ─ final RMSNorm ─ last `num_logits` positions ─ head ─ logits [B, N, V]
+//
+// A shared block's weights are initializers added once, read by every layer
+// that runs it; each effective layer has its own cache slot.
+//
+// Two operator sets, selectable, that must agree:
+//   plain    standard ONNX operators only: RMSNorm written out, rotate-half
+//            RoPE, attention with Concat(past, new) and an explicit causal mask.
+//   contrib  ONNX Runtime's fused operators (com.microsoft): (Skip)Simplified-
+//            LayerNormalization, and GroupQueryAttention with rotary inside and
+//            past/present sharing one preallocated buffer per layer (updated in
+//            place; needs head_dim a multiple of 16, else plain attention).
+//
+// Either way a float head is Gemm(transB=1) on the [vocab, hidden] table
+// itself, shared with the embedding lookup (a MatMul against a transposed
+// embedding would make constant folding store a second, transposed copy).
+// Quantized weights stay integer (linear.ts, quantized.ts).
+import type { MobileLLM } from '../model/model';
+import { DataType } from './proto';
+import { GraphBuilder, MS_DOMAIN, attr } from './graph';
+import { linearOp, tableOps, tensorBytes, type WeightOptions } from './linear';
+import type { NBitsCompute } from './quantized';
+
+export const ONNX_OPS = ['contrib', 'plain'] as const;
+export type OnnxOps = (typeof ONNX_OPS)[number];
+
+/** How to feed a graph and read its cache. */
+export interface GraphSignature {
+  ops: OnnxOps;
+  /**
+   * true: past.{l}.* and present.{l}.* are one buffer [B, kvHeads, capacity, d]
+   * updated in place (GroupQueryAttention), with inputs seqlens_k and
+   * total_sequence_length. false: present = concat(past, new), [B, kvHeads, past+T, d].
+   */
+  sharedKv: boolean;
+  numLayers: number;
+  kvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositions: number;
+}
+
+export interface ExportOptions {
+  ops: OnnxOps;
+  /** Arithmetic of weight-only quantized layers (MatMulNBits); default int8. */
+  nbitsCompute?: NBitsCompute;
+}
+
+export interface ExportedGraph {
+  /** The serialized ModelProto (holds a copy of every weight: drop it once a session is made). */
+  bytes: Uint8Array;
+  signature: GraphSignature;
+}
+
+const OPSETS = [
+  { domain: '', version: 21 },
+  { domain: MS_DOMAIN, version: 1 },
+];
+
+/** GroupQueryAttention's CPU kernel needs head_dim % 16 == 0. */
+function canUseGqa(headDim: number): boolean {
+  return headDim % 16 === 0;
+}
+
+/** cos and sin of position × inverse frequency, [maxPositions, d/2] (as transformers computes them, in float32). */
+function ropeTables(headDim: number, theta: number, maxPositions: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(maxPositions * half);
+  const sin = new Float32Array(maxPositions * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / headDim)));
+    for (let p = 0; p < maxPositions; p++) {
+      const angle = Math.fround(p * invFreq);
+      cos[p * half + i] = Math.cos(angle);
+      sin[p * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+/** Both halves of the head repeat the table: [maxPositions, d/2] → [maxPositions, d]. */
+function fullWidth(t: Float32Array, half: number): Float32Array {
+  const rows = t.length / half;
+  const out = new Float32Array(rows * half * 2);
+  for (let r = 0; r < rows; r++) {
+    const row = t.subarray(r * half, (r + 1) * half);
+    out.set(row, r * 2 * half);
+    out.set(row, r * 2 * half + half);
+  }
+  return out;
+}
+
+/** A physical block's weights in the graph, applied by every effective layer that runs it. */
+interface BlockOps {
+  inputNorm: string;
+  postNorm: string;
+  qkv: (x: string) => string; // [B, T, H] → [B, T, (nh + 2·nkv)·d]
+  o: (x: string) => string;
+  gate: (x: string) => string;
+  up: (x: string) => string;
+  down: (x: string) => string;
+}
+
+export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): ExportedGraph {
+  const { ops } = opts;
+  const wopts: WeightOptions = { ops, nbitsCompute: opts.nbitsCompute ?? 'int8' };
+  const c = model.config;
+  const w = model.weights;
+  const { numHeads: nh, numKvHeads: nkv, headDim: d, hiddenSize: H, vocabSize: V } = c;
+  const group = nh / nkv;
+  const useGqa = ops === 'contrib' && canUseGqa(d);
+  const g = new GraphBuilder('mobilellm');
+  const i64 = (...v: number[]) => g.int64(v);
+
+  // ---- inputs
+  const ids = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
+  const numLogits = g.input('num_logits', DataType.INT64, [1]);
+  const past = model.schedule.map((_, l) => ({
+    key: g.input(`past.${l}.key`, DataType.FLOAT, ['batch', nkv, useGqa ? 'capacity' : 'past_sequence', d]),
+    value: g.input(`past.${l}.value`, DataType.FLOAT, ['batch', nkv, useGqa ? 'capacity' : 'past_sequence', d]),
+  }));
+  const seqlensK = useGqa ? g.input('seqlens_k', DataType.INT32, ['batch']) : '';
+  const totalLength = useGqa ? g.input('total_sequence_length', DataType.INT32, []) : '';
+
+  // ---- weights (each physical block once)
+  const embed = tableOps(g, 'model.embed_tokens', w.embed, wopts);
+  const blockOps: BlockOps[] = w.blocks.map((b, i) => {
+    const p = `model.layers.${i}`;
+    return {
+      inputNorm: g.initializer(`${p}.input_layernorm.weight`, DataType.FLOAT, [H], tensorBytes(b.inputNorm)),
+      postNorm: g.initializer(`${p}.post_attention_layernorm.weight`, DataType.FLOAT, [H], tensorBytes(b.postNorm)),
+      qkv: linearOp(g, `${p}.self_attn.qkv_proj`, [b.attn.q, b.attn.k, b.attn.v], wopts),
+      o: linearOp(g, `${p}.self_attn.o_proj`, [b.attn.o], wopts),
+      gate: linearOp(g, `${p}.mlp.gate_proj`, [b.mlp.gate], wopts),
+      up: linearOp(g, `${p}.mlp.up_proj`, [b.mlp.up], wopts),
+      down: linearOp(g, `${p}.mlp.down_proj`, [b.mlp.down], wopts),
+    };
+  });
+  const finalNorm = g.initializer('model.norm.weight', DataType.FLOAT, [H], tensorBytes(w.norm));
+  const head = c.shareEmbedding ? embed : tableOps(g, 'lm_head', w.head, wopts);
+  const rope = ropeTables(d, c.ropeTheta, c.maxPositions);
+
+  // ---- RMSNorm and the residual stream
+  const eps = c.rmsNormEps;
+  const rmsNorm = (x: string, gain: string): string => {
+    if (ops === 'contrib') return g.op1('SimplifiedLayerNormalization', [x, gain], { axis: attr.int(-1), epsilon: attr.float(eps) });
+    // x / sqrt(mean(x²) + eps) · gain
+    const meanSq = g.op1('ReduceMean', [g.op1('Mul', [x, x]), i64(-1)], { keepdims: attr.int(1) });
+    const rms = g.op1('Sqrt', [g.op1('Add', [meanSq, g.float(eps)])]);
+    return g.op1('Mul', [g.op1('Div', [x, rms]), gain]);
+  };
+  /** residual + delta, and its RMSNorm. */
+  const addNorm = (residual: string, delta: string, gain: string): { sum: string; normed: string } => {
+    if (ops === 'contrib') {
+      const [normed, , , sum] = g.op('SkipSimplifiedLayerNormalization', [residual, delta, gain], { epsilon: attr.float(eps) }, { domain: MS_DOMAIN, numOutputs: 4 });
+      return { sum, normed };
+    }
+    const sum = g.op1('Add', [residual, delta]);
+    return { sum, normed: rmsNorm(sum, gain) };
+  };
+
+  // ---- attention
+  let attend: (ops: BlockOps, x: string, layer: number) => string;
+  if (useGqa) {
+    const cosCache = g.floats('rope.cos', [c.maxPositions, d / 2], rope.cos);
+    const sinCache = g.floats('rope.sin', [c.maxPositions, d / 2], rope.sin);
+    attend = (b, x, l) => {
+      // Packed q|k|v [B, T, (nh + 2·nkv)·d]; rotary, cache update and causal softmax in one kernel.
+      const [out] = g.op(
+        'GroupQueryAttention',
+        [b.qkv(x), '', '', past[l].key, past[l].value, seqlensK, totalLength, cosCache, sinCache],
+        { num_heads: attr.int(nh), kv_num_heads: attr.int(nkv), do_rotary: attr.int(1) },
+        { domain: MS_DOMAIN, outputs: [g.fresh('attn'), `present.${l}.key`, `present.${l}.value`] },
+      );
+      return b.o(out);
+    };
+  } else {
+    const cosTable = g.floats('rope.cos', [c.maxPositions, d], fullWidth(rope.cos, d / 2));
+    const sinTable = g.floats('rope.sin', [c.maxPositions, d], fullWidth(rope.sin, d / 2));
+    // Positions past … past+T−1, from the cache length and the input length.
+    const pastLen = g.op1('Shape', [past[0].key], { start: attr.int(2), end: attr.int(3) }); // [1]
+    const T = g.op1('Shape', [ids], { start: attr.int(1), end: attr.int(2) }); // [1]
+    const totalLen = g.op1('Add', [pastLen, T]);
+    const scalar = (v: string) => g.op1('Squeeze', [v, i64(0)]);
+    const qPos = g.op1('Range', [scalar(pastLen), scalar(totalLen), g.int64([1], true)]); // [T]
+    const kPos = g.op1('Range', [g.int64([0], true), scalar(totalLen), g.int64([1], true)]); // [S]
+    const cos = g.op1('Unsqueeze', [g.op1('Gather', [cosTable, qPos]), i64(0, 2)]); // [1, T, 1, d]
+    const sin = g.op1('Unsqueeze', [g.op1('Gather', [sinTable, qPos]), i64(0, 2)]);
+    // Causal mask [T, S]: query t sees keys 0 … past + t.
+    const future = g.op1('Greater', [kPos, g.op1('Unsqueeze', [qPos, i64(1)])]);
+    const mask = g.op1('Where', [future, g.float(-1e9), g.float(0)]);
+    const scale = g.float(1 / Math.sqrt(d));
+    /** rope(x) = x·cos + rotate_half(x)·sin on [B, T, heads, d]; rotate_half([x1, x2]) = [−x2, x1]. */
+    const applyRope = (x: string): string => {
+      const x1 = g.op1('Slice', [x, i64(0), i64(d / 2), i64(-1)]);
+      const x2 = g.op1('Slice', [x, i64(d / 2), i64(d), i64(-1)]);
+      const rotated = g.op1('Concat', [g.op1('Neg', [x2]), x1], { axis: attr.int(-1) });
+      return g.op1('Add', [g.op1('Mul', [x, cos]), g.op1('Mul', [rotated, sin])]);
+    };
+    const [qOut, kvOut] = [nh * d, nkv * d];
+    attend = (b, x, l) => {
+      const [q, k, v] = g.op('Split', [b.qkv(x), i64(qOut, kvOut, kvOut)], { axis: attr.int(-1) }, { numOutputs: 3 });
+      // Query heads of one kv group side by side: [B, nkv, group, T, d]
+      const q5 = g.op1('Transpose', [g.op1('Reshape', [applyRope(g.op1('Reshape', [q, i64(0, 0, nh, d)])), i64(0, 0, nkv, group, d)])], { perm: attr.ints([0, 2, 3, 1, 4]) });
+      const kNew = g.op1('Transpose', [applyRope(g.op1('Reshape', [k, i64(0, 0, nkv, d)]))], { perm: attr.ints([0, 2, 1, 3]) }); // [B, nkv, T, d]
+      const vNew = g.op1('Transpose', [g.op1('Reshape', [v, i64(0, 0, nkv, d)])], { perm: attr.ints([0, 2, 1, 3]) });
+      const [kAll] = g.op('Concat', [past[l].key, kNew], { axis: attr.int(2) }, { outputs: [`present.${l}.key`] }); // [B, nkv, S, d]
+      const [vAll] = g.op('Concat', [past[l].value, vNew], { axis: attr.int(2) }, { outputs: [`present.${l}.value`] });
+      const kT = g.op1('Transpose', [g.op1('Unsqueeze', [kAll, i64(2)])], { perm: attr.ints([0, 1, 2, 4, 3]) }); // [B, nkv, 1, d, S]
+      const scores = g.op1('Add', [g.op1('Mul', [g.op1('MatMul', [q5, kT]), scale]), mask]); // [B, nkv, group, T, S]
+      const probs = g.op1('Softmax', [scores], { axis: attr.int(-1) });
+      const out = g.op1('MatMul', [probs, g.op1('Unsqueeze', [vAll, i64(2)])]); // [B, nkv, group, T, d]
+      const merged = g.op1('Reshape', [g.op1('Transpose', [out], { perm: attr.ints([0, 3, 1, 2, 4]) }), i64(0, 0, nh * d)]); // [B, T, nh·d]
+      return b.o(merged);
+    };
+  }
+
+  // ---- the layers
+  let x = embed.lookup(ids); // [B, T, H]
+  let normed = '';
+  let pending = ''; // the last MLP output, not yet added to x
+  model.schedule.forEach((blockIndex, l) => {
+    const b = blockOps[blockIndex];
+    g.scope = `layers.${l}`;
+    if (l === 0) normed = rmsNorm(x, b.inputNorm);
+    else ({ sum: x, normed } = addNorm(x, pending, b.inputNorm));
+    const a = attend(b, normed, l);
+    ({ sum: x, normed } = addNorm(x, a, b.postNorm));
+    const gate = b.gate(normed);
+    const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]);
+    pending = b.down(g.op1('Mul', [silu, b.up(normed)]));
+  });
+  g.scope = 'head';
+  const final = addNorm(x, pending, finalNorm).normed; // [B, T, H]
+
+  // ---- logits of the last num_logits positions: [B, N, V]
+  const last = g.op1('Slice', [final, g.op1('Neg', [numLogits]), i64(2 ** 53), i64(1)]);
+  const flat = head.head(g.op1('Reshape', [last, i64(-1, H)])); // [B·N, V]
+  const batch = g.op1('Shape', [ids], { start: attr.int(0), end: attr.int(1) });
+  g.op('Reshape', [flat, g.op1('Concat', [batch, i64(-1, V)], { axis: attr.int(0) })], {}, { outputs: ['logits'] });
+
+  g.output('logits', DataType.FLOAT, ['batch', 'num_logits', V]);
+  model.schedule.forEach((_, l) => {
+    const len = useGqa ? 'capacity' : 'total_sequence';
+    g.output(`present.${l}.key`, DataType.FLOAT, ['batch', nkv, len, d]);
+    g.output(`present.${l}.value`, DataType.FLOAT, ['batch', nkv, len, d]);
+  });
+  const signature: GraphSignature = { ops, sharedKv: useGqa, numLayers: model.numLayers, kvHeads: nkv, headDim: d, vocabSize: V, maxPositions: c.maxPositions };
+  return { bytes: g.encode(OPSETS), signature };
+}

@@ -1,0 +1,47 @@
+// The ONNX Runtime runtime: the model exported to one ONNX graph, run by
+// onnxruntime-node on the CPU with every core.
+import type { MobileLLMConfig } from '../model/config';
+import type { MobileLLM } from '../model/model';
+import { checkScorable, scoresFromLogits, type TokenScores } from '../eval/score';
+import { OnnxCache, OnnxModelSession, type OnnxSessionOptions } from '../onnx/session';
+import type { InferenceRuntime, RuntimeCache } from './runtime';
+
+export class OnnxRuntime implements InferenceRuntime {
+  readonly name = 'onnx';
+
+  private constructor(
+    readonly session: OnnxModelSession,
+    readonly config: MobileLLMConfig,
+  ) {}
+
+  /** Builds the session from `model`; the tfjs model is not needed (nor disposed) afterwards. */
+  static async create(model: MobileLLM, opts: OnnxSessionOptions = {}): Promise<OnnxRuntime> {
+    return new OnnxRuntime(await OnnxModelSession.create(model, opts), model.config);
+  }
+
+  describe(): string {
+    const s = this.session;
+    return `onnx (${s.version}, cpu, ${s.threads} thread${s.threads > 1 ? 's' : ''}, ${s.signature.ops} ops)`;
+  }
+
+  newCache(): OnnxCache {
+    return this.session.newCache();
+  }
+
+  async nextLogits(input: number[], cache: RuntimeCache): Promise<Float32Array> {
+    if (!(cache instanceof OnnxCache)) throw new Error('onnx runtime: the cache was made by another runtime');
+    return this.session.forward(input, cache, 1);
+  }
+
+  async score(ids: number[]): Promise<TokenScores> {
+    checkScorable(ids, this.config.maxPositions);
+    const cache = this.session.newCache();
+    const logits = await this.session.forward(ids, cache, ids.length); // [T, V]
+    cache.dispose();
+    return scoresFromLogits(ids, logits, this.config.vocabSize);
+  }
+
+  async dispose(): Promise<void> {
+    await this.session.dispose();
+  }
+}

@@ -1,0 +1,42 @@
+// Runs a registered job (engine/jobs/registry.ts) in a child Node process and
+// mirrors it as a job of the service: progress in, cancel out. A cancelled job
+// gets time to stop cleanly (a training run writes its pause checkpoint), then
+// is killed; a crashed child fails its job with the reason.
+import path from 'node:path';
+import { fork } from 'node:child_process';
+import type { BackendName } from '../backend/select';
+import { CancelledError, type JobContext, type JobProgress } from '../jobs/job';
+
+const CHILD = path.resolve(import.meta.dirname, '../jobs/child.ts');
+/** How long a cancelled job may take to write its last checkpoint before it is killed. */
+const STOP_GRACE_MS = 120_000;
+
+type ChildMessage = { type: 'progress'; progress: JobProgress } | { type: 'done'; result: unknown } | { type: 'failed'; error: string; cancelled: boolean };
+
+export function runInChild(kind: string, params: unknown, opts: { home: string; backend?: BackendName }, ctx: JobContext): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    let settled = false;
+    const finish = (fn: () => void) => {
+      if (settled) return;
+      settled = true;
+      ctx.signal.removeEventListener('abort', onAbort);
+      fn();
+    };
+    const onAbort = () => {
+      const reason = typeof ctx.signal.reason === 'string' ? ctx.signal.reason : undefined;
+      if (child.connected) child.send({ type: 'abort', reason });
+      setTimeout(() => child.kill('SIGKILL'), STOP_GRACE_MS).unref();
+    };
+    ctx.signal.addEventListener('abort', onAbort);
+    child.on('message', (m: ChildMessage) => {
+      if (m.type === 'progress') ctx.progress(m.progress);
+      else if (m.type === 'done') finish(() => resolve(m.result));
+      else if (m.type === 'failed') finish(() => reject(m.cancelled ? new CancelledError(m.error) : new Error(m.error)));
+    });
+    child.on('exit', (code, signal) => {
+      finish(() => reject(ctx.signal.aborted ? new CancelledError() : new Error(`the ${kind} process ${signal ? `was killed (${signal})` : `exited with code ${code}`} before finishing`)));
+    });
+    child.send({ type: 'start', kind, params, home: opts.home, backend: opts.backend });
+  });
+}

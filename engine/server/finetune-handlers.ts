@@ -1,0 +1,124 @@
+// The fine-tuning wizard's requests: inspect a dataset (validation errors with
+// line numbers, summary, rendered preview), estimate memory/time, start and
+// resume runs (in a child process), compare base and fine-tuned answers.
+import path from 'node:path';
+import type { EngineService } from './service';
+import type { DatasetInspection, FinetuneEstimate, FinetuneRequest, CompareRow } from '../protocol/protocol';
+import { loadTokenizer } from '../tokenizer/tokenizer';
+import { loadChatTemplate } from '../train/chat-template';
+import { parseDataset, rowSegments, tokenizeRows } from '../train/datasets';
+import { estimateRun, FinetuneConfig, prepareData, type FinetuneInput } from '../train/run';
+import { totalSteps } from '../train/trainer';
+import { BatchPlan } from '../train/batching';
+import { runInChild } from './child-jobs';
+import { loadInferenceModel } from './model-host';
+import { generate } from '../generate/generate';
+import { encodeChatText, renderChat, type ChatTurn } from '../chat/template';
+import { DEFAULT_CHAT_SAMPLING } from '../protocol/protocol';
+
+function templateOf(dir: string) {
+  const tok = loadTokenizer(dir);
+  return { tok, template: loadChatTemplate(dir, tok.idToPiece(tok.bosId), tok.idToPiece(tok.eosId)) };
+}
+
+export function inspectDataset(modelDir: string, file: string, maxSeqLen: number, lossOn: 'answers' | 'all'): DatasetInspection {
+  const parsed = parseDataset(path.resolve(file));
+  const base = {
+    file: parsed.file,
+    sha256: parsed.sha256,
+    format: parsed.format,
+    rows: parsed.rows.length,
+    issues: parsed.issues.slice(0, 50),
+    issueCount: parsed.issues.length,
+  };
+  if (parsed.issues.length || !parsed.rows.length) return { ...base, summary: null, preview: [] };
+  const { tok, template } = templateOf(modelDir);
+  const { summary } = tokenizeRows(parsed.rows, tok, { template, lossOn, maxSeqLen });
+  const preview = parsed.rows.slice(0, 5).map((row) => ({
+    line: row.line,
+    segments: rowSegments(row, tok, template).map((s) => ({
+      text: 'text' in s ? s.text : tok.idToPiece(s.token),
+      learn: lossOn === 'all' || s.learn,
+    })),
+  }));
+  return { ...base, summary, preview };
+}
+
+/** The engine's run configuration for a wizard request. */
+export function finetuneInput(svc: EngineService, r: FinetuneRequest): FinetuneInput {
+  const model = svc.store.models.get(r.modelId);
+  return {
+    model: model.path,
+    data: r.data,
+    val: r.val ?? null,
+    valFraction: r.valFraction,
+    method: r.method,
+    lora: r.lora,
+    maxSeqLen: r.maxSeqLen,
+    lossOn: r.lossOn,
+    packing: r.packing,
+    train: r.train,
+  };
+}
+
+export function estimateFinetune(svc: EngineService, r: FinetuneRequest): FinetuneEstimate {
+  try {
+    const cfg = FinetuneConfig.parse(finetuneInput(svc, r));
+    const data = prepareData(cfg);
+    const est = estimateRun(cfg, data);
+    const m = est.memory;
+    const steps = totalSteps(cfg.train, new BatchPlan(data.train.length, cfg.train.batchSize, cfg.train.gradAccum, cfg.train.seed));
+    return {
+      ok: true,
+      reason: null,
+      memoryBytes: { weights: m.weights, gradients: m.gradients, optimizer: m.optimizer, activations: m.activations, total: m.total },
+      limitBytes: est.limit,
+      limitReason: est.limitReason,
+      stepSeconds: est.stepSeconds,
+      totalSteps: steps,
+      trainableParams: m.trainableParams,
+    };
+  } catch (e) {
+    return { ok: false, reason: (e as Error).message.split('\n')[0], memoryBytes: null, limitBytes: null, limitReason: null, stepSeconds: null, totalSteps: null, trainableParams: null };
+  }
+}
+
+export function startFinetuneJob(svc: EngineService, r: FinetuneRequest): { jobId: string } {
+  const input = finetuneInput(svc, r);
+  const name = svc.store.models.get(r.modelId).name;
+  const jobId = svc.jobs.start('finetune', `fine-tuning ${name}`, (ctx) => runInChild('finetune', input, svc.childOptions(), ctx), 'train');
+  return { jobId };
+}
+
+export function resumeFinetuneJob(svc: EngineService, runId: number): { jobId: string } {
+  const run = svc.store.runs.get(runId);
+  if (run.status !== 'paused' && run.status !== 'interrupted') throw new Error(`run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  const jobId = svc.jobs.start('finetune', `fine-tuning (run ${runId}, resumed)`, (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx), 'train');
+  return { jobId };
+}
+
+/** Greedy answers of both models to each prompt, through the same chat template. */
+export function compareJob(svc: EngineService, p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }): { jobId: string } {
+  const baseDir = svc.store.models.get(p.baseModelId).path;
+  const jobId = svc.jobs.start('compare', 'comparing base and fine-tuned answers', async (ctx) => {
+    const rows: CompareRow[] = p.prompts.map((prompt) => ({ prompt, base: '', tuned: '' }));
+    for (const [which, dir] of [['base', baseDir], ['tuned', p.tunedPath]] as const) {
+      const loaded = loadInferenceModel(dir);
+      try {
+        for (const [i, row] of rows.entries()) {
+          ctx.progress({ phase: `${which} model`, done: (which === 'base' ? 0 : rows.length) + i, total: 2 * rows.length, unit: 'answers' });
+          const turns: ChatTurn[] = [{ role: 'user', content: row.prompt }];
+          const text = renderChat(loaded.template.source, turns, { addGenerationPrompt: true, bosToken: loaded.tokenizer.idToPiece(loaded.tokenizer.bosId), eosToken: loaded.tokenizer.idToPiece(loaded.tokenizer.eosId) });
+          const ids = encodeChatText(loaded.tokenizer, text, { bos: !text.startsWith(loaded.tokenizer.idToPiece(loaded.tokenizer.bosId)) });
+          const out = await generate(loaded.model, ids, { ...DEFAULT_CHAT_SAMPLING, seed: 0, temperature: 0, maxNewTokens: p.maxNewTokens, signal: ctx.signal });
+          const answer = loaded.tokenizer.decode(out.ids).split(/### (User|Assistant|System):/)[0].trim();
+          row[which] = answer;
+        }
+      } finally {
+        loaded.model.dispose();
+      }
+    }
+    return { rows };
+  });
+  return { jobId };
+}

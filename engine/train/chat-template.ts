@@ -1,0 +1,124 @@
+// Chat templates: a conversation → the text the model is trained on (or
+// prompted with), in the Jinja dialect of Hugging Face's tokenizer_config.json
+// `chat_template`, rendered with @huggingface/jinja.
+//
+// Models without a template (MobileLLM's base checkpoints have none) get the
+// plain default below, one header per turn, the answer closed by the EOS token:
+//
+//   <s>### System:
+//   You are terse.
+//
+//   ### User:
+//   What is 2+2?
+//
+//   ### Assistant:
+//   4</s>### User:
+//   …
+//
+// For training, the characters of each assistant turn are found by rendering
+// the conversation up to that turn with the generation prompt and then through
+// it: the difference is the answer (with whatever the template closes it with,
+// e.g. the EOS), the part the loss covers by default.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Template } from '@huggingface/jinja';
+import { z } from 'zod';
+
+export const ROLES = ['system', 'user', 'assistant'] as const;
+export type Role = (typeof ROLES)[number];
+
+export interface ChatMessage {
+  role: Role;
+  content: string;
+}
+
+export const DEFAULT_CHAT_TEMPLATE =
+  "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}### System:\n{{ message['content'] }}\n\n" +
+  "{% elif message['role'] == 'user' %}### User:\n{{ message['content'] }}\n\n" +
+  "{% elif message['role'] == 'assistant' %}### Assistant:\n{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}" +
+  "{% if add_generation_prompt %}### Assistant:\n{% endif %}";
+
+export class ChatTemplate {
+  private readonly template: Template;
+
+  constructor(
+    readonly source: string,
+    readonly bosToken: string,
+    readonly eosToken: string,
+    /** Where the template came from, for messages ("default" or a tokenizer_config.json path). */
+    readonly origin = 'default',
+  ) {
+    try {
+      this.template = new Template(source);
+    } catch (e) {
+      throw new Error(`${origin}: chat template does not parse: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  render(messages: readonly ChatMessage[], addGenerationPrompt = false): string {
+    try {
+      return this.template.render({ messages, bos_token: this.bosToken, eos_token: this.eosToken, add_generation_prompt: addGenerationPrompt });
+    } catch (e) {
+      throw new Error(`${this.origin}: chat template failed: ${(e as Error).message.split('\n')[0]}`);
+    }
+  }
+
+  /**
+   * The whole conversation and the [start, end) character spans of its
+   * assistant turns. Fails if the template renders a conversation's prefix as
+   * something other than a prefix of the whole (then turns cannot be located).
+   */
+  renderWithAnswers(messages: readonly ChatMessage[]): { text: string; answers: [number, number][] } {
+    const text = this.render(messages);
+    const answers: [number, number][] = [];
+    messages.forEach((m, i) => {
+      if (m.role !== 'assistant') return;
+      const before = this.render(messages.slice(0, i), true);
+      const through = i === messages.length - 1 ? text : this.render(messages.slice(0, i + 1));
+      if (!through.startsWith(before) || !text.startsWith(through)) {
+        throw new Error(`${this.origin}: the chat template does not render conversations incrementally, so answers cannot be located (train on all tokens instead)`);
+      }
+      answers.push([before.length, through.length]);
+    });
+    return { text, answers };
+  }
+}
+
+const TokenSetting = z.union([z.string(), z.looseObject({ content: z.string() })]).nullish();
+
+const TokenizerConfigSchema = z.looseObject({
+  chat_template: z
+    .union([z.string(), z.array(z.looseObject({ name: z.string(), template: z.string() }))])
+    .nullish(),
+  bos_token: TokenSetting,
+  eos_token: TokenSetting,
+});
+
+const tokenText = (t: z.infer<typeof TokenSetting>): string | undefined => (typeof t === 'string' ? t : t?.content);
+
+/**
+ * The chat template of a model folder: tokenizer_config.json's chat_template
+ * (the one named "default" when there are several), else DEFAULT_CHAT_TEMPLATE.
+ * `bos`/`eos` are the tokenizer's own pieces, used when the config names none.
+ */
+export function loadChatTemplate(modelDir: string, bos: string, eos: string): ChatTemplate {
+  const file = path.join(modelDir, 'tokenizer_config.json');
+  if (!fs.existsSync(file)) return new ChatTemplate(DEFAULT_CHAT_TEMPLATE, bos, eos);
+  let json: unknown;
+  try {
+    json = JSON.parse(fs.readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+  const parsed = TokenizerConfigSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new Error(`${file}: invalid "${issue.path.join('.')}": ${issue.message}`);
+  }
+  const c = parsed.data;
+  const bosToken = tokenText(c.bos_token) ?? bos;
+  const eosToken = tokenText(c.eos_token) ?? eos;
+  const source = Array.isArray(c.chat_template) ? c.chat_template.find((t) => t.name === 'default')?.template : c.chat_template;
+  if (!source) return new ChatTemplate(DEFAULT_CHAT_TEMPLATE, bosToken, eosToken);
+  return new ChatTemplate(source, bosToken, eosToken, file);
+}

@@ -1,0 +1,112 @@
+// AdamW (Loshchilov & Hutter), step for step as torch.optim.AdamW:
+//
+//   p ← p · (1 − lr·λ)                               decoupled weight decay
+//   m ← m + (1 − β1)(g − m)                          first moment (torch's lerp)
+//   v ← β2·v + (1 − β2)·g²                           second moment
+//   p ← p − lr/(1 − β1ᵗ) · m / (√v / √(1 − β2ᵗ) + ε)
+//
+// The moments are named tensors ("<param>.exp_avg", "<param>.exp_avg_sq") so a
+// checkpoint can hold them; gradient clipping by global norm is here too.
+import * as tf from '@tensorflow/tfjs';
+
+export interface AdamWOptions {
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
+
+/**
+ * Hugging Face Trainer's grouping: weight decay on everything but biases and
+ * normalization gains (MobileLLM's RMSNorm weights). Embeddings are decayed.
+ */
+export function decaysByDefault(name: string): boolean {
+  return !/(norm\.weight|layernorm\.weight|\.bias)$/.test(name);
+}
+
+export class AdamW {
+  /** Optimizer steps taken. */
+  step = 0;
+  private readonly m = new Map<string, tf.Variable>();
+  private readonly v = new Map<string, tf.Variable>();
+
+  constructor(
+    readonly params: Map<string, tf.Variable>,
+    readonly options: AdamWOptions,
+    readonly decays: (name: string) => boolean = decaysByDefault,
+  ) {
+    const zeros = (p: tf.Tensor) => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
+    for (const [name, p] of params) {
+      this.m.set(name, zeros(p));
+      this.v.set(name, zeros(p));
+    }
+  }
+
+  /** One update of every parameter with `grads` (same names) at learning rate `lr`. */
+  apply(grads: Map<string, tf.Tensor>, lr: number): void {
+    const { beta1: b1, beta2: b2, eps, weightDecay } = this.options;
+    this.step++;
+    const stepSize = lr / (1 - b1 ** this.step);
+    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    for (const [name, p] of this.params) {
+      const g = grads.get(name);
+      if (!g) throw new Error(`AdamW: no gradient for "${name}"`);
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      tf.tidy(() => {
+        const decayed = weightDecay && this.decays(name) ? tf.mul(p, 1 - lr * weightDecay) : p;
+        m.assign(tf.add(m, tf.mul(tf.sub(g, m), 1 - b1)));
+        v.assign(tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2)));
+        const denom = tf.add(tf.div(tf.sqrt(v), bc2Sqrt), eps);
+        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), stepSize)));
+      });
+    }
+  }
+
+  /** The moments as named tensors (views of the live state: read, do not dispose). */
+  state(): Map<string, tf.Tensor> {
+    const out = new Map<string, tf.Tensor>();
+    for (const name of this.params.keys()) {
+      out.set(`${name}.exp_avg`, this.m.get(name)!);
+      out.set(`${name}.exp_avg_sq`, this.v.get(name)!);
+    }
+    return out;
+  }
+
+  /** Restores moments saved by state() and the step count. */
+  load(state: Map<string, tf.Tensor>, step: number): void {
+    for (const [key, slots] of [['exp_avg', this.m], ['exp_avg_sq', this.v]] as const) {
+      for (const [name, slot] of slots) {
+        const t = state.get(`${name}.${key}`);
+        if (!t) throw new Error(`optimizer state has no "${name}.${key}"`);
+        if (t.shape.join() !== slot.shape.join()) throw new Error(`optimizer state "${name}.${key}" is [${t.shape}], expected [${slot.shape}]`);
+        slot.assign(t);
+      }
+    }
+    this.step = step;
+  }
+
+  dispose(): void {
+    for (const t of [...this.m.values(), ...this.v.values()]) t.dispose();
+  }
+}
+
+/**
+ * Scales the gradients in place so that their global L2 norm is at most
+ * `maxNorm` (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping.
+ */
+export function clipGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): number {
+  const total = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
+  const norm = total.dataSync()[0];
+  total.dispose();
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) {
+    for (const [name, g] of grads) {
+      grads.set(name, tf.mul(g, coef));
+      g.dispose();
+    }
+  }
+  return norm;
+}

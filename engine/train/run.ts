@@ -1,0 +1,298 @@
+// A fine-tuning run in the store: the base model and the dataset (with its
+// sha256) are recorded, the run's whole configuration is its `config`, every
+// step's numbers go to run_metrics and every checkpoint to checkpoints, the
+// last K and the best (lowest validation loss) kept. A paused run, or one whose
+// process died (the store marks it interrupted), continues from its newest
+// checkpoint with resumeFinetune — or from the start if it never wrote one.
+import fs from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { backendInfo } from '../backend/select';
+import type { JobContext } from '../jobs/job';
+import { loadModel, readConfig } from '../io/checkpoint';
+import { LINEAR_KEYS, type MobileLLM } from '../model/model';
+import { countParams } from '../model/config';
+import { loadTokenizer } from '../tokenizer/tokenizer';
+import type { Store } from '../store/store';
+import type { Dataset, Run } from '../store/records';
+import { loadChatTemplate } from './chat-template';
+import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
+import type { TokenizedExample } from './batching';
+import { applyLora, loadAdapter, type LoraAdapters } from './lora';
+import { measureMatmulRate, planTraining, type TrainingEstimate } from './estimate';
+import { readOptimizerState, readTrainerState, OPTIMIZER_STATE, TRAINER_STATE } from './checkpoints';
+import { DECAYS } from './schedule';
+import { train, type MetricPoint, type RunLog, type TrainStatus } from './trainer';
+
+const int = z.number().int();
+
+/** Everything a run needs, as stored in runs.config (and read back on resume). */
+export const FinetuneConfig = z.object({
+  /** Base model folder. */
+  model: z.string(),
+  data: z.string(),
+  /** A separate validation file; otherwise valFraction of `data` is held out. */
+  val: z.string().nullable().default(null),
+  valFraction: z.number().min(0).max(0.5).default(0.1),
+  method: z.enum(['full', 'lora']).default('lora'),
+  lora: z
+    .object({
+      rank: int.positive().default(8),
+      alpha: z.number().positive().default(16),
+      dropout: z.number().min(0).max(1).default(0),
+      targets: z.array(z.enum(LINEAR_KEYS as [string, ...string[]])).min(1).default(['q', 'v']),
+      rslora: z.boolean().default(false),
+    })
+    .prefault({}),
+  maxSeqLen: int.positive().default(512),
+  lossOn: z.enum(['answers', 'all']).default('answers'),
+  packing: z.boolean().default(false),
+  gradMode: z.enum(['auto', 'tape', 'recompute']).default('auto'),
+  train: z
+    .object({
+      epochs: int.positive().default(1),
+      maxSteps: int.positive().optional(),
+      lr: z.number().positive().default(2e-4),
+      warmupSteps: int.min(0).default(0),
+      decay: z.enum(DECAYS).default('cosine'),
+      minLrRatio: z.number().min(0).max(1).default(0),
+      batchSize: int.positive().default(4),
+      gradAccum: int.positive().default(1),
+      adamw: z
+        .object({
+          beta1: z.number().min(0).max(1).default(0.9),
+          beta2: z.number().min(0).max(1).default(0.999),
+          eps: z.number().positive().default(1e-8),
+          weightDecay: z.number().min(0).default(0.01),
+        })
+        .prefault({}),
+      maxGradNorm: z.number().min(0).default(1),
+      seed: int.default(0),
+      evalEvery: int.min(0).default(50),
+      saveEvery: int.min(0).default(100),
+      saveEveryMinutes: z.number().min(0).default(10),
+      keepLast: int.positive().default(2),
+    })
+    .prefault({}),
+});
+export type FinetuneConfig = z.infer<typeof FinetuneConfig>;
+export type FinetuneInput = z.input<typeof FinetuneConfig>;
+
+export interface PreparedData {
+  train: TokenizedExample[];
+  val: TokenizedExample[];
+  trainSet: ParsedDataset;
+  valSet: ParsedDataset | null;
+  summary: { train: ExampleSummary; val: ExampleSummary | null };
+}
+
+function checked(d: ParsedDataset): ParsedDataset {
+  if (!d.issues.length) return d;
+  const more = d.issues.length > 1 ? ` (and ${d.issues.length - 1} more problem${d.issues.length > 2 ? 's' : ''})` : '';
+  throw new Error(`${formatIssues(d, 1)[0]}${more}`);
+}
+
+/** Reads, validates, renders and tokenizes the training (and validation) data. */
+export function prepareData(cfg: FinetuneConfig): PreparedData {
+  const tok = loadTokenizer(cfg.model);
+  const template = loadChatTemplate(cfg.model, tok.bosId >= 0 ? tok.idToPiece(tok.bosId) : '', tok.eosId >= 0 ? tok.idToPiece(tok.eosId) : '');
+  const render = { template, lossOn: cfg.lossOn, maxSeqLen: cfg.maxSeqLen };
+  const trainSet = checked(parseDataset(cfg.data));
+  const valSet = cfg.val ? checked(parseDataset(cfg.val)) : null;
+  let trainRows = trainSet.rows;
+  let valRows = valSet?.rows ?? [];
+  if (!valSet) {
+    const split = splitIndices(trainSet.rows.length, cfg.valFraction, cfg.train.seed);
+    trainRows = split.train.map((i) => trainSet.rows[i]);
+    valRows = split.val.map((i) => trainSet.rows[i]);
+  }
+  const t = tokenizeRows(trainRows, tok, render);
+  const v = valRows.length ? tokenizeRows(valRows, tok, render) : null;
+  if (!t.examples.length) throw new Error(`${cfg.data}: no example has answer tokens within --max-seq-len ${cfg.maxSeqLen}`);
+  return {
+    train: cfg.packing ? packExamples(t.examples, cfg.maxSeqLen, cfg.train.seed) : t.examples,
+    val: v?.examples ?? [],
+    trainSet,
+    valSet,
+    summary: { train: t.summary, val: v?.summary ?? null },
+  };
+}
+
+/**
+ * Memory and time of a step for this configuration and data (batches are as
+ * long as their longest row) on the current backend; throws when it cannot fit.
+ */
+export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEstimate {
+  const config = readConfig(cfg.model);
+  const seqLen = Math.max(...data.train.map((e) => e.ids.length));
+  const shape = { method: cfg.method, loraRank: cfg.lora.rank, loraTargets: cfg.lora.targets as never, batchSize: cfg.train.batchSize, seqLen };
+  return planTraining(config, shape, backendInfo().name, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
+}
+
+/** The model with its trainable variables: every parameter (full) or fresh / checkpointed adapters (LoRA). */
+function trainableModel(cfg: FinetuneConfig, from: string | null): { model: MobileLLM; adapters: LoraAdapters | null; trainable: Map<string, tf.Variable> } {
+  const variable = <T extends tf.Tensor>(t: T) => tf.variable(t) as unknown as T;
+  if (cfg.method === 'full') {
+    const { model } = loadModel(from ?? cfg.model, { wrap: variable });
+    return { model, adapters: null, trainable: new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable])) };
+  }
+  const { model } = loadModel(cfg.model);
+  const options = { ...cfg.lora, targets: cfg.lora.targets as never };
+  const adapters = from ? loadAdapter(model, from, variable) : applyLora(model, options, { seed: cfg.train.seed }, variable);
+  return { model, adapters, trainable: new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable])) };
+}
+
+/** Metrics and checkpoints of run `runId` in the store, keeping the last `keepLast` checkpoints and the best. */
+export class StoreRunLog implements RunLog {
+  constructor(
+    private readonly store: Store,
+    private readonly runId: number,
+    private readonly kind: 'full' | 'lora',
+    private readonly keepLast: number,
+  ) {}
+
+  metrics(points: MetricPoint[]): void {
+    this.store.metrics.append(this.runId, points);
+  }
+
+  async checkpoint(step: number, write: (dir: string) => void, metrics: Record<string, number>): Promise<void> {
+    await this.store.checkpoints.writeAndRecord(this.runId, step, this.kind, write, metrics);
+    const all = this.store.checkpoints.list(this.runId);
+    const withVal = all.filter((c) => typeof c.metrics.val_loss === 'number');
+    const best = withVal.length ? withVal.reduce((a, b) => (b.metrics.val_loss! < a.metrics.val_loss! ? b : a)) : null;
+    const keep = new Set(all.slice(-this.keepLast).map((c) => c.id));
+    if (best) keep.add(best.id);
+    for (const c of all) if (!keep.has(c.id)) this.store.checkpoints.remove(c.id);
+  }
+}
+
+function recordModel(store: Store, dir: string): number {
+  const abs = path.resolve(dir);
+  const known = store.models.list().find((m) => m.path === abs);
+  if (known) return known.id;
+  const config = readConfig(abs);
+  return store.models.add({ name: path.basename(abs), source: 'imported', format: 'safetensors', path: abs, paramCount: countParams(config).total }).id;
+}
+
+function recordDataset(store: Store, cfg: FinetuneConfig, data: PreparedData): Dataset {
+  const split = data.valSet
+    ? { path: path.resolve(data.valSet.file), rows: data.valSet.rows.length }
+    : { fraction: cfg.valFraction, seed: cfg.train.seed };
+  const same = store.datasets
+    .findBySha256(data.trainSet.sha256)
+    .find((d) => JSON.stringify(d.validationSplit) === JSON.stringify(split) && d.path === path.resolve(cfg.data));
+  if (same) return same;
+  return store.datasets.add({
+    name: path.basename(cfg.data),
+    path: path.resolve(cfg.data),
+    format: data.trainSet.format,
+    sha256: data.trainSet.sha256,
+    rowCount: data.trainSet.rows.length,
+    tokenCount: data.summary.train.tokens,
+    validationSplit: split,
+  });
+}
+
+export interface FinetuneOutcome {
+  runId: number;
+  status: TrainStatus;
+  step: number;
+  /** The newest checkpoint folder (a model folder or a PEFT adapter), if any. */
+  checkpoint: string | null;
+  /** The finished model recorded in the store (completed runs). */
+  modelId: number | null;
+}
+
+/** Creates a run for `input` and trains it. The backend must be initialized. */
+export async function startFinetune(store: Store, input: FinetuneInput, ctx: JobContext): Promise<FinetuneOutcome> {
+  const cfg = FinetuneConfig.parse(input);
+  cfg.model = path.resolve(cfg.model);
+  cfg.data = path.resolve(cfg.data);
+  if (cfg.val) cfg.val = path.resolve(cfg.val);
+  const data = prepareData(cfg);
+  const estimate = estimateRun(cfg, data);
+  const modelId = recordModel(store, cfg.model);
+  const dataset = recordDataset(store, cfg, data);
+  const run = store.runs.create({ kind: 'finetune', modelId, datasetId: dataset.id, config: cfg as unknown as Record<string, unknown> });
+  return execute(store, run, cfg, data, estimate, ctx);
+}
+
+/** Continues a paused or interrupted run from its newest checkpoint. */
+export async function resumeFinetune(store: Store, runId: number, ctx: JobContext): Promise<FinetuneOutcome> {
+  const run = store.runs.get(runId);
+  if (run.kind !== 'finetune') throw new Error(`run ${runId} is a ${run.kind} run, not a fine-tuning run`);
+  if (run.status !== 'paused' && run.status !== 'interrupted') throw new Error(`run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  const parsed = FinetuneConfig.safeParse(run.config);
+  if (!parsed.success) throw new Error(`run ${runId}: its stored configuration is invalid (${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message})`);
+  const cfg = parsed.data;
+  const data = prepareData(cfg);
+  if (run.datasetId !== null) {
+    const recorded = store.datasets.get(run.datasetId);
+    if (recorded.sha256 !== data.trainSet.sha256) throw new Error(`${cfg.data}: the dataset changed since run ${runId} started (sha256 differs); start a new run`);
+  }
+  return execute(store, run, cfg, data, estimateRun(cfg, data), ctx);
+}
+
+async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
+  const from = store.checkpoints.resumePoint(run.id);
+  const { model, adapters, trainable } = trainableModel(cfg, from?.path ?? null);
+  const resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
+  store.runs.setStatus(run.id, 'running');
+  ctx.progress({
+    phase: from ? `resuming at step ${resume!.state.step}` : 'starting',
+    metrics: { est_memory_gb: estimate.memory.total / 1024 ** 3, est_step_s: estimate.stepSeconds, trainable_params: estimate.memory.trainableParams },
+    message: `${estimate.memory.mode} backprop, ${data.train.length} training and ${data.val.length} validation examples`,
+  });
+  const kind = cfg.method === 'full' ? 'full' : 'lora';
+  try {
+    const result = await train(
+      {
+        model,
+        trainable,
+        adapters,
+        baseModelDir: cfg.model,
+        train: data.train,
+        val: data.val,
+        padId: 0,
+        options: cfg.train,
+        gradMode: estimate.memory.mode,
+        log: new StoreRunLog(store, run.id, kind, cfg.train.keepLast),
+        resume,
+      },
+      ctx,
+    );
+    const latest = store.checkpoints.resumePoint(run.id);
+    let modelId: number | null = null;
+    if (result.status === 'completed' && latest) modelId = await recordResult(store, run, latest.path, kind);
+    store.runs.setStatus(run.id, result.status);
+    return { runId: run.id, status: result.status, step: result.state.step, checkpoint: latest?.path ?? null, modelId };
+  } catch (err) {
+    store.runs.setStatus(run.id, 'failed', { error: (err as Error).message.split('\n')[0] || String(err) });
+    throw err;
+  } finally {
+    if (resume) tf.dispose([...resume.optimizer.values()]);
+    adapters?.remove();
+    model.dispose();
+  }
+}
+
+/** Records the final weights as a model: a model folder (full) or a PEFT adapter of the base model (LoRA). */
+async function recordResult(store: Store, run: Run, checkpointDir: string, kind: 'full' | 'lora'): Promise<number> {
+  const files = fs.readdirSync(checkpointDir).filter((f) => f !== OPTIMIZER_STATE && f !== TRAINER_STATE);
+  const base = run.modelId !== null ? store.models.get(run.modelId) : null;
+  const model = await store.models.writeAndAdd(
+    {
+      name: `${base?.name ?? 'model'}-finetune-${run.id}`,
+      source: 'derived',
+      format: kind === 'full' ? 'safetensors' : 'peft-lora',
+      parentModelId: run.modelId,
+      runId: run.id,
+      paramCount: base?.paramCount ?? null,
+    },
+    (tmp) => {
+      for (const f of files) fs.copyFileSync(path.join(checkpointDir, f), path.join(tmp, f));
+    },
+  );
+  return model.id;
+}

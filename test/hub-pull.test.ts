@@ -1,0 +1,446 @@
+// `pull` against a fake Hugging Face Hub on 127.0.0.1 with the Hub's URL
+// layout: model info and a paginated tree listing (sizes, LFS sha256), resolve
+// URLs that answer small files themselves and redirect LFS files (302, with
+// X-Linked-Etag) to a CDN on another origin. The CDN can break a transfer
+// halfway, stall, ignore Range, or serve corrupt bytes; the Hub can be gated.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+import { execFile } from 'node:child_process';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { pullModel, folderName, type PullResult } from '../engine/hub/pull';
+import { CancelledError, type JobContext, type JobProgress } from '../engine/jobs/job';
+import { SafetensorsFile, safetensorsHeader } from '../engine/io/safetensors';
+import { openWeights } from '../engine/io/checkpoint';
+import { openStore } from '../engine/store/open';
+import type { Store } from '../engine/store/store';
+import { goldenDir } from './helpers/golden';
+import { tempDir, tinyTokenizerJson } from './helpers/train-fixtures';
+
+const sha256 = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
+const gitOid = (b: Buffer): string => crypto.createHash('sha1').update(`blob ${b.length}\0`).update(b).digest('hex');
+
+interface FakeRepo {
+  files: Map<string, Buffer>;
+  /** Files stored in LFS (redirected to the CDN, sha256 in the listing). */
+  lfs: Set<string>;
+  commit: string;
+  /** A gated repo answers 401 without this bearer token and 403 with another. */
+  token?: string;
+}
+
+interface Behaviour {
+  /** CDN: the first request for these sha256s sends half the bytes, then closes the socket. */
+  cutOnce: Set<string>;
+  /** CDN: the first request for these sha256s sends half the bytes, then stalls. */
+  stallOnce: Set<string>;
+  /** CDN: answer every request with the whole file (200), whatever its Range. */
+  ignoreRange: boolean;
+  /** CDN: serve these bytes instead of the file of this sha256 (same length, other content). */
+  corrupt: Map<string, Buffer>;
+}
+
+interface Logged {
+  server: 'hub' | 'cdn';
+  url: string;
+  range?: string;
+  authorization?: string;
+}
+
+const repos = new Map<string, FakeRepo>();
+const log: Logged[] = [];
+let behaviour: Behaviour;
+let hub: http.Server;
+let cdn: http.Server;
+let hubUrl: string;
+let cdnUrl: string;
+
+const PAGE = 2; // tree entries per page: the listing is followed through its Link headers
+
+function listen(handler: http.RequestListener): Promise<[http.Server, string]> {
+  const server = http.createServer(handler);
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve([server, `http://127.0.0.1:${(server.address() as { port: number }).port}`])));
+}
+
+function fail(res: http.ServerResponse, status: number, code: string): void {
+  res.writeHead(status, { 'content-type': 'application/json', 'x-error-code': code });
+  res.end(JSON.stringify({ error: code }));
+}
+
+function hubHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const url = new URL(req.url!, hubUrl);
+  log.push({ server: 'hub', url: url.pathname, range: req.headers.range, authorization: req.headers.authorization });
+  const api = /^\/api\/models\/([^/]+\/[^/]+)\/(revision|tree)\/([^/]+)$/.exec(url.pathname);
+  const resolve = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(url.pathname);
+  const repoId = api?.[1] ?? resolve?.[1];
+  const repo = repoId ? repos.get(repoId) : undefined;
+  if (!repo) return fail(res, 404, 'RepoNotFound');
+  if (repo.token) {
+    const auth = req.headers.authorization;
+    if (!auth) return fail(res, 401, 'GatedRepo');
+    if (auth !== `Bearer ${repo.token}`) return fail(res, 403, 'GatedRepo');
+  }
+  const rev = decodeURIComponent(api?.[3] ?? resolve![2]);
+  if (rev !== 'main' && rev !== repo.commit) return fail(res, 404, 'RevisionNotFound');
+  if (api?.[2] === 'revision') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    return void res.end(JSON.stringify({ _id: 'x', id: repoId, sha: repo.commit, private: false, gated: repo.token ? 'manual' : false, downloads: 0, likes: 0, lastModified: '2024-01-01T00:00:00.000Z' }));
+  }
+  if (api) {
+    const entries = [...repo.files].map(([p, b]) => ({
+      type: 'file',
+      path: p,
+      size: b.length,
+      oid: repo.lfs.has(p) ? 'f'.repeat(40) : gitOid(b),
+      ...(repo.lfs.has(p) ? { lfs: { oid: sha256(b), size: b.length, pointerSize: 134 } } : {}),
+    }));
+    const from = Number(url.searchParams.get('cursor') ?? 0);
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (from + PAGE < entries.length) headers.link = `<${hubUrl}${url.pathname}?recursive=true&cursor=${from + PAGE}>; rel="next"`;
+    res.writeHead(200, headers);
+    return void res.end(JSON.stringify(entries.slice(from, from + PAGE)));
+  }
+  const file = decodeURIComponent(resolve![3]);
+  const body = repo.files.get(file);
+  if (!body) return fail(res, 404, 'EntryNotFound');
+  if (repo.lfs.has(file)) {
+    res.writeHead(302, { location: `${cdnUrl}/lfs/${sha256(body)}`, 'x-linked-etag': `"${sha256(body)}"`, 'x-linked-size': String(body.length), 'x-repo-commit': repo.commit });
+    return void res.end();
+  }
+  res.writeHead(200, { 'content-length': body.length, etag: `"${gitOid(body)}"`, 'x-repo-commit': repo.commit });
+  res.end(body);
+}
+
+function cdnHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
+  log.push({ server: 'cdn', url: req.url!, range: req.headers.range, authorization: req.headers.authorization });
+  const hash = /^\/lfs\/([0-9a-f]{64})$/.exec(req.url!)?.[1];
+  const original = [...repos.values()].flatMap((r) => [...r.files.values()]).find((b) => sha256(b) === hash);
+  if (!hash || !original) return void res.writeHead(404).end();
+  const body = behaviour.corrupt.get(hash) ?? original;
+  const range = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+  const start = range && !behaviour.ignoreRange ? Number(range[1]) : 0;
+  const rest = body.subarray(start);
+  res.writeHead(start > 0 ? 206 : 200, {
+    'content-length': rest.length,
+    'accept-ranges': 'bytes',
+    ...(start > 0 ? { 'content-range': `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+  });
+  const half = Math.floor(rest.length / 2);
+  if (behaviour.cutOnce.delete(hash)) return void res.write(rest.subarray(0, half), () => setTimeout(() => res.socket?.destroy(), 20));
+  if (behaviour.stallOnce.delete(hash)) return void res.write(rest.subarray(0, half));
+  res.end(rest);
+}
+
+/** tiny-gqa as a Hub repo: config.json and tokenizer.json in git, the weights in LFS, and files pull must skip. */
+function tinyRepo(extra: Partial<FakeRepo> = {}): FakeRepo {
+  const g = goldenDir('tiny-gqa');
+  const files = new Map<string, Buffer>([
+    ['config.json', fs.readFileSync(path.join(g, 'config.json'))],
+    ['model.safetensors', fs.readFileSync(path.join(g, 'model.safetensors'))],
+    ['tokenizer.json', Buffer.from(JSON.stringify(tinyTokenizerJson()))],
+    ['pytorch_model.bin', fs.readFileSync(path.join(goldenDir('tiny-gqa-bin'), 'pytorch_model.bin'))],
+    ['README.md', Buffer.from('# tiny\n')],
+    ['onnx/model.onnx', Buffer.from('not needed')],
+  ]);
+  return { files, lfs: new Set(['model.safetensors', 'pytorch_model.bin', 'onnx/model.onnx']), commit: crypto.randomBytes(20).toString('hex'), ...extra };
+}
+
+/** tiny-gqa's weights split over two safetensors shards with an index, as transformers writes them. */
+function shardedRepo(): FakeRepo {
+  const st = SafetensorsFile.open(path.join(goldenDir('tiny-gqa'), 'model.safetensors'));
+  const names = st.names();
+  const halves = [names.slice(0, names.length / 2), names.slice(names.length / 2)];
+  const files = new Map<string, Buffer>([['config.json', fs.readFileSync(path.join(goldenDir('tiny-gqa'), 'config.json'))]]);
+  const weightMap: Record<string, string> = {};
+  halves.forEach((group, i) => {
+    const shard = `model-0000${i + 1}-of-00002.safetensors`;
+    const raws = group.map((n) => [n, st.read(n)] as const);
+    files.set(shard, Buffer.concat([safetensorsHeader(raws.map(([n, r]) => [n, { dtype: r.dtype, shape: r.shape }])), ...raws.map(([, r]) => r.data)]));
+    for (const n of group) weightMap[n] = shard;
+  });
+  st.close();
+  files.set('model.safetensors.index.json', Buffer.from(JSON.stringify({ metadata: {}, weight_map: weightMap })));
+  return { files, lfs: new Set(['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']), commit: crypto.randomBytes(20).toString('hex') };
+}
+
+/** A JobContext that records every progress report; `onProgress` may abort. */
+function recorder(onProgress?: (p: JobProgress, abort: () => void) => void): { ctx: JobContext; events: JobProgress[] } {
+  const controller = new AbortController();
+  const events: JobProgress[] = [];
+  return {
+    events,
+    ctx: {
+      signal: controller.signal,
+      progress: (p) => {
+        events.push(p);
+        onProgress?.(p, () => controller.abort());
+      },
+    },
+  };
+}
+
+/** Bytes loaded only go up, the total never changes, and the last report is at the total. */
+function expectHonestProgress(events: JobProgress[], total: number): void {
+  const bars = events.filter((e) => e.total !== undefined);
+  expect(bars.length).toBeGreaterThan(0);
+  for (const e of bars) expect(e.total).toBe(total);
+  for (let i = 1; i < bars.length; i++) expect(bars[i].done!).toBeGreaterThanOrEqual(bars[i - 1].done!);
+  expect(bars.at(-1)!.done).toBe(total);
+}
+
+const cdnRequests = (): Logged[] => log.filter((l) => l.server === 'cdn');
+
+let root: string;
+let home: string;
+let store: Store;
+
+beforeAll(async () => {
+  [hub, hubUrl] = await listen(hubHandler);
+  [cdn, cdnUrl] = await listen(cdnHandler);
+});
+
+afterAll(async () => {
+  for (const s of [hub, cdn]) {
+    s.closeAllConnections();
+    await new Promise((r) => s.close(r));
+  }
+});
+
+beforeEach(() => {
+  repos.clear();
+  log.length = 0;
+  behaviour = { cutOnce: new Set(), stallOnce: new Set(), ignoreRange: false, corrupt: new Map() };
+  root = tempDir('hub');
+  home = path.join(root, 'home');
+  store = openStore({ home });
+});
+
+afterEach(() => {
+  store.close();
+  fs.rmSync(root, { recursive: true, force: true });
+});
+
+const pull = (repo: string, ctx: JobContext, extra: { revision?: string; token?: string } = {}): Promise<PullResult> =>
+  pullModel({ store, repo, endpoint: hubUrl, ...extra }, ctx);
+
+describe('pull', () => {
+  it('downloads config, safetensors weights and tokenizer, verified, and records the model', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const { ctx, events } = recorder();
+    const r = await pull('meta/tiny', ctx);
+
+    const dir = path.join(home, 'models', 'meta--tiny');
+    expect(r.model.path).toBe(dir);
+    expect(r.files.map((f) => f.path)).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']); // no .bin beside safetensors, no README, no subfolders
+    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']); // no .part, no lock
+    for (const f of r.files) expect(fs.readFileSync(path.join(dir, f.path)).equals(repo.files.get(f.path)!)).toBe(true);
+    expect(r.commit).toBe(repo.commit);
+    // every file comes from the commit the revision pointed at
+    expect(log.filter((l) => l.url.includes('/resolve/')).every((l) => l.url.includes(`/resolve/${repo.commit}/`))).toBe(true);
+
+    const total = ['config.json', 'model.safetensors', 'tokenizer.json'].reduce((n, f) => n + repo.files.get(f)!.length, 0);
+    expectHonestProgress(events, total);
+    expect(r.bytes).toBe(total);
+
+    const rows = store.models.list();
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ id: r.model.id, name: 'meta/tiny', source: 'downloaded', format: 'safetensors', path: dir, bytes: total });
+    expect(rows[0].paramCount).toBeGreaterThan(100_000);
+    expect(rows[0].config).toMatchObject({ hidden_size: 64 });
+  });
+
+  it('downloads sharded safetensors with their index', async () => {
+    const repo = shardedRepo();
+    repos.set('meta/sharded', repo);
+    const r = await pull('meta/sharded', recorder().ctx, { revision: repo.commit });
+    expect(r.files.map((f) => f.path)).toEqual(['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(path.basename(r.model.path)).toBe(`meta--sharded--${repo.commit}`);
+    expect(r.model.name).toBe(`meta/sharded@${repo.commit}`);
+    expect(r.model.format).toBe('safetensors-sharded');
+    const { source } = openWeights(r.model.path);
+    expect(source.names().length).toBeGreaterThan(10);
+    source.close();
+  });
+
+  it('resumes a transfer the server broke off halfway with a Range request, ending with identical bytes', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const weights = repo.files.get('model.safetensors')!;
+    behaviour.cutOnce.add(sha256(weights));
+    const { ctx, events } = recorder();
+    const r = await pull('meta/tiny', ctx);
+
+    const requests = cdnRequests().filter((l) => l.url === `/lfs/${sha256(weights)}`);
+    expect(requests).toHaveLength(2);
+    expect(requests[0].range).toBeUndefined();
+    const resumedAt = Number(/^bytes=(\d+)-$/.exec(requests[1].range ?? '')?.[1]);
+    expect(resumedAt).toBeGreaterThan(0);
+    expect(resumedAt).toBeLessThan(weights.length);
+    expect(fs.readFileSync(path.join(r.model.path, 'model.safetensors')).equals(weights)).toBe(true);
+    expectHonestProgress(events, r.bytes);
+  });
+
+  it('continues the .part file an interrupted pull left behind', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const weights = repo.files.get('model.safetensors')!;
+    behaviour.stallOnce.add(sha256(weights));
+    const first = recorder((p, abort) => {
+      if (p.phase === 'downloading model.safetensors' && p.done! > weights.length / 4) abort();
+    });
+    await expect(pull('meta/tiny', first.ctx)).rejects.toBeInstanceOf(CancelledError);
+    const part = path.join(home, 'models', 'meta--tiny', 'model.safetensors.part');
+    const left = fs.statSync(part).size;
+    expect(left).toBeGreaterThan(0);
+    expect(store.models.list()).toHaveLength(0);
+
+    const second = recorder();
+    const r = await pull('meta/tiny', second.ctx);
+    expect(cdnRequests().at(-1)!.range).toBe(`bytes=${left}-`);
+    expect(r.files.find((f) => f.path === 'model.safetensors')).toMatchObject({ present: false, resumedFrom: left });
+    expect(r.files.find((f) => f.path === 'config.json')).toMatchObject({ present: true });
+    expect(fs.readFileSync(path.join(r.model.path, 'model.safetensors')).equals(weights)).toBe(true);
+    expectHonestProgress(second.events, r.bytes);
+    // what the first pull had already fetched counts as done from the start
+    expect(second.events.find((e) => e.total !== undefined)!.done).toBeGreaterThanOrEqual(repo.files.get('config.json')!.length);
+  });
+
+  it('starts a file over when the server ignores Range, and progress still never goes back', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const weights = repo.files.get('model.safetensors')!;
+    const dir = path.join(home, 'models', 'meta--tiny');
+    fs.mkdirSync(dir, { recursive: true });
+    const half = Math.floor(weights.length / 2); // more than the first chunks of the restarted transfer
+    fs.writeFileSync(path.join(dir, 'model.safetensors.part'), weights.subarray(0, half));
+    behaviour.ignoreRange = true;
+    const { ctx, events } = recorder();
+    const r = await pull('meta/tiny', ctx);
+    expect(cdnRequests().at(-1)!.range).toBe(`bytes=${half}-`);
+    expect(fs.readFileSync(path.join(dir, 'model.safetensors')).equals(weights)).toBe(true);
+    expectHonestProgress(events, r.bytes);
+  });
+
+  it('explains a gated repo without a token, refuses a wrong token, and sends the right one to the Hub only', async () => {
+    repos.set('facebook/MobileLLM-tiny', tinyRepo({ token: 'hf_secret' }));
+    const noToken = pull('facebook/MobileLLM-tiny', recorder().ctx);
+    await expect(noToken).rejects.toThrow(
+      `facebook/MobileLLM-tiny is gated: accept the license at ${hubUrl}/facebook/MobileLLM-tiny, create a read token at ${hubUrl}/settings/tokens, then run with --token or HF_TOKEN (HTTP 401)`,
+    );
+    await expect(pull('facebook/MobileLLM-tiny', recorder().ctx, { token: 'hf_wrong' })).rejects.toThrow(/no access to facebook\/MobileLLM-tiny yet: accept the license/);
+    expect(store.models.list()).toHaveLength(0);
+
+    log.length = 0;
+    const r = await pull('facebook/MobileLLM-tiny', recorder().ctx, { token: 'hf_secret' });
+    expect(r.model.name).toBe('facebook/MobileLLM-tiny');
+    expect(log.filter((l) => l.server === 'hub').every((l) => l.authorization === 'Bearer hf_secret')).toBe(true);
+    expect(cdnRequests().length).toBeGreaterThan(0);
+    expect(cdnRequests().every((l) => l.authorization === undefined)).toBe(true);
+  });
+
+  it('rejects a file whose sha256 does not match the listing and records nothing', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const weights = repo.files.get('model.safetensors')!;
+    const bad = Buffer.from(weights);
+    bad[bad.length - 1] ^= 0xff;
+    behaviour.corrupt.set(sha256(weights), bad);
+    await expect(pull('meta/tiny', recorder().ctx)).rejects.toThrow(/model\.safetensors: rejected the download \(sha256 [0-9a-f]{64}, expected [0-9a-f]{64}\)/);
+    const dir = path.join(home, 'models', 'meta--tiny');
+    expect(fs.existsSync(path.join(dir, 'model.safetensors'))).toBe(false);
+    expect(fs.existsSync(path.join(dir, 'model.safetensors.part'))).toBe(false);
+    expect(store.models.list()).toHaveLength(0);
+  });
+
+  it('pulling again verifies what is there: a changed small file (git blob id) is fetched again, nothing else', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const r = await pull('meta/tiny', recorder().ctx);
+    const config = path.join(r.model.path, 'config.json');
+    fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace('"hidden_size": 64', '"hidden_size": 65'));
+    log.length = 0;
+    const again = await pull('meta/tiny', recorder().ctx);
+    expect(again.alreadyRecorded).toBe(true);
+    expect(again.model.id).toBe(r.model.id);
+    expect(again.files.map((f) => [f.path, f.present])).toEqual([['config.json', false], ['model.safetensors', true], ['tokenizer.json', true]]);
+    expect(fs.readFileSync(config).equals(repo.files.get('config.json')!)).toBe(true);
+    expect(cdnRequests()).toHaveLength(0);
+    expect(store.models.list()).toHaveLength(1);
+  });
+
+  it('says what is missing: repo, revision, weights, or the server itself', async () => {
+    await expect(pull('meta/none', recorder().ctx)).rejects.toThrow(`meta/none not found on ${hubUrl} (if it is private, run with --token or HF_TOKEN)`);
+    repos.set('meta/tiny', tinyRepo());
+    await expect(pull('meta/tiny', recorder().ctx, { revision: 'v9' })).rejects.toThrow('revision "v9" not found in meta/tiny');
+    const noWeights = tinyRepo();
+    noWeights.files.delete('model.safetensors');
+    noWeights.files.delete('pytorch_model.bin');
+    repos.set('meta/empty', noWeights);
+    await expect(pull('meta/empty', recorder().ctx)).rejects.toThrow('meta/empty@main has no weights');
+    const bert = tinyRepo();
+    bert.files.set('config.json', Buffer.from('{"model_type":"bert","hidden_size":64}'));
+    repos.set('meta/bert', bert);
+    await expect(pull('meta/bert', recorder().ctx)).rejects.toThrow(/^meta\/bert@main is not a loadable MobileLLM: .*config\.json/);
+    expect(cdnRequests()).toHaveLength(0); // refused before the weights
+    const closed = await listen(() => {});
+    closed[0].close();
+    await expect(pullModel({ store, repo: 'meta/tiny', endpoint: closed[1] }, recorder().ctx)).rejects.toThrow(
+      new RegExp(`^cannot reach ${closed[1]}/api/models/meta/tiny/revision/main\\?.*ECONNREFUSED`),
+    );
+    expect(store.models.list()).toHaveLength(0);
+  });
+
+  it('takes the .bin weights when the repo has no safetensors', async () => {
+    const repo = tinyRepo();
+    repo.files.delete('model.safetensors');
+    repos.set('meta/bin', repo);
+    const r = await pull('meta/bin', recorder().ctx);
+    expect(r.files.map((f) => f.path)).toEqual(['config.json', 'pytorch_model.bin', 'tokenizer.json']);
+    expect(r.model.format).toBe('pytorch-bin');
+  });
+
+  it('names folders <owner>--<name>[--<revision>]', () => {
+    expect(folderName('facebook/MobileLLM-125M', 'main')).toBe('facebook--MobileLLM-125M');
+    expect(folderName('facebook/MobileLLM-125M', 'refs/pr/3')).toBe('facebook--MobileLLM-125M--refs-pr-3');
+  });
+});
+
+// ---------------------------------------------------------------- the CLI
+
+const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
+
+function mlw(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [MLW, '--home', home, ...args], { env: { ...process.env, HF_TOKEN: '', HF_ENDPOINT: '', ...env } }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+describe('mlw pull', () => {
+  it('exit 0 with JSON; HF_TOKEN and HF_ENDPOINT from the environment', async () => {
+    repos.set('facebook/MobileLLM-tiny', tinyRepo({ token: 'hf_secret' }));
+    const r = await mlw(['pull', 'facebook/MobileLLM-tiny', '--json'], { HF_TOKEN: 'hf_secret', HF_ENDPOINT: hubUrl });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ name: 'facebook/MobileLLM-tiny', repo: 'facebook/MobileLLM-tiny', revision: 'main', alreadyRecorded: false });
+    expect(store.models.get(out.modelId).source).toBe('downloaded');
+  });
+
+  it('exit 1 with one line for a gated repo, exit 2 for a malformed id', async () => {
+    repos.set('facebook/MobileLLM-tiny', tinyRepo({ token: 'hf_secret' }));
+    const gated = await mlw(['pull', 'facebook/MobileLLM-tiny', '--endpoint', hubUrl]);
+    expect(gated.code).toBe(1);
+    // (progress lines come first when stderr is not a terminal)
+    expect(gated.stderr.trimEnd().split('\n').at(-1)).toBe(
+      `mlw: error: facebook/MobileLLM-tiny is gated: accept the license at ${hubUrl}/facebook/MobileLLM-tiny, create a read token at ${hubUrl}/settings/tokens, then run with --token or HF_TOKEN (HTTP 401)`,
+    );
+    expect(gated.stderr.match(/mlw: /g)).toHaveLength(1);
+    const bad = await mlw(['pull', 'not a repo', '--endpoint', hubUrl]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/^mlw: pull: "not a repo" is not a Hub model id/);
+  });
+});

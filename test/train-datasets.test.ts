@@ -1,0 +1,192 @@
+// Fine-tuning data: the validation table (each bad row with its line number and
+// message), chat templates and the loss masks they give, the other row shapes,
+// truncation, packing, the seeded split and the batch order.
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tokenizerFromJson, type Tokenizer } from '../engine/tokenizer/tokenizer';
+import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../engine/train/chat-template';
+import { packExamples, parseDataset, formatIssues, rowSegments, splitIndices, tokenizeRows, tokenizeSegments, type Row } from '../engine/train/datasets';
+import { BatchPlan, learnedTokens } from '../engine/train/batching';
+import { tempDir, tinyModelDir, tinyTokenizerJson, writeJsonl } from './helpers/train-fixtures';
+
+const tmp = tempDir('datasets');
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+const tok: Tokenizer = tokenizerFromJson(tinyTokenizerJson());
+const plain = new ChatTemplate(DEFAULT_CHAT_TEMPLATE, '<s>', '</s>');
+
+/** The text of the learned tokens and of the rest, decoded. */
+function split(ex: { ids: number[]; learn: Uint8Array }): { learned: string; other: string } {
+  const pick = (v: number) => ex.ids.filter((_, i) => ex.learn[i] === v);
+  return { learned: tok.decode(pick(1)), other: tok.decode(pick(0)) };
+}
+
+describe('validation', () => {
+  // Each line of the file and the issue it must raise (null: a good row). Line numbers count blank lines.
+  const table: [string, string | null][] = [
+    ['{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}', null],
+    ['{"messages":[{"role":"user","content":"hi"}', 'not valid JSON'],
+    ['', null],
+    ['{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a"},{"role":"user","content":"more?"}]}', 'conversation does not end with an assistant message'],
+    ['{"messages":[{"role":"robot","content":"hi"},{"role":"assistant","content":"a"}]}', '"messages[0].role" must be one of system, user, assistant'],
+    ['{"messages":[{"role":"user","content":"  "},{"role":"assistant","content":"a"}]}', '"messages[0].content" is empty'],
+    ['{"messages":[{"role":"user"},{"role":"assistant","content":"a"}]}', 'missing "messages[0].content"'],
+    ['{"messages":[]}', '"messages" has no messages'],
+    ['{"messages":[{"role":"user","content":"q"},{"role":"system","content":"s"},{"role":"assistant","content":"a"}]}', '"messages[1]" is a system message after the start'],
+    ['{"instruction":"Add","input":"2 3","output":"5"}', null],
+    ['{"instruction":"Add","output":""}', '"output" is empty'],
+    ['{"output":"5"}', 'missing "instruction"'],
+    ['{"prompt":"2+2=","completion":"4"}', null],
+    ['{"prompt":"2+2="}', 'missing "completion"'],
+    ['{"text":"plain"}', null],
+    ['{"text":42}', '"text" expected string, received number'],
+    ['{"question":"?","answer":"!"}', 'unknown row shape (keys: "question", "answer")'],
+    ['[1,2]', 'not a JSON object'],
+  ];
+  const file = writeJsonl(path.join(tmp, 'table.jsonl'), table.map(([l]) => l));
+  const d = parseDataset(file);
+
+  it.each(table.map(([content, want], i) => [i + 1, want, content] as const))('line %d: %s', (line, want) => {
+    const issue = d.issues.find((i) => i.line === line);
+    if (want === null) expect(issue).toBeUndefined();
+    else expect(issue?.message).toContain(want);
+  });
+
+  it('keeps the good rows with their line numbers and shapes, and hashes the file', () => {
+    expect(d.rows.map((r) => [r.line, r.format])).toEqual([[1, 'chat'], [10, 'alpaca'], [13, 'completion'], [15, 'text']]);
+    expect(d.format).toBe('mixed');
+    expect(d.sha256).toBe(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'));
+    expect(formatIssues(d, 2)).toEqual([`${file}:2: ${d.issues[0].message}`, `${file}:4: ${d.issues[1].message}`, `… and ${d.issues.length - 2} more`]);
+  });
+
+  it('reads a .txt file as one example per paragraph', () => {
+    const txt = path.join(tmp, 'notes.txt');
+    fs.writeFileSync(txt, 'first para\nstill first\n\n\nsecond\n');
+    const t = parseDataset(txt);
+    expect(t.format).toBe('txt');
+    expect(t.rows).toEqual([
+      { line: 1, format: 'text', text: 'first para\nstill first' },
+      { line: 5, format: 'text', text: 'second' },
+    ]);
+  });
+});
+
+describe('templates and loss masks', () => {
+  const chat: Row = {
+    line: 1,
+    format: 'chat',
+    messages: [
+      { role: 'system', content: 'Be terse.' },
+      { role: 'user', content: 'What is 2+2?' },
+      { role: 'assistant', content: '4' },
+      { role: 'user', content: 'And 3+3?' },
+      { role: 'assistant', content: '6' },
+    ],
+  };
+
+  it('renders the plain default template', () => {
+    const { text, answers } = plain.renderWithAnswers((chat as Extract<Row, { format: 'chat' }>).messages);
+    expect(text).toBe('<s>### System:\nBe terse.\n\n### User:\nWhat is 2+2?\n\n### Assistant:\n4</s>### User:\nAnd 3+3?\n\n### Assistant:\n6</s>');
+    expect(answers.map(([a, b]) => text.slice(a, b))).toEqual(['4</s>', '6</s>']);
+    expect(plain.render([{ role: 'user', content: 'hi' }], true)).toBe('<s>### User:\nhi\n\n### Assistant:\n');
+  });
+
+  it('learns only the answers and their EOS by default; BOS and EOS are single special tokens', () => {
+    const ex = tokenizeSegments(tok, rowSegments(chat, tok, plain));
+    expect(ex.ids[0]).toBe(tok.bosId);
+    expect(ex.ids.filter((id) => id === tok.eosId)).toHaveLength(2);
+    const learnedIds = ex.ids.filter((_, i) => ex.learn[i]);
+    expect(learnedIds).toEqual([tok.pieceToId('4'), tok.eosId, tok.pieceToId('6'), tok.eosId]);
+    expect(split(ex).other).toContain('What is 2+2?');
+  });
+
+  it('uses a Jinja chat_template from tokenizer_config.json, answers located by incremental rendering', () => {
+    const chatml =
+      "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>' + '\\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    const dir = tinyModelDir(tmp, 'tiny-gqa', chatml);
+    const t = loadChatTemplate(dir, '<s>', '</s>');
+    expect(t.origin).toBe(path.join(dir, 'tokenizer_config.json'));
+    const ex = tokenizeSegments(tok, rowSegments(chat, tok, t));
+    // The answer and what the template closes it with, and nothing else.
+    const learned = ex.ids.map((id, i) => (ex.learn[i] ? id : -1));
+    const runs = learned.join(',').split(/(?:^|,)-1(?=,|$)/).filter((s) => s.replace(/,/g, '').length).map((s) => tok.decode(s.split(',').filter(Boolean).map(Number)));
+    expect(runs).toEqual(['4<|im_end|>\n', '6<|im_end|>\n']);
+    expect(loadChatTemplate(tmp, '<s>', '</s>').source).toBe(DEFAULT_CHAT_TEMPLATE); // no tokenizer_config.json
+  });
+
+  it('refuses a template whose prefixes are not prefixes of the whole', () => {
+    const odd = new ChatTemplate("{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>>{% endif %}", '<s>', '</s>');
+    expect(() => odd.renderWithAnswers([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }])).toThrow(/does not render conversations incrementally/);
+  });
+
+  it('maps alpaca rows to a two-turn chat', () => {
+    const row: Row = { line: 1, format: 'alpaca', instruction: 'Add', input: '2 3', output: '5' };
+    const { learned, other } = split(tokenizeSegments(tok, rowSegments(row, tok, plain)));
+    expect(learned).toBe('5');
+    expect(other).toBe('### User:\nAdd\n\n2 3\n\n### Assistant:\n');
+  });
+
+  it('encodes prompt + completion as one text: no space is added at the seam', () => {
+    const row: Row = { line: 1, format: 'completion', prompt: '2+2=', completion: '4' };
+    const ex = tokenizeSegments(tok, rowSegments(row, tok, plain));
+    expect(ex.ids).toEqual([tok.bosId, ...tok.encode('2+2=4'), tok.eosId]);
+    expect(split(ex).learned).toBe('4');
+  });
+
+  it('learns every token of text rows, and of anything with lossOn all', () => {
+    const rows: Row[] = [chat, { line: 2, format: 'text', text: 'hello' }];
+    const { examples } = tokenizeRows(rows, tok, { template: plain, lossOn: 'all', maxSeqLen: 1000 });
+    for (const ex of examples) expect(Array.from(ex.learn).every((v) => v === 1)).toBe(true);
+    const text = tokenizeRows([rows[1]], tok, { template: plain, lossOn: 'answers', maxSeqLen: 1000 }).examples[0];
+    expect(Array.from(text.learn)).toEqual([0, ...new Array(text.ids.length - 1).fill(1)]);
+  });
+});
+
+describe('summary, truncation and packing', () => {
+  const rows: Row[] = [
+    { line: 1, format: 'completion', prompt: 'a', completion: 'b' },
+    { line: 2, format: 'completion', prompt: 'x'.repeat(30), completion: 'y' },
+    { line: 3, format: 'text', text: 'z'.repeat(12) },
+  ];
+
+  it('counts rows, tokens, the longest row, truncated rows and rows left with nothing to learn', () => {
+    const { examples, summary } = tokenizeRows(rows, tok, { template: plain, lossOn: 'answers', maxSeqLen: 10 });
+    // row 1: <s> ▁ a b </s> = 5; row 2: <s> ▁ x×30 y </s> = 34; row 3: <s> ▁ z×12 </s> = 15
+    expect(summary).toEqual({ rows: 3, tokens: 54, learnedTokens: 2 + 9, longest: { line: 2, tokens: 34 }, truncated: 2, skipped: 1 });
+    expect(examples.map((e) => [e.line, e.ids.length])).toEqual([[1, 5], [3, 10]]);
+    expect(learnedTokens(examples)).toBe(summary.learnedTokens);
+  });
+
+  it('packs whole examples into sequences of at most maxSeqLen, the same way for the same seed', () => {
+    const exs = Array.from({ length: 20 }, (_, i) => ({ ids: new Array(3 + (i % 5)).fill(7 + i), learn: new Uint8Array(3 + (i % 5)).fill(1) }));
+    const packs = packExamples(exs, 16, 1);
+    expect(packs.every((p) => p.ids.length <= 16)).toBe(true);
+    expect(packs.reduce((n, p) => n + p.ids.length, 0)).toBe(exs.reduce((n, e) => n + e.ids.length, 0));
+    expect(packs.length).toBeLessThan(exs.length);
+    expect(packExamples(exs, 16, 1)).toEqual(packs);
+    expect(packExamples(exs, 16, 2)).not.toEqual(packs);
+  });
+
+  it('splits off a seeded validation set, disjoint and repeatable', () => {
+    const a = splitIndices(50, 0.1, 3);
+    expect(a.val).toHaveLength(5);
+    expect(a.train).toHaveLength(45);
+    expect(new Set([...a.train, ...a.val]).size).toBe(50);
+    expect(splitIndices(50, 0.1, 3)).toEqual(a);
+    expect(splitIndices(50, 0.1, 4).val).not.toEqual(a.val);
+    expect(splitIndices(5, 0, 3).val).toEqual([]);
+    expect(splitIndices(3, 0.01, 3).val).toHaveLength(1);
+  });
+
+  it('plans steps as a pure function of (seed, epoch): every example once per epoch', () => {
+    const plan = new BatchPlan(10, 3, 2, 7); // 4 micro-batches per epoch, 2 steps
+    expect(plan.stepsPerEpoch).toBe(2);
+    const epoch0 = [...plan.step(0), ...plan.step(1)];
+    expect(epoch0.map((m) => m.length)).toEqual([3, 3, 3, 1]);
+    expect(epoch0.flat().sort((a, b) => a - b)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(new BatchPlan(10, 3, 2, 7).step(1)).toEqual(plan.step(1));
+    expect(plan.step(2).flat()).not.toEqual(epoch0.slice(0, 2).flat()); // a new order in epoch 1
+    expect(plan.epochOf(3)).toBe(1);
+  });
+});
