@@ -218,6 +218,8 @@ export const requests = {
     params: z.object({ path: z.string().min(1), modelId: id, maxSeqLen: z.number().int().min(16).max(8192).default(512), lossOn: z.enum(['answers', 'all']).default('answers') }),
     result: null as unknown as DatasetInspection,
   },
+  /** Saves a dropped file's text into the workbench's datasets folder; returns its path. */
+  'datasets.upload': { params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }), result: null as unknown as { path: string } },
   'finetune.estimate': { params: FinetuneRequest, result: null as unknown as FinetuneEstimate },
   /** Starts a run in the background; its job id follows it, its run id appears in 'job' events' result. */
   'finetune.start': { params: FinetuneRequest, result: null as unknown as { jobId: string } },

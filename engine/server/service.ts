@@ -10,6 +10,7 @@ import type { Store } from '../store/store';
 import type { Message, SamplingSettings } from '../store/records';
 import { backendInfo } from '../backend/select';
 import { validateModelFolder } from '../io/checkpoint';
+import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { modelTemplate, type ChatTemplate } from '../chat/template';
 import { requests, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
@@ -130,6 +131,12 @@ export class EngineService {
       'jobs.cancel': ({ jobId, mode }: { jobId: string; mode: 'pause' | 'cancel' }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
       'datasets.inspect': (p: { path: string; modelId: number; maxSeqLen: number; lossOn: 'answers' | 'all' }) =>
         inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
+      'datasets.upload': ({ name, content }: { name: string; content: string }) => {
+        const safe = path.basename(name).replace(/[^\w.\- ]+/g, '_');
+        const file = path.join(this.store.layout.datasets, `${Date.now()}-${safe}`);
+        writeFileAtomic(file, content);
+        return { path: file };
+      },
       'finetune.estimate': (p: FinetuneRequest) => estimateFinetune(this, p),
       'finetune.start': (p: FinetuneRequest) => startFinetuneJob(this, p),
       'finetune.resume': ({ runId }: { runId: number }) => resumeFinetuneJob(this, runId),
