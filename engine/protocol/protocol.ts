@@ -231,6 +231,19 @@ export const requests = {
   },
   'resources.list': { params: z.object({}), result: null as unknown as Resources },
 
+  /** Quantizes a model into a new folder (a job); its result names the report and the new model. */
+  'quantize.start': {
+    params: z.object({
+      modelId: id,
+      method: z.enum(['w8a8', 'w8', 'w4']),
+      groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).optional(),
+      keepEmbeddingFp: z.boolean().default(false),
+      /** Default: the bundled held-out text. */
+      evalText: z.string().min(1).optional(),
+    }),
+    result: null as unknown as { jobId: string },
+  },
+
   'runs.list': { params: z.object({}), result: null as unknown as Run[] },
   'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },
   'runs.curve': { params: z.object({ id, name: z.string() }), result: null as unknown as MetricCurve },

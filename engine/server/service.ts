@@ -21,6 +21,8 @@ import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
+import { runInChild } from './child-jobs';
+import type { QuantizeJobParams } from '../jobs/registry';
 import { CANCEL } from '../train/trainer';
 import type { BackendName } from '../backend/select';
 
@@ -142,6 +144,16 @@ export class EngineService {
       'finetune.resume': ({ runId }: { runId: number }) => resumeFinetuneJob(this, runId),
       'finetune.compare': (p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }) => compareJob(this, p),
       'resources.list': () => bundledResources(),
+      'quantize.start': (p: { modelId: number; method: string; groupSize?: number; keepEmbeddingFp: boolean; evalText?: string }) => {
+        const model = this.store.models.get(p.modelId);
+        const evalText = p.evalText ?? bundledResources().evalTexts[0]?.path;
+        if (!evalText) throw new RequestError('no evaluation text: pick one (none is bundled)', 'bad_request');
+        const suffix = `${p.method}${p.method === 'w4' && p.groupSize ? `-g${p.groupSize}` : ''}${p.keepEmbeddingFp ? '-fpemb' : ''}`;
+        const outDir = path.join(this.store.layout.models, `${path.basename(model.path)}-${suffix}`);
+        const params: QuantizeJobParams = { modelDir: model.path, outDir, method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp, evalText };
+        const jobId = this.jobs.start('quantize', `quantizing ${model.name} (${p.method})`, (ctx) => runInChild('quantize', params, this.childOptions(), ctx), 'train');
+        return { jobId };
+      },
       'runs.list': () => this.store.runs.list(),
       'runs.get': ({ id }: { id: number }) => ({
         run: this.store.runs.get(id),
