@@ -16,6 +16,22 @@ export interface QuantizeJobParams {
   evalText: string;
 }
 
+export interface InspectJobParams {
+  /** A preset name or a model folder. */
+  target: string;
+  strategy?: 'none' | 'immediate' | 'repeat_all' | 'reverse';
+  repeats?: number;
+  probeText?: string;
+  latency: boolean;
+}
+
+export interface ConvertJobParams {
+  modelDir: string;
+  outDir: string;
+  conversion: { operation: 'share'; strategy: 'immediate' | 'repeat_all' | 'reverse'; pick: 'every-other' | 'average' } | { operation: 'unshare' };
+  evalText?: string;
+}
+
 export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
   finetune: async () => (await import('../train/run')).startFinetune as ChildJob,
   'finetune-resume': async () => {
@@ -32,6 +48,26 @@ export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
       const evalIds = loadTokenizer(p.modelDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true });
       const report = await quantizeJob({ ...p, evalIds, evalSource: p.evalText }, ctx);
       return recordQuantization(store, report);
+    }) as ChildJob;
+  },
+  inspect: async () => {
+    const [{ inspect, isPresetName }, { recordInspection }] = await Promise.all([import('../inspect/report'), import('../inspect/record')]);
+    return (async (store: Store, p: InspectJobParams, ctx: JobContext) => {
+      const probe = p.probeText ? { text: fs.readFileSync(p.probeText, 'utf8'), path: p.probeText } : undefined;
+      const report = await inspect(p.target, { strategy: p.strategy, repeats: p.repeats, probe, latency: p.latency ? { steps: 24, rounds: 3 } : undefined }, ctx);
+      if (!isPresetName(p.target)) recordInspection(store, report);
+      return report;
+    }) as ChildJob;
+  },
+  convert: async () => {
+    const [{ loadTokenizer }, { convertJob }, { recordConversion }] = await Promise.all([
+      import('../tokenizer/tokenizer'),
+      import('../inspect/convert'),
+      import('../inspect/record'),
+    ]);
+    return (async (store: Store, p: ConvertJobParams, ctx: JobContext) => {
+      const evalText = p.evalText ? { ids: loadTokenizer(p.modelDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
+      return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
     }) as ChildJob;
   },
 };

@@ -7,8 +7,9 @@
 // from the engine, nothing that touches Node.
 import { z } from 'zod';
 import type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, SamplingSettings } from '../store/records';
+import type { InspectReport, StrategyCosts } from '../inspect/schema';
 
-export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, SamplingSettings };
+export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, SamplingSettings, InspectReport, StrategyCosts };
 
 // ---- shared shapes -------------------------------------------------------
 
@@ -243,6 +244,30 @@ export const requests = {
     }),
     result: null as unknown as { jobId: string },
   },
+
+  /** Storage, FLOPs and KV-cache costs of every sharing strategy (arithmetic only, instant). */
+  'inspect.costs': {
+    params: z.object({ preset: z.string().optional(), modelId: id.optional(), repeats: z.number().int().min(1).max(8).default(2), contextTokens: z.number().int().min(1).max(32768).default(512) }),
+    result: null as unknown as StrategyCosts[],
+  },
+  /** A full inspection (a job): costs, and for a model its weight and activation analysis; latency when asked. */
+  'inspect.start': {
+    params: z.object({
+      preset: z.string().optional(),
+      modelId: id.optional(),
+      strategy: z.enum(['none', 'immediate', 'repeat_all', 'reverse']).optional(),
+      repeats: z.number().int().min(1).max(8).optional(),
+      probeText: z.string().min(1).optional(),
+      latency: z.boolean().default(false),
+    }),
+    result: null as unknown as { jobId: string },
+  },
+  /** share: a 2N-block model → an N-block layer-shared one; unshare: a shared model → independent blocks (a job). */
+  'convert.start': {
+    params: z.object({ modelId: id, operation: z.enum(['share', 'unshare']), strategy: z.enum(['immediate', 'repeat_all', 'reverse']).default('immediate'), pick: z.enum(['every-other', 'average']).default('every-other') }),
+    result: null as unknown as { jobId: string },
+  },
+  'presets.list': { params: z.object({}), result: null as unknown as string[] },
 
   'runs.list': { params: z.object({}), result: null as unknown as Run[] },
   'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },

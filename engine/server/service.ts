@@ -9,7 +9,7 @@ import { z } from 'zod';
 import type { Store } from '../store/store';
 import type { Message, SamplingSettings } from '../store/records';
 import { backendInfo } from '../backend/select';
-import { validateModelFolder } from '../io/checkpoint';
+import { readConfig, validateModelFolder } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { modelTemplate, type ChatTemplate } from '../chat/template';
@@ -22,7 +22,9 @@ import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
 import { runInChild } from './child-jobs';
-import type { QuantizeJobParams } from '../jobs/registry';
+import type { ConvertJobParams, InspectJobParams, QuantizeJobParams } from '../jobs/registry';
+import { PRESET_NAMES, preset } from '../model/presets';
+import { costTable } from '../inspect/schedule-costs';
 import { CANCEL } from '../train/trainer';
 import type { BackendName } from '../backend/select';
 
@@ -144,6 +146,30 @@ export class EngineService {
       'finetune.resume': ({ runId }: { runId: number }) => resumeFinetuneJob(this, runId),
       'finetune.compare': (p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }) => compareJob(this, p),
       'resources.list': () => bundledResources(),
+      'presets.list': () => PRESET_NAMES,
+      'inspect.costs': (p: { preset?: string; modelId?: number; repeats: number; contextTokens: number }) => {
+        const config = p.preset ? preset(p.preset) : readConfig(this.architectureDir(this.requireModelId(p.modelId)));
+        return costTable(config, p.repeats, Math.min(p.contextTokens, config.maxPositions));
+      },
+      'inspect.start': (p: { preset?: string; modelId?: number; strategy?: InspectJobParams['strategy']; repeats?: number; probeText?: string; latency: boolean }) => {
+        const target = p.preset ?? this.architectureDir(this.requireModelId(p.modelId));
+        if (p.preset) preset(p.preset); // validates the name
+        const params: InspectJobParams = { target, strategy: p.strategy, repeats: p.repeats, probeText: p.probeText, latency: p.latency };
+        const jobId = this.jobs.start('inspect', `inspecting ${p.preset ?? path.basename(target)}${p.latency ? ' (with latency)' : ''}`, (ctx) => runInChild('inspect', params, this.childOptions(), ctx), 'train');
+        return { jobId };
+      },
+      'convert.start': (p: { modelId: number; operation: 'share' | 'unshare'; strategy: 'immediate' | 'repeat_all' | 'reverse'; pick: 'every-other' | 'average' }) => {
+        const model = this.store.models.get(p.modelId);
+        const suffix = p.operation === 'share' ? `shared-${p.strategy}-${p.pick}` : 'unshared';
+        const params: ConvertJobParams = {
+          modelDir: model.path,
+          outDir: path.join(this.store.layout.models, `${path.basename(model.path)}-${suffix}-${Date.now().toString(36)}`),
+          conversion: p.operation === 'share' ? { operation: 'share', strategy: p.strategy, pick: p.pick } : { operation: 'unshare' },
+          evalText: bundledResources().evalTexts[0]?.path,
+        };
+        const jobId = this.jobs.start('convert', `${p.operation === 'share' ? 'sharing' : 'unsharing'} ${model.name}`, (ctx) => runInChild('convert', params, this.childOptions(), ctx), 'train');
+        return { jobId };
+      },
       'quantize.start': (p: { modelId: number; method: string; groupSize?: number; keepEmbeddingFp: boolean; evalText?: string }) => {
         const model = this.store.models.get(p.modelId);
         const evalText = p.evalText ?? bundledResources().evalTexts[0]?.path;
@@ -163,6 +189,17 @@ export class EngineService {
       'runs.curve': ({ id, name }: { id: number; name: string }) => this.store.metrics.curve(id, name),
       'reports.list': (p: { modelId?: number; kind?: string }) => this.store.reports.list(p as never),
     };
+  }
+
+  private requireModelId(id: number | undefined): number {
+    if (id === undefined) throw new RequestError('give a preset or a modelId', 'bad_request');
+    return id;
+  }
+
+  /** The folder with a model's architecture (its base model's, for an adapter). */
+  private architectureDir(modelId: number): string {
+    const dir = this.store.models.get(modelId).path;
+    return fs.existsSync(path.join(dir, ADAPTER_CONFIG)) ? (readAdapterConfig(dir).baseModel ?? dir) : dir;
   }
 
   /** How child-process jobs find the store and backend of this engine. */
