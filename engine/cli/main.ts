@@ -7,6 +7,7 @@ import { registerEvalCommands } from './commands/eval';
 import { registerHubCommands } from './commands/hub';
 import { registerInspectCommands } from './commands/inspect';
 import { registerModelCommands } from './commands/model';
+import { registerPretrainCommands } from './commands/pretrain';
 import { registerQuantizeCommands } from './commands/quantize';
 import { registerServeCommands } from './commands/serve';
 import { registerStoreCommands } from './commands/store';
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerServeCommands(program);
   registerStoreCommands(program);
   registerTrainCommands(program);
+  registerPretrainCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;
