@@ -3,6 +3,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
+import type { Store } from '../store/store';
+import { readConfigJson, validateModelFolder } from '../io/checkpoint';
+import { countParams } from '../model/config';
 
 export const RESOURCES = path.resolve(import.meta.dirname, '../../resources');
 
@@ -28,4 +31,23 @@ export function bundledResources(root = RESOURCES): ResourceIndex {
     datasets: index.datasets.map(abs).filter(present),
     evalTexts: index.evalTexts.map(abs).filter(present),
   };
+}
+
+/**
+ * First run: a store without any model gets the bundled default model, so a
+ * newcomer can chat, fine-tune, quantize and inspect at once. Returns its id.
+ */
+export function ensureDefaultModel(store: Store, root = RESOURCES): number | null {
+  const model = bundledResources(root).defaultModel;
+  if (!model || store.models.list().length > 0) return null;
+  const { config, format } = validateModelFolder(model.path);
+  return store.models.add({
+    name: model.name,
+    source: 'imported',
+    format,
+    path: model.path,
+    config: readConfigJson(model.path),
+    paramCount: countParams(config).total,
+    bytes: fs.readdirSync(model.path).reduce((n, f) => n + fs.statSync(path.join(model.path, f)).size, 0),
+  }).id;
 }

@@ -8,6 +8,7 @@ import { openStore } from '../../store/open';
 import { EngineService } from '../../server/service';
 import { startWebServer } from '../../server/web';
 import { serveIpc } from '../../server/ipc';
+import { ensureDefaultModel } from '../../server/resources';
 import { parseNumber } from '../format';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
@@ -27,6 +28,7 @@ export function registerServeCommands(program: Command): void {
       const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
       const backend = await initBackend(g.backend);
       const store = openStore({ home: g.home });
+      ensureDefaultModel(store);
       const service = new EngineService(store, appVersion());
       const shutdown = async () => {
         await service.close();

@@ -1,0 +1,80 @@
+// End to end: a short LoRA fine-tune of a tiny model through the wizard, in
+// web mode with Chromium: pick the model, the bundled sample dataset (its
+// preview highlights the answers), the quick preset with a few steps, watch the
+// run, see the curve and the finished checkpoint, then the Runs page.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, tinyChatModel, type Engine } from './helpers/web';
+
+const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-e2e-ft-model-')));
+
+describe.skipIf(!modelDir || !chromiumAvailable())('fine-tuning wizard in web mode', () => {
+  let engine: Engine;
+  let browser: Browser;
+  let page: Page;
+
+  beforeAll(async () => {
+    engine = await startEngine();
+    browser = await launchBrowser();
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(engine.url);
+    await page.click('a[data-page=models]');
+    await page.fill('[data-testid=import-path]', modelDir!);
+    await page.click('[data-testid=import-button]');
+    await page.waitForSelector('[data-testid=model-details]');
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await engine?.stop();
+  });
+
+  it('checks a dataset: line-numbered errors for a bad file, a highlighted preview for the sample', async () => {
+    await page.click('a[data-page=finetune]');
+    await page.click('[data-testid=ft-next]');
+    const bad = path.join(os.tmpdir(), `mlw-bad-${Date.now()}.jsonl`);
+    fs.writeFileSync(bad, '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}\n{not json\n{"prompt":"x"}\n');
+    await page.fill('[data-testid=ft-data-path]', bad);
+    await page.click('[data-testid=ft-inspect]');
+    await page.waitForSelector('[data-testid=ft-issues]');
+    const issues = await page.textContent('[data-testid=ft-issues]');
+    expect(issues).toMatch(/line 2:/);
+    expect(issues).toMatch(/line 3:/);
+    await page.click('[data-testid=ft-sample]');
+    await page.waitForSelector('[data-testid=ft-summary]');
+    expect(await page.textContent('[data-testid=ft-summary]')).toMatch(/64\s*examples/);
+    expect(await page.locator('[data-testid=ft-preview] .learn').first().textContent()).toMatch(/Aye,/);
+    await page.screenshot({ path: screenshotPath('finetune-dataset') });
+  });
+
+  it('estimates memory and time, then trains with live progress and a loss curve', async () => {
+    await page.click('[data-testid=ft-next]');
+    await page.click('[data-testid=ft-preset-quick]');
+    await page.fill('[data-testid=ft-max-steps]', '6');
+    await expect.poll(() => page.textContent('[data-testid=ft-estimate]'), { timeout: 60_000 }).toMatch(/6\s*steps/);
+    await page.screenshot({ path: screenshotPath('finetune-settings') });
+    await page.click('[data-testid=ft-start]');
+    await page.waitForSelector('[data-testid=ft-step-train]');
+    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 1000 }).toMatch(/done/);
+    await expect.poll(() => page.locator('[data-testid=ft-step-train] canvas').count(), { timeout: 20_000 }).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('finetune-training') });
+  });
+
+  it('shows the result, compares answers and lists the run with its checkpoint', async () => {
+    await page.click('[data-testid=ft-next]');
+    await page.waitForSelector('[data-testid=ft-step-result]');
+    expect(await page.textContent('[data-testid=ft-step-result]')).toMatch(/completed at step 6/);
+    await page.waitForSelector('[data-testid=ft-compare]', { timeout: 120_000 });
+    expect(await page.locator('[data-testid=ft-compare] tbody tr').count()).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('finetune-result') });
+    await page.click('a[data-page=runs]');
+    await page.waitForSelector('[data-testid=run-row]');
+    expect(await page.textContent('[data-testid=run-status]')).toBe('completed');
+    await page.locator('[data-testid=run-row] button.link').first().click();
+    await page.waitForSelector('[data-testid=run-detail]');
+    expect(await page.textContent('[data-testid=run-detail]')).toMatch(/lora/);
+    await page.screenshot({ path: screenshotPath('runs') });
+  });
+});
