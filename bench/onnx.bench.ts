@@ -62,13 +62,13 @@ const rssMb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 
 /** Kernel time per operator type over 32 decode steps, from ONNX Runtime's profile (a second session). */
 async function decodeProfile(job: Job, row: (r: Omit<BenchRow, 'backend'>) => void): Promise<void> {
-  const prefix = path.join(job.profileDir!, 'decode');
-  const { runtime } = await openRuntime(job.dir, { runtime: 'onnx', onnx: { profilePrefix: prefix } });
+  const dir = fs.mkdtempSync(path.join(job.profileDir!, 'decode-'));
+  const { runtime } = await openRuntime(job.dir, { runtime: 'onnx', onnx: { profilePrefix: path.join(dir, 'profile') } });
   const session = (runtime as OnnxRuntime).session;
   await generate(runtime, [1, 2, 3, 4], { ...GREEDY, maxNewTokens: 33 });
   session.endProfiling();
-  const file = fs.readdirSync(job.profileDir!).find((f) => f.startsWith('decode') && f.endsWith('.json'))!;
-  const events = JSON.parse(fs.readFileSync(path.join(job.profileDir!, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+  const [file] = fs.readdirSync(dir);
+  const events = JSON.parse(fs.readFileSync(path.join(dir, file), 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
   const byOp = new Map<string, number>();
   let total = 0;
   for (const e of events) {
@@ -91,8 +91,6 @@ async function runJob(job: Job): Promise<void> {
   // Targets are for ONNX Runtime on 125M: "125M f32 decode", "125M w4 decode", …
   const target = (what: string) => (job.runtime === 'onnx' ? TARGETS[`${job.label.replace(/ g\d+$/, '')} ${what}`] : undefined);
   const withTarget = (what: string) => (target(what) ? { target: target(what) } : {});
-  (global as { gc?: () => void }).gc?.();
-  row({ what: 'rss', shape: job.label, median: rssMb(), unit: 'MiB' });
   for (const T of [128, 512]) {
     const ms = median(await timeRuns(() => prefillOnce(runtime, T), RUNS));
     row({ what: 'prefill', shape: `${job.label} 1x${T}`, median: +(T / (ms / 1000)).toFixed(1), unit: 'tokens/s', ...withTarget(`prefill 1x${T}`) });
@@ -100,6 +98,13 @@ async function runJob(job: Job): Promise<void> {
   const rates: number[] = [];
   for (let i = 0; i < RUNS; i++) rates.push(await decodeRate(runtime));
   row({ what: 'decode', shape: `${job.label} 32+128`, median: +median(rates).toFixed(1), unit: 'tokens/s', ...withTarget('decode') });
+  // Resident memory while generating: after the runs, once garbage (the serialized weights) is collected.
+  const gc = (global as { gc?: () => void }).gc;
+  for (let i = 0; i < 3; i++) {
+    gc?.();
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  row({ what: 'rss', shape: job.label, median: rssMb(), unit: 'MiB' });
   row({ what: 'peak_rss', shape: job.label, median: Math.round(process.resourceUsage().maxRSS / 1024), unit: 'MiB' });
   await runtime.dispose();
   if (job.profileDir && job.runtime === 'onnx') await decodeProfile(job, row);

@@ -77,8 +77,8 @@ it('the contrib graph agrees with the plain graph (1e-5) on a model whose head_d
   const model = randomModel(nanoConfig({ vocabSize: 1000, sharing: { strategy: 'repeat_all', repeats: 2 }, numBlocks: 3 }), 7);
   const [contrib, plain] = await Promise.all(ONNX_OPS.map((ops) => session(model, ops)));
   model.dispose();
-  expect(contrib.signature.sharedKv).toBe(true);
-  expect(plain.signature.sharedKv).toBe(false);
+  expect(contrib.signature.fusedAttention).toBe(true);
+  expect(plain.signature.fusedAttention).toBe(false);
   const ids = Array.from({ length: 48 }, (_, i) => (i * 101 + 3) % 1000);
   const [a, b] = await Promise.all([contrib, plain].map((s) => s.forward(ids, s.newCache(), ids.length)));
   expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
@@ -90,7 +90,7 @@ it('the contrib graph falls back to plain attention when head_dim is not a multi
   const model = randomModel(c, 5);
   const [contrib, plain] = await Promise.all(ONNX_OPS.map((ops) => session(model, ops)));
   model.dispose();
-  expect(contrib.signature.sharedKv).toBe(false);
+  expect(contrib.signature.fusedAttention).toBe(false);
   const ids = [1, 2, 3, 50, 60, 70, 299];
   const [a, b] = await Promise.all([contrib, plain].map((s) => s.forward(ids, s.newCache(), ids.length)));
   expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);

@@ -216,17 +216,14 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
 
   it('multiplies a few rows from the codes and more rows through a float weight, with the same result', () => {
     const q = quantizeInt4(testWeights(64, 48, 8), 64, 48, 32);
-    const layer = new QuantizedLinear(q, 'none', new DequantCache(Infinity));
+    const layer = new QuantizedLinear(q, 'none', new DequantCache(0));
     const x = tf.randomNormal([FROM_CODES_MAX_ROWS + 2, 64], 0, 1, 'float32', 4) as tf.Tensor2D;
     const few = tf.slice(x, [0, 0], [FROM_CODES_MAX_ROWS, 64]) as tf.Tensor2D;
     const yFew = layer.apply(few);
-    expect(layer.cachedBytes).toBe(0); // no float weight was built
     const yMany = layer.apply(x);
-    expect(layer.cachedBytes).toBe(64 * 48 * 4);
     const a = yFew.dataSync();
     const b = yMany.dataSync();
     for (let k = 0; k < a.length; k++) expect(Math.abs(a[k] - b[k])).toBeLessThan(1e-5);
-    layer.dispose();
     tf.dispose([x, few, yFew, yMany]);
   });
 
@@ -246,6 +243,17 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
         y.dispose();
         return v;
       });
+
+    it('caches a layer at its first use, whatever the rows', () => {
+      const cache = new DequantCache(Infinity);
+      const [layer] = layers(cache);
+      const one = tf.ones([1, 16]) as tf.Tensor2D;
+      layer.apply(one).dispose();
+      expect(layer.cachedBytes).toBe(16 * 8 * 4);
+      expect(() => new DequantCache(100).keep({}, tf.zeros([10, 10]))).toThrow('does not fit');
+      layer.dispose();
+      one.dispose();
+    });
 
     it('keeps the first layers that fit, never evicts, and gives identical outputs either way', () => {
       const before = tf.memory().numTensors;

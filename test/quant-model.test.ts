@@ -163,7 +163,13 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
         cache.dispose();
         return Array.from(v);
       };
-      expect(step(loaded.model)).toEqual(step(q.model));
+      const decoded = step(q.model);
+      expect(step(loaded.model)).toEqual(decoded);
+      // the one-row product from the codes agrees with the full forward through float weights
+      const all = tf.tensor2d([[1, 5, 9, 200, 33, 7, 100, 2, 42]], [1, 9], 'int32');
+      const full = logits(q.model, all).slice(8 * model.config.vocabSize);
+      expect(maxAbsDiff(decoded, full)).toBeLessThan(1e-4);
+      tf.dispose(all);
       tf.dispose(ids);
       for (const m of [model, q.model, loaded.model, cached, lean]) m.dispose();
       expect(tf.memory().numTensors).toBe(before);

@@ -3,6 +3,9 @@
 // a scope (e.g. "layers.3/attn") so profiles and errors point at the model.
 import { DataType, encodeModel, type AttrValue, type DeferredBytes, type NodeDef, type TensorDef, type ValueInfoDef } from './proto';
 
+/** Initializers this large go to the external weights buffer. */
+const EXTERNAL_MIN_BYTES = 1024;
+
 export const MS_DOMAIN = 'com.microsoft';
 
 export const attr = {
@@ -10,7 +13,6 @@ export const attr = {
   float: (value: number): AttrValue => ({ type: 'float', value }),
   string: (value: string): AttrValue => ({ type: 'string', value }),
   ints: (value: number[]): AttrValue => ({ type: 'ints', value }),
-  tensor: (value: TensorDef): AttrValue => ({ type: 'tensor', value }),
 };
 
 export interface OpOptions {
@@ -98,13 +100,28 @@ export class GraphBuilder {
     return this.op(opType, inputs, attrs, { domain })[0];
   }
 
-  /** The serialized model (weights are written into the result, once). */
-  encode(opsets: { domain: string; version: number }[], metadata?: Record<string, string>): Uint8Array {
-    return encodeModel({
-      graph: { name: this.name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs },
-      opsets,
-      producer: 'mobilellm-workbench',
-      metadata,
+  /**
+   * Serializes the graph: the model itself, and its large initializers in one
+   * buffer that the model refers to as the external file `weightsFile`
+   * (ONNX Runtime reads them from memory: no intermediate copies, and one
+   * allocation to free afterwards). Weights are written once, into that buffer.
+   */
+  encode(opsets: { domain: string; version: number }[], weightsFile: string): { model: Uint8Array; weights: Uint8Array } {
+    let size = 0;
+    const placed = this.initializers.map((t): TensorDef => {
+      if (t.data.byteLength < EXTERNAL_MIN_BYTES) return t;
+      const offset = Math.ceil(size / 64) * 64; // aligned for any element type
+      size = offset + t.data.byteLength;
+      return { ...t, external: { location: weightsFile, offset, length: t.data.byteLength } };
     });
+    const weights = new Uint8Array(size);
+    for (const t of placed) {
+      if (!t.external) continue;
+      const dst = weights.subarray(t.external.offset, t.external.offset + t.external.length);
+      if (t.data instanceof Uint8Array) dst.set(t.data);
+      else t.data.write(dst);
+    }
+    const graph = { name: this.name, nodes: this.nodes, initializers: placed, inputs: this.inputs, outputs: this.outputs };
+    return { model: encodeModel({ graph, opsets, producer: 'mobilellm-workbench' }), weights };
   }
 }

@@ -3,13 +3,11 @@
 // input are fused into one weight with their outputs side by side (q|k|v,
 // gate|up), so that one kernel reads the input once. Weight bytes are
 // deferred: they are written straight into the serialized model.
-import * as tf from '@tensorflow/tfjs';
-import { DenseLinear, type Linear } from '../model/linear';
-import { TokenEmbedding } from '../model/embedding';
 import { QuantizedLinear } from '../quant/quantized-linear';
 import { DataType, type DeferredBytes } from './proto';
 import { attr, type GraphBuilder } from './graph';
 import { NBitsWeight, W8A8Weight, type NBitsCompute } from './quantized';
+import type { FloatParam, WeightParam } from './params';
 import type { OnnxOps } from './mobilellm';
 
 export interface WeightOptions {
@@ -17,78 +15,69 @@ export interface WeightOptions {
   nbitsCompute: NBitsCompute;
 }
 
-/** Float32 bytes of a tensor, read when the model is serialized. */
-export function tensorBytes(t: tf.Tensor): DeferredBytes {
+const asBytes = (v: Float32Array) => new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+
+/** Float32 bytes of a parameter, read when the model is serialized. */
+export function paramBytes(p: FloatParam): DeferredBytes {
   return {
-    byteLength: t.size * 4,
-    write(dst) {
-      const v = t.dataSync() as Float32Array;
-      dst.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
-    },
+    byteLength: p.shape.reduce((n, d) => n * d, 4),
+    write: (dst) => dst.set(asBytes(p.values())),
   };
 }
 
-/** Float32 bytes of the transpose of a 2-D tensor ([a, b] → [b, a]), transposed in JS (no backend memory). */
-function transposedBytes(t: tf.Tensor2D): DeferredBytes {
-  const [a, b] = t.shape;
+/** Float32 bytes of the transpose of a 2-D parameter ([a, b] → [b, a]), transposed row by row. */
+function transposedBytes(p: FloatParam): DeferredBytes {
+  const [a, b] = p.shape;
   return {
-    byteLength: t.size * 4,
+    byteLength: a * b * 4,
     write(dst) {
-      const v = t.dataSync() as Float32Array;
+      const v = p.values();
       const row = new Float32Array(a);
-      const rowBytes = new Uint8Array(row.buffer);
       for (let j = 0; j < b; j++) {
         for (let i = 0; i < a; i++) row[i] = v[i * b + j];
-        dst.set(rowBytes, j * a * 4);
+        dst.set(asBytes(row), j * a * 4);
       }
     },
   };
 }
 
 /** [in, out₁] … [in, outₙ] side by side: [in, Σ out]. */
-function concatColumnBytes(ws: tf.Tensor2D[]): DeferredBytes {
-  const rows = ws[0].shape[0];
-  const width = ws.reduce((n, w) => n + w.shape[1], 0);
+function concatColumnBytes(ps: FloatParam[]): DeferredBytes {
+  const rows = ps[0].shape[0];
+  const width = ps.reduce((n, p) => n + p.shape[1], 0);
   return {
     byteLength: rows * width * 4,
     write(dst) {
       let col = 0;
-      for (const w of ws) {
-        const v = w.dataSync() as Float32Array;
-        const bytes = new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
-        const rowBytes = w.shape[1] * 4;
+      for (const p of ps) {
+        const bytes = asBytes(p.values());
+        const rowBytes = p.shape[1] * 4;
         for (let r = 0; r < rows; r++) dst.set(bytes.subarray(r * rowBytes, (r + 1) * rowBytes), (r * width + col) * 4);
-        col += w.shape[1];
+        col += p.shape[1];
       }
     },
   };
 }
 
-/** All dense, or all quantized alike: the kind of weight a fused group holds. */
-function kindOf(layers: Linear[], name: string): 'dense' | 'weight-only' | 'w8a8' {
-  const kinds = new Set(
-    layers.map((l) => {
-      if (l instanceof DenseLinear) return 'dense';
-      if (l instanceof QuantizedLinear) return l.activations === 'int8-per-token' ? 'w8a8' : 'weight-only';
-      throw new Error(`${name}: ${l.constructor.name} layers cannot be exported to ONNX`);
-    }),
-  );
+/** All float, or all quantized alike: the kind of weight a fused group holds. */
+function kindOf(params: WeightParam[], name: string): 'float' | 'weight-only' | 'w8a8' {
+  const kinds = new Set(params.map((p) => (p instanceof QuantizedLinear ? (p.activations === 'int8-per-token' ? 'w8a8' : 'weight-only') : 'float')));
   if (kinds.size > 1) throw new Error(`${name}: fused layers mix ${[...kinds].join(' and ')} weights`);
-  return [...kinds][0] as 'dense' | 'weight-only' | 'w8a8';
+  return [...kinds][0] as 'float' | 'weight-only' | 'w8a8';
 }
 
-const quantizedWeights = (layers: Linear[]) => layers.map((l) => (l as QuantizedLinear).weight);
+const quantizedWeights = (params: WeightParam[]) => params.map((p) => (p as QuantizedLinear).weight);
 
 /**
  * Adds the weight of `layers` (fused when more than one) under `name` and
  * returns the function that applies it: x [B, T, in] → [B, T, Σ out].
  */
-export function linearOp(g: GraphBuilder, name: string, layers: Linear[], opts: WeightOptions): (x: string) => string {
+export function linearOp(g: GraphBuilder, name: string, layers: WeightParam[], opts: WeightOptions): (x: string) => string {
   switch (kindOf(layers, name)) {
-    case 'dense': {
-      const ws = layers.map((l) => (l as DenseLinear).w);
-      const data = ws.length === 1 ? tensorBytes(ws[0]) : concatColumnBytes(ws);
-      const w = g.initializer(`${name}.weight`, DataType.FLOAT, [ws[0].shape[0], ws.reduce((n, t) => n + t.shape[1], 0)], data);
+    case 'float': {
+      const ps = layers as FloatParam[];
+      const data = ps.length === 1 ? paramBytes(ps[0]) : concatColumnBytes(ps);
+      const w = g.initializer(`${name}.weight`, DataType.FLOAT, [ps[0].shape[0], ps.reduce((n, p) => n + p.shape[1], 0)], data);
       return (x) => g.op1('MatMul', [x, w]);
     }
     case 'weight-only': {
@@ -124,21 +113,20 @@ export interface TableOps {
  * the same initializer. Quantized tables keep their codes; lookups dequantize
  * only the gathered rows.
  */
-export function tableOps(g: GraphBuilder, name: string, table: Linear, opts: WeightOptions): TableOps {
-  if (table instanceof TokenEmbedding) {
-    const [hidden, vocab] = table.wT.shape;
-    const w = g.initializer(`${name}.weight`, DataType.FLOAT, [vocab, hidden], transposedBytes(table.wT)); // [V, H]
+export function tableOps(g: GraphBuilder, name: string, table: WeightParam, opts: WeightOptions): TableOps {
+  const kind = kindOf([table], name);
+  if (kind === 'float') {
+    const [hidden, vocab] = (table as FloatParam).shape; // held [H, V]
+    const w = g.initializer(`${name}.weight`, DataType.FLOAT, [vocab, hidden], transposedBytes(table as FloatParam)); // [V, H]
     return {
       lookup: (ids) => g.op1('Gather', [w, ids]),
       head: (x) => g.op1('Gemm', [x, w], { transB: attr.int(1) }),
     };
   }
-  const kind = kindOf([table], name);
   if (kind === 'w8a8') {
     const q = new W8A8Weight(g, name, quantizedWeights([table])); // codes [H, V]
     return { lookup: (ids) => q.gatherColumns(ids), head: (x) => q.matMul(x) };
   }
-  if (kind !== 'weight-only') throw new Error(`${name}: a table must be a TokenEmbedding or quantized`);
   const nb = new NBitsWeight(g, name, quantizedWeights([table])); // rows = tokens: [V, H/bs, blob]
   return {
     lookup: (ids) => nb.dequantize(ids),

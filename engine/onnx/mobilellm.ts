@@ -7,22 +7,33 @@
 // A shared block's weights are initializers added once, read by every layer
 // that runs it; each effective layer has its own cache slot.
 //
+// The cache lives in the caller's buffers, past.{l}.key/value [B, kvHeads,
+// capacity, d], of which the first total_sequence_length − T rows are valid;
+// the graph returns only this step's rows, new.{l}.key/value [B, kvHeads, T, d]
+// (keys rotated), for the caller to append. (onnxruntime-node hands every
+// output back as a fresh JS buffer, at a cost that grows with its size: a
+// whole present cache per layer and step would cost more than the model.)
+//
 // Two operator sets, selectable, that must agree:
 //   plain    standard ONNX operators only: RMSNorm written out, rotate-half
-//            RoPE, attention with Concat(past, new) and an explicit causal mask.
+//            RoPE, attention with Concat(past, new) and an explicit causal
+//            mask; weight-only quantized layers dequantized with standard
+//            operators (a reference: ONNX Runtime may fold them into floats).
 //   contrib  ONNX Runtime's fused operators (com.microsoft): (Skip)Simplified-
-//            LayerNormalization, and GroupQueryAttention with rotary inside and
-//            past/present sharing one preallocated buffer per layer (updated in
-//            place; needs head_dim a multiple of 16, else plain attention).
+//            LayerNormalization; GroupQueryAttention with rotary inside (needs
+//            head_dim a multiple of 16, else plain attention); MatMulNBits for
+//            weight-only quantized layers.
 //
 // Either way a float head is Gemm(transB=1) on the [vocab, hidden] table
 // itself, shared with the embedding lookup (a MatMul against a transposed
 // embedding would make constant folding store a second, transposed copy).
 // Quantized weights stay integer (linear.ts, quantized.ts).
+import type { MobileLLMConfig } from '../model/config';
 import type { MobileLLM } from '../model/model';
 import { DataType } from './proto';
 import { GraphBuilder, MS_DOMAIN, attr } from './graph';
-import { linearOp, tableOps, tensorBytes, type WeightOptions } from './linear';
+import { linearOp, paramBytes, tableOps, type WeightOptions } from './linear';
+import { modelParams, type FloatParam, type ModelParams } from './params';
 import type { NBitsCompute } from './quantized';
 
 export const ONNX_OPS = ['contrib', 'plain'] as const;
@@ -31,12 +42,8 @@ export type OnnxOps = (typeof ONNX_OPS)[number];
 /** How to feed a graph and read its cache. */
 export interface GraphSignature {
   ops: OnnxOps;
-  /**
-   * true: past.{l}.* and present.{l}.* are one buffer [B, kvHeads, capacity, d]
-   * updated in place (GroupQueryAttention), with inputs seqlens_k and
-   * total_sequence_length. false: present = concat(past, new), [B, kvHeads, past+T, d].
-   */
-  sharedKv: boolean;
+  /** GroupQueryAttention (contrib, head_dim a multiple of 16), else attention written out. */
+  fusedAttention: boolean;
   numLayers: number;
   kvHeads: number;
   headDim: number;
@@ -45,14 +52,21 @@ export interface GraphSignature {
 }
 
 export interface ExportOptions {
-  ops: OnnxOps;
+  /** Default contrib. */
+  ops?: OnnxOps;
   /** Arithmetic of weight-only quantized layers (MatMulNBits); default int8. */
   nbitsCompute?: NBitsCompute;
 }
 
+/** The name under which the model refers to its weights buffer. */
+export const WEIGHTS_FILE = 'weights.bin';
+
 export interface ExportedGraph {
-  /** The serialized ModelProto (holds a copy of every weight: drop it once a session is made). */
-  bytes: Uint8Array;
+  config: MobileLLMConfig;
+  /** The serialized ModelProto, without its large initializers. */
+  model: Uint8Array;
+  /** The large initializers (the external file WEIGHTS_FILE): a copy of every weight, to drop once a session holds them. */
+  weights: Uint8Array;
   signature: GraphSignature;
 }
 
@@ -105,11 +119,16 @@ interface BlockOps {
   down: (x: string) => string;
 }
 
-export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): ExportedGraph {
-  const { ops } = opts;
+/** Exports a model in memory. */
+export function exportMobileLLM(model: MobileLLM, opts: ExportOptions = {}): ExportedGraph {
+  return exportGraph(modelParams(model), opts);
+}
+
+/** Builds and serializes the graph of a model, reading its weights from `params`. */
+export function exportGraph(params: ModelParams, opts: ExportOptions = {}): ExportedGraph {
+  const ops = opts.ops ?? 'contrib';
   const wopts: WeightOptions = { ops, nbitsCompute: opts.nbitsCompute ?? 'int8' };
-  const c = model.config;
-  const w = model.weights;
+  const c = params.config;
   const { numHeads: nh, numKvHeads: nkv, headDim: d, hiddenSize: H, vocabSize: V } = c;
   const group = nh / nkv;
   const useGqa = ops === 'contrib' && canUseGqa(d);
@@ -119,29 +138,36 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
   // ---- inputs
   const ids = g.input('input_ids', DataType.INT64, ['batch', 'sequence']);
   const numLogits = g.input('num_logits', DataType.INT64, [1]);
-  const past = model.schedule.map((_, l) => ({
-    key: g.input(`past.${l}.key`, DataType.FLOAT, ['batch', nkv, useGqa ? 'capacity' : 'past_sequence', d]),
-    value: g.input(`past.${l}.value`, DataType.FLOAT, ['batch', nkv, useGqa ? 'capacity' : 'past_sequence', d]),
+  const past = params.schedule.map((_, l) => ({
+    key: g.input(`past.${l}.key`, DataType.FLOAT, ['batch', nkv, 'capacity', d]),
+    value: g.input(`past.${l}.value`, DataType.FLOAT, ['batch', nkv, 'capacity', d]),
   }));
-  const seqlensK = useGqa ? g.input('seqlens_k', DataType.INT32, ['batch']) : '';
-  const totalLength = useGqa ? g.input('total_sequence_length', DataType.INT32, []) : '';
+  const seqlensK = g.input('seqlens_k', DataType.INT32, ['batch']); // total − 1 per row
+  const totalLength = g.input('total_sequence_length', DataType.INT32, []);
+  // Valid past rows and the total, as int64 [1]: past … total−1 are this step's positions.
+  const totalLen = g.op1('Cast', [g.op1('Reshape', [totalLength, i64(1)])], { to: attr.int(DataType.INT64) });
+  const pastLen = g.op1('Sub', [totalLen, g.op1('Shape', [ids], { start: attr.int(1), end: attr.int(2) })]);
+  const newRows = (present: string, name: string) => g.op('Slice', [present, pastLen, totalLen, i64(2)], {}, { outputs: [name] })[0];
 
   // ---- weights (each physical block once)
-  const embed = tableOps(g, 'model.embed_tokens', w.embed, wopts);
-  const blockOps: BlockOps[] = w.blocks.map((b, i) => {
+  const norm = (module: string) => g.initializer(`${module}.weight`, DataType.FLOAT, [H], paramBytes(params.get(module) as FloatParam));
+  const embed = tableOps(g, 'model.embed_tokens', params.get('model.embed_tokens'), wopts);
+  const blockOps: BlockOps[] = Array.from({ length: c.numBlocks }, (_, i) => {
     const p = `model.layers.${i}`;
+    /** Linear `name` applying the weights of `modules`, fused side by side. */
+    const lin = (name: string, ...modules: string[]) => linearOp(g, `${p}.${name}`, modules.map((m) => params.get(`${p}.${m}`)), wopts);
     return {
-      inputNorm: g.initializer(`${p}.input_layernorm.weight`, DataType.FLOAT, [H], tensorBytes(b.inputNorm)),
-      postNorm: g.initializer(`${p}.post_attention_layernorm.weight`, DataType.FLOAT, [H], tensorBytes(b.postNorm)),
-      qkv: linearOp(g, `${p}.self_attn.qkv_proj`, [b.attn.q, b.attn.k, b.attn.v], wopts),
-      o: linearOp(g, `${p}.self_attn.o_proj`, [b.attn.o], wopts),
-      gate: linearOp(g, `${p}.mlp.gate_proj`, [b.mlp.gate], wopts),
-      up: linearOp(g, `${p}.mlp.up_proj`, [b.mlp.up], wopts),
-      down: linearOp(g, `${p}.mlp.down_proj`, [b.mlp.down], wopts),
+      inputNorm: norm(`${p}.input_layernorm`),
+      postNorm: norm(`${p}.post_attention_layernorm`),
+      qkv: lin('self_attn.qkv_proj', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'),
+      o: lin('self_attn.o_proj', 'self_attn.o_proj'),
+      gate: lin('mlp.gate_proj', 'mlp.gate_proj'),
+      up: lin('mlp.up_proj', 'mlp.up_proj'),
+      down: lin('mlp.down_proj', 'mlp.down_proj'),
     };
   });
-  const finalNorm = g.initializer('model.norm.weight', DataType.FLOAT, [H], tensorBytes(w.norm));
-  const head = c.shareEmbedding ? embed : tableOps(g, 'lm_head', w.head, wopts);
+  const finalNorm = norm('model.norm');
+  const head = c.shareEmbedding ? embed : tableOps(g, 'lm_head', params.get('lm_head'), wopts);
   const rope = ropeTables(d, c.ropeTheta, c.maxPositions);
 
   // ---- RMSNorm and the residual stream
@@ -156,7 +182,8 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
   /** residual + delta, and its RMSNorm. */
   const addNorm = (residual: string, delta: string, gain: string): { sum: string; normed: string } => {
     if (ops === 'contrib') {
-      const [normed, , , sum] = g.op('SkipSimplifiedLayerNormalization', [residual, delta, gain], { epsilon: attr.float(eps) }, { domain: MS_DOMAIN, numOutputs: 4 });
+      // outputs: normed, mean and 1/std (not wanted), residual + delta
+      const [normed, , , sum] = g.op('SkipSimplifiedLayerNormalization', [residual, delta, gain], { epsilon: attr.float(eps) }, { domain: MS_DOMAIN, outputs: [g.fresh('normed'), '', '', g.fresh('residual')] });
       return { sum, normed };
     }
     const sum = g.op1('Add', [residual, delta]);
@@ -164,27 +191,26 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
   };
 
   // ---- attention
-  let attend: (ops: BlockOps, x: string, layer: number) => string;
+  let attend: (b: BlockOps, x: string, layer: number) => string;
   if (useGqa) {
     const cosCache = g.floats('rope.cos', [c.maxPositions, d / 2], rope.cos);
     const sinCache = g.floats('rope.sin', [c.maxPositions, d / 2], rope.sin);
     attend = (b, x, l) => {
-      // Packed q|k|v [B, T, (nh + 2·nkv)·d]; rotary, cache update and causal softmax in one kernel.
-      const [out] = g.op(
+      // Packed q|k|v [B, T, (nh + 2·nkv)·d]; rotary, causal softmax over the valid past and the new rows in one
+      // kernel, which also writes past + new into present [B, nkv, ≥ total, d] (ours to read, not to return).
+      const [out, presentK, presentV] = g.op(
         'GroupQueryAttention',
         [b.qkv(x), '', '', past[l].key, past[l].value, seqlensK, totalLength, cosCache, sinCache],
         { num_heads: attr.int(nh), kv_num_heads: attr.int(nkv), do_rotary: attr.int(1) },
-        { domain: MS_DOMAIN, outputs: [g.fresh('attn'), `present.${l}.key`, `present.${l}.value`] },
+        { domain: MS_DOMAIN, numOutputs: 3 },
       );
+      newRows(presentK, `new.${l}.key`);
+      newRows(presentV, `new.${l}.value`);
       return b.o(out);
     };
   } else {
     const cosTable = g.floats('rope.cos', [c.maxPositions, d], fullWidth(rope.cos, d / 2));
     const sinTable = g.floats('rope.sin', [c.maxPositions, d], fullWidth(rope.sin, d / 2));
-    // Positions past … past+T−1, from the cache length and the input length.
-    const pastLen = g.op1('Shape', [past[0].key], { start: attr.int(2), end: attr.int(3) }); // [1]
-    const T = g.op1('Shape', [ids], { start: attr.int(1), end: attr.int(2) }); // [1]
-    const totalLen = g.op1('Add', [pastLen, T]);
     const scalar = (v: string) => g.op1('Squeeze', [v, i64(0)]);
     const qPos = g.op1('Range', [scalar(pastLen), scalar(totalLen), g.int64([1], true)]); // [T]
     const kPos = g.op1('Range', [g.int64([0], true), scalar(totalLen), g.int64([1], true)]); // [S]
@@ -206,10 +232,11 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
       const [q, k, v] = g.op('Split', [b.qkv(x), i64(qOut, kvOut, kvOut)], { axis: attr.int(-1) }, { numOutputs: 3 });
       // Query heads of one kv group side by side: [B, nkv, group, T, d]
       const q5 = g.op1('Transpose', [g.op1('Reshape', [applyRope(g.op1('Reshape', [q, i64(0, 0, nh, d)])), i64(0, 0, nkv, group, d)])], { perm: attr.ints([0, 2, 3, 1, 4]) });
-      const kNew = g.op1('Transpose', [applyRope(g.op1('Reshape', [k, i64(0, 0, nkv, d)]))], { perm: attr.ints([0, 2, 1, 3]) }); // [B, nkv, T, d]
-      const vNew = g.op1('Transpose', [g.op1('Reshape', [v, i64(0, 0, nkv, d)])], { perm: attr.ints([0, 2, 1, 3]) });
-      const [kAll] = g.op('Concat', [past[l].key, kNew], { axis: attr.int(2) }, { outputs: [`present.${l}.key`] }); // [B, nkv, S, d]
-      const [vAll] = g.op('Concat', [past[l].value, vNew], { axis: attr.int(2) }, { outputs: [`present.${l}.value`] });
+      const [kNew] = g.op('Transpose', [applyRope(g.op1('Reshape', [k, i64(0, 0, nkv, d)]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [`new.${l}.key`] }); // [B, nkv, T, d]
+      const [vNew] = g.op('Transpose', [g.op1('Reshape', [v, i64(0, 0, nkv, d)])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [`new.${l}.value`] });
+      const valid = (t: string) => g.op1('Slice', [t, i64(0), pastLen, i64(2)]); // the first `past` rows
+      const kAll = g.op1('Concat', [valid(past[l].key), kNew], { axis: attr.int(2) }); // [B, nkv, S, d]
+      const vAll = g.op1('Concat', [valid(past[l].value), vNew], { axis: attr.int(2) });
       const kT = g.op1('Transpose', [g.op1('Unsqueeze', [kAll, i64(2)])], { perm: attr.ints([0, 1, 2, 4, 3]) }); // [B, nkv, 1, d, S]
       const scores = g.op1('Add', [g.op1('Mul', [g.op1('MatMul', [q5, kT]), scale]), mask]); // [B, nkv, group, T, S]
       const probs = g.op1('Softmax', [scores], { axis: attr.int(-1) });
@@ -223,7 +250,7 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
   let x = embed.lookup(ids); // [B, T, H]
   let normed = '';
   let pending = ''; // the last MLP output, not yet added to x
-  model.schedule.forEach((blockIndex, l) => {
+  params.schedule.forEach((blockIndex, l) => {
     const b = blockOps[blockIndex];
     g.scope = `layers.${l}`;
     if (l === 0) normed = rmsNorm(x, b.inputNorm);
@@ -244,11 +271,10 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions): Exported
   g.op('Reshape', [flat, g.op1('Concat', [batch, i64(-1, V)], { axis: attr.int(0) })], {}, { outputs: ['logits'] });
 
   g.output('logits', DataType.FLOAT, ['batch', 'num_logits', V]);
-  model.schedule.forEach((_, l) => {
-    const len = useGqa ? 'capacity' : 'total_sequence';
-    g.output(`present.${l}.key`, DataType.FLOAT, ['batch', nkv, len, d]);
-    g.output(`present.${l}.value`, DataType.FLOAT, ['batch', nkv, len, d]);
+  params.schedule.forEach((_, l) => {
+    g.output(`new.${l}.key`, DataType.FLOAT, ['batch', nkv, 'sequence', d]);
+    g.output(`new.${l}.value`, DataType.FLOAT, ['batch', nkv, 'sequence', d]);
   });
-  const signature: GraphSignature = { ops, sharedKv: useGqa, numLayers: model.numLayers, kvHeads: nkv, headDim: d, vocabSize: V, maxPositions: c.maxPositions };
-  return { bytes: g.encode(OPSETS), signature };
+  const signature: GraphSignature = { ops, fusedAttention: useGqa, numLayers: params.schedule.length, kvHeads: nkv, headDim: d, vocabSize: V, maxPositions: c.maxPositions };
+  return { config: c, ...g.encode(OPSETS, WEIGHTS_FILE), signature };
 }

@@ -3,10 +3,11 @@
 // ValueInfoProto, AttributeProto — with the wire format's two encodings we use:
 // varints and length-delimited fields.
 //
-// Encoding is two-pass so that weights are copied exactly once: a message is a
-// list of parts (small encoded chunks and deferred byte blobs) whose sizes are
-// known up front; `encodeModel` allocates the final buffer and only then asks
-// each blob to write its bytes into place.
+// Encoding is two-pass: a message is a list of parts (small encoded chunks
+// and byte blobs) whose sizes are known up front; `encodeModel` allocates the
+// final buffer once and then writes each part into place. Large initializers
+// are usually not in the model at all but in an external weights buffer
+// (TensorProto.external_data), see GraphBuilder.encode.
 
 /** ONNX TensorProto.DataType values. */
 export const DataType = {
@@ -15,9 +16,6 @@ export const DataType = {
   INT8: 3,
   INT32: 6,
   INT64: 7,
-  FLOAT16: 10,
-  UINT4: 21,
-  INT4: 22,
 } as const;
 export type DataType = (typeof DataType)[keyof typeof DataType];
 
@@ -34,14 +32,15 @@ export interface TensorDef {
   dims: number[];
   /** Little-endian raw_data. */
   data: Uint8Array | DeferredBytes;
+  /** Stored outside the model instead: bytes [offset, offset + length) of the external file `location`. */
+  external?: { location: string; offset: number; length: number };
 }
 
 export type AttrValue =
   | { type: 'int'; value: number }
   | { type: 'float'; value: number }
   | { type: 'string'; value: string }
-  | { type: 'ints'; value: number[] }
-  | { type: 'tensor'; value: TensorDef };
+  | { type: 'ints'; value: number[] };
 
 export interface NodeDef {
   opType: string;
@@ -71,8 +70,6 @@ export interface ModelDef {
   graph: GraphDef;
   opsets: { domain: string; version: number }[];
   producer: string;
-  /** metadata_props: free-form key/value pairs stored in the model. */
-  metadata?: Record<string, string>;
 }
 
 /** ONNX IR version 10 (ONNX 1.16+), understood by ONNX Runtime 1.18 and later. */
@@ -173,12 +170,16 @@ function tensorProto(t: TensorDef): Message {
   if (t.dims.length) m.packedInts(1, t.dims);
   m.int(2, t.dataType);
   m.string(8, t.name);
-  m.bytes(9, t.data);
+  if (t.external) {
+    const { location, offset, length } = t.external;
+    for (const [k, v] of [['location', location], ['offset', String(offset)], ['length', String(length)]]) m.message(13, new Message().string(1, k).string(2, v));
+    m.int(14, 1); // DataLocation.EXTERNAL
+  } else m.bytes(9, t.data);
   return m;
 }
 
 function attributeProto(name: string, a: AttrValue): Message {
-  // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, TENSOR 4, INTS 7
+  // AttributeProto.AttributeType: FLOAT 1, INT 2, STRING 3, INTS 7
   const m = new Message().string(1, name);
   switch (a.type) {
     case 'float':
@@ -187,8 +188,6 @@ function attributeProto(name: string, a: AttrValue): Message {
       return m.int(3, a.value).int(20, 2);
     case 'string':
       return m.string(4, a.value).int(20, 3);
-    case 'tensor':
-      return m.message(5, tensorProto(a.value)).int(20, 4);
     case 'ints':
       return m.packedInts(8, a.value).int(20, 7);
   }
@@ -222,12 +221,11 @@ function graphProto(g: GraphDef): Message {
   return m;
 }
 
-/** Serializes a model: one allocation of the final size; deferred weights are written straight into it. */
+/** Serializes a model: one allocation of the final size; deferred bytes are written straight into it. */
 export function encodeModel(model: ModelDef): Uint8Array {
   const m = new Message().int(1, IR_VERSION).string(2, model.producer);
   m.message(7, graphProto(model.graph));
   for (const o of model.opsets) m.message(8, new Message().string(1, o.domain).int(2, o.version));
-  for (const [k, v] of Object.entries(model.metadata ?? {})) m.message(14, new Message().string(1, k).string(2, v));
   m.finish();
   const out = new Uint8Array(m.size);
   let at = 0;

@@ -1,120 +1,101 @@
 // A MobileLLM graph in an ONNX Runtime InferenceSession on the CPU execution
-// provider, batch 1, with its KV cache. The serialized graph is dropped as soon
-// as the session holds the weights, so only ONNX Runtime's copy stays alive.
+// provider, batch 1, with its KV cache. The serialized weights are dropped as
+// soon as the session holds them, so only ONNX Runtime's copy stays alive.
 import os from 'node:os';
 import type { Tensor } from 'onnxruntime-node';
+import type { MobileLLMConfig } from '../model/config';
 import type { MobileLLM } from '../model/model';
-import { exportMobileLLM, type GraphSignature, type OnnxOps } from './mobilellm';
+import { WEIGHTS_FILE, exportMobileLLM, type ExportOptions, type ExportedGraph, type GraphSignature } from './mobilellm';
 import { loadOrt, type Ort } from './ort';
-import type { NBitsCompute } from './quantized';
 
-export interface OnnxSessionOptions {
-  /** Operator set of the graph (default contrib: ONNX Runtime's fused operators). */
-  ops?: OnnxOps;
-  /** Arithmetic of weight-only quantized layers: int8 (default, fast) or float32 (exactly TensorFlow.js's). */
-  nbitsCompute?: NBitsCompute;
+export interface OnnxSessionOptions extends ExportOptions {
   /** Intra-op threads (default: every core). */
   threads?: number;
   /** Profile with ONNX Runtime: endProfiling() writes `<profilePrefix>_<date>.json` (a Chrome trace). */
   profilePrefix?: string;
 }
 
-/** Cache growth step for the preallocated (shared past/present) layout, in tokens. */
+/** Cache growth step, in tokens. */
 const CAPACITY_STEP = 256;
 
 /**
- * The KV cache of one sequence: per effective layer a key and a value tensor
- * [1, kvHeads, rows, d]. With a shared layout the tensors are preallocated
- * buffers (rows ≥ length, grown in steps) that the graph updates in place;
- * otherwise each step's present tensors (rows = length) become the next
- * step's past.
+ * The KV cache of one sequence, in JS buffers: per effective layer a key and
+ * a value buffer [1, kvHeads, capacity, d] whose first `length` rows are
+ * valid. The graph reads them and returns only each step's new rows, which
+ * are copied in here; capacity grows in steps of 256 tokens.
  */
 export class OnnxCache {
   /** Tokens in the cache (the position of the next token). */
   length = 0;
-  private keys: Tensor[];
-  private values: Tensor[];
+  private capacity = 0;
+  private keys: Float32Array[];
+  private values: Float32Array[];
 
   constructor(
     private readonly ort: Ort,
     private readonly sig: GraphSignature,
   ) {
-    this.keys = this.empty(0);
-    this.values = this.empty(0);
+    this.keys = this.empty();
+    this.values = this.empty();
   }
 
-  private empty(rows: number): Tensor[] {
+  private empty(): Float32Array[] {
+    return Array.from({ length: this.sig.numLayers }, () => new Float32Array(0));
+  }
+
+  /** Copies `rows` rows of every head from `src` (holding `srcRows` per head) to `dst` (`dstRows` per head) at row `at`. */
+  private copyRows(src: Float32Array, srcRows: number, dst: Float32Array, dstRows: number, at: number, rows: number): void {
+    const { kvHeads, headDim: d } = this.sig;
+    for (let h = 0; h < kvHeads; h++) dst.set(src.subarray(h * srcRows * d, (h * srcRows + rows) * d), (h * dstRows + at) * d);
+  }
+
+  private grow(capacity: number): void {
     const { kvHeads, headDim } = this.sig;
-    return Array.from({ length: this.sig.numLayers }, () => new this.ort.Tensor('float32', new Float32Array(kvHeads * rows * headDim), [1, kvHeads, rows, headDim]));
-  }
-
-  /** Rows allocated per layer (the cache's length in the concat layout). */
-  get rows(): number {
-    return this.keys[0].dims[2];
-  }
-
-  /** Copies the first `keep` rows of every head of every layer into tensors of `rows` rows. */
-  private resize(rows: number, keep: number): void {
-    const { kvHeads, headDim } = this.sig;
-    const copy = (t: Tensor): Tensor => {
-      const src = t.data as Float32Array;
-      const dst = new Float32Array(kvHeads * rows * headDim);
-      const old = t.dims[2];
-      for (let h = 0; h < kvHeads; h++) dst.set(src.subarray(h * old * headDim, (h * old + keep) * headDim), h * rows * headDim);
-      return new this.ort.Tensor('float32', dst, [1, kvHeads, rows, headDim]);
+    const move = (old: Float32Array) => {
+      const buf = new Float32Array(kvHeads * capacity * headDim);
+      this.copyRows(old, this.capacity, buf, capacity, 0, this.length);
+      return buf;
     };
-    this.keys = this.keys.map(copy);
-    this.values = this.values.map(copy);
+    this.keys = this.keys.map(move);
+    this.values = this.values.map(move);
+    this.capacity = capacity;
   }
 
-  /** Feeds for the cache before a step of `T` tokens (grows a shared buffer when needed). */
+  /** Inputs for a step of `T` tokens after what the cache holds (growing it when needed). */
   feeds(T: number): Record<string, Tensor> {
     const total = this.length + T;
-    if (this.sig.sharedKv && total > this.rows) {
-      const rows = Math.min(this.sig.maxPositions, Math.max(2 * this.rows, Math.ceil(total / CAPACITY_STEP) * CAPACITY_STEP));
-      this.resize(rows, this.length);
-    }
-    const out: Record<string, Tensor> = {};
+    if (total > this.capacity) this.grow(Math.min(this.sig.maxPositions, Math.ceil(total / CAPACITY_STEP) * CAPACITY_STEP));
+    const { kvHeads, headDim } = this.sig;
+    const dims = [1, kvHeads, this.capacity, headDim];
+    const out: Record<string, Tensor> = {
+      seqlens_k: new this.ort.Tensor('int32', Int32Array.of(total - 1), [1]),
+      total_sequence_length: new this.ort.Tensor('int32', Int32Array.of(total), []),
+    };
     this.keys.forEach((k, l) => {
-      out[`past.${l}.key`] = k;
-      out[`past.${l}.value`] = this.values[l];
-    });
-    if (this.sig.sharedKv) {
-      out.seqlens_k = new this.ort.Tensor('int32', Int32Array.of(total - 1), [1]);
-      out.total_sequence_length = new this.ort.Tensor('int32', Int32Array.of(total), []);
-    }
-    return out;
-  }
-
-  /** Where the graph writes the present tensors: into the shared buffers, or anywhere (null). */
-  fetches(): Record<string, Tensor | null> {
-    const out: Record<string, Tensor | null> = { logits: null };
-    this.keys.forEach((k, l) => {
-      out[`present.${l}.key`] = this.sig.sharedKv ? k : null;
-      out[`present.${l}.value`] = this.sig.sharedKv ? this.values[l] : null;
+      out[`past.${l}.key`] = new this.ort.Tensor('float32', k, dims);
+      out[`past.${l}.value`] = new this.ort.Tensor('float32', this.values[l], dims);
     });
     return out;
   }
 
-  /** Records a step's results. */
-  advance(results: Record<string, Tensor>, T: number): void {
-    if (!this.sig.sharedKv) {
-      this.keys = this.keys.map((_, l) => results[`present.${l}.key`]);
-      this.values = this.values.map((_, l) => results[`present.${l}.value`]);
-    }
+  /** Appends a step's new rows (outputs new.{l}.key/value, [1, kvHeads, T, d]). */
+  append(results: Record<string, Tensor>, T: number): void {
+    this.keys.forEach((k, l) => {
+      this.copyRows(results[`new.${l}.key`].data as Float32Array, T, k, this.capacity, this.length, T);
+      this.copyRows(results[`new.${l}.value`].data as Float32Array, T, this.values[l], this.capacity, this.length, T);
+    });
     this.length += T;
   }
 
   /** Drops everything after the first `length` tokens (a prompt that shares a prefix with the last one). */
   truncate(length: number): void {
-    if (length >= this.length) return;
-    if (!this.sig.sharedKv) this.resize(length, length);
-    this.length = length;
+    this.length = Math.min(this.length, length);
   }
 
   dispose(): void {
-    this.keys = this.empty(0);
-    this.values = this.empty(0);
+    this.keys = this.empty();
+    this.values = this.empty();
+    this.capacity = 0;
     this.length = 0;
   }
 }
@@ -123,17 +104,26 @@ export class OnnxModelSession {
   private constructor(
     private readonly ort: Ort,
     private readonly session: import('onnxruntime-node').InferenceSession,
+    readonly config: MobileLLMConfig,
     readonly signature: GraphSignature,
     readonly threads: number,
   ) {}
 
-  /** Exports `model` and opens it in ONNX Runtime. The tfjs model can be disposed once this resolves. */
+  /** Exports `model` and opens it in ONNX Runtime. The tfjs model is not needed once this resolves. */
   static async create(model: MobileLLM, opts: OnnxSessionOptions = {}): Promise<OnnxModelSession> {
+    await loadOrt(); // fail before the export if ONNX Runtime is missing
+    return OnnxModelSession.open(exportMobileLLM(model, opts), opts);
+  }
+
+  /**
+   * Opens an exported graph. Hold no other reference to `graph`: its weights
+   * buffer (one allocation, a copy of every weight) is garbage when this returns.
+   */
+  static async open(graph: ExportedGraph, opts: OnnxSessionOptions = {}): Promise<OnnxModelSession> {
     const ort = await loadOrt();
     const threads = opts.threads ?? os.availableParallelism();
-    let exported: ReturnType<typeof exportMobileLLM> | null = exportMobileLLM(model, { ops: opts.ops ?? 'contrib', nbitsCompute: opts.nbitsCompute });
-    const signature = exported.signature;
-    const session = await ort.InferenceSession.create(exported.bytes, {
+    const session = await ort.InferenceSession.create(graph.model, {
+      externalData: [{ path: WEIGHTS_FILE, data: graph.weights }],
       executionProviders: ['cpu'],
       graphOptimizationLevel: 'all',
       executionMode: 'sequential',
@@ -141,8 +131,7 @@ export class OnnxModelSession {
       interOpNumThreads: 1,
       ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     });
-    exported = null; // ONNX Runtime holds the weights now; let the serialized copy go
-    return new OnnxModelSession(ort, session, signature, threads);
+    return new OnnxModelSession(ort, session, graph.config, graph.signature, threads);
   }
 
   /** "onnxruntime-node 1.30.0" */
@@ -169,8 +158,8 @@ export class OnnxModelSession {
       num_logits: new this.ort.Tensor('int64', BigInt64Array.of(BigInt(numLogits)), [1]),
       ...cache.feeds(T),
     };
-    const results = await this.session.run(feeds, cache.fetches());
-    cache.advance(results as Record<string, Tensor>, T);
+    const results = await this.session.run(feeds);
+    cache.append(results as Record<string, Tensor>, T);
     return results.logits.data as Float32Array;
   }
 

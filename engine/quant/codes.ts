@@ -175,9 +175,10 @@ export function dequantize(q: QuantizedWeight, out = new Float32Array(q.inFeatur
  * built): x [rows, in] → y [rows, out], accumulated in float64.
  *   int8: y_j = s_j · Σ_i x_i q_ij
  *   int4: y_j = Σ_g s_gj · (Σ_{i∈g} x_i q_ij − z_gj · Σ_{i∈g} x_i)
- * Decoding reads every weight once per token, so reading 1 or ½ byte per
- * weight instead of 4 is what makes this as fast as a float32 matmul.
- * Input rows are taken four at a time (int4: two bytes of one column).
+ * Scalar single-threaded JS: on two cores about a third of the speed of
+ * XNNPACK's float32 matmul (bench/quant.bench.ts), but no float copy of the
+ * weights exists. Input rows are taken four at a time (int4: two bytes of one
+ * column), which halves the passes over the accumulators.
  */
 export function matvec(q: QuantizedWeight, x: Float32Array, rows: number): Float32Array {
   const y = new Float32Array(rows * q.outFeatures);

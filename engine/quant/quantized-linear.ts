@@ -1,14 +1,15 @@
 // Quantized layers behind the model's Linear interface. The integer codes stay
 // in JavaScript typed arrays (TensorFlow.js has no int8 dtype) and are the only
-// copy of the weights unless a cache is given room. Two ways to multiply:
+// copy of the weights unless the model's DequantCache is given room:
 //
-//   up to 4 rows (decoding): y = x · ŵ straight from the codes in JS
-//     (codes.ts matvec). Decoding reads every weight once per token, so
-//     reading 1 or ½ byte per weight keeps pace with a float32 matmul.
-//   more rows (prefill, scoring): build the float32 ŵ [in, out] of this ONE
-//     layer, tf.matMul, dispose it — or keep it if the model's DequantCache
-//     has room (building it costs more than the matmul: dequantizing in JS,
-//     then uploading and re-packing a fresh weight for XNNPACK).
+//   a cached float32 ŵ: tf.matMul with it, as a float model would.
+//   up to 4 rows (decoding), not cached: y = x · ŵ straight from the codes in
+//     JS (codes.ts matvec) — 1 or ½ byte read per weight, no float copy.
+//   more rows (prefill, scoring), not cached: build the float32 ŵ [in, out]
+//     of this ONE layer, tf.matMul, dispose it. Building it costs several
+//     matmuls (dequantizing in JS, uploading, XNNPACK re-packing a weight it
+//     has not seen).
+// A layer is cached at its first use when the cache has room.
 import * as tf from '@tensorflow/tfjs';
 import type { Linear } from '../model/linear';
 import { codeBytes, dequantize, dequantizeColumns, matvec, type QuantizedWeight } from './codes';
@@ -38,13 +39,15 @@ export class DequantCache {
     return this.held.get(owner);
   }
 
-  /** Keeps `w` for `owner` if it fits; returns whether it was kept (the cache then owns it). */
-  admit(owner: object, w: tf.Tensor2D): boolean {
-    const bytes = w.size * 4;
-    if (this.used + bytes > this.budgetBytes) return false;
+  hasRoom(bytes: number): boolean {
+    return this.used + bytes <= this.budgetBytes;
+  }
+
+  /** Keeps `w` for `owner` (the cache then owns it); check hasRoom first. */
+  keep(owner: object, w: tf.Tensor2D): void {
+    if (!this.hasRoom(w.size * 4)) throw new Error(`dequantized weight of ${w.size * 4} bytes does not fit the cache's ${this.budgetBytes - this.used} free bytes`);
     this.held.set(owner, tf.keep(w));
-    this.used += bytes;
-    return true;
+    this.used += w.size * 4;
   }
 
   release(owner: object): void {
@@ -129,20 +132,28 @@ export class QuantizedLinear implements Linear {
     return tf.tensor2d(dequantize(this.weight), [this.inFeatures, this.outFeatures]);
   }
 
+  /** The cached ŵ; built and kept now if the cache has room for it. */
+  private cachedWeight(): tf.Tensor2D | undefined {
+    const held = this.cache.get(this);
+    if (held || !this.cache.hasRoom(this.inFeatures * this.outFeatures * 4)) return held;
+    const w = this.dequantized();
+    this.cache.keep(this, w);
+    return w;
+  }
+
   apply(x: tf.Tensor2D): tf.Tensor2D {
     const [rows, cols] = x.shape;
     const quantizeInput = this.activations === 'int8-per-token';
-    if (rows <= FROM_CODES_MAX_ROWS) {
+    const cached = this.cachedWeight();
+    if (!cached && rows <= FROM_CODES_MAX_ROWS) {
       const values = x.dataSync() as Float32Array;
       const input = quantizeInput ? fakeQuantRows(values, rows, cols) : values;
       return tf.tensor2d(matvec(this.weight, input, rows), [rows, this.outFeatures]);
     }
     const input = quantizeInput ? fakeQuantPerToken(x) : x;
-    let w = this.cache.get(this);
-    const transient = !w;
-    if (!w) w = this.dequantized();
+    const w = cached ?? this.dequantized();
     const y = tf.matMul(input, w) as tf.Tensor2D;
-    if (transient && !this.cache.admit(this, w)) w.dispose();
+    if (!cached) w.dispose();
     if (input !== x) input.dispose();
     return y;
   }

@@ -25,6 +25,17 @@ import { mixSeed } from './rng';
 
 export type GradMode = 'tape' | 'recompute';
 
+/**
+ * A trainable variable holding `t`'s values, `t` itself released: the `wrap`
+ * for loadModel and applyLora. (A tf.variable shares its source's data; a
+ * source left alive would pin the first copy of every weight for the whole run.)
+ */
+export function trainable<T extends tf.Tensor>(t: T): T {
+  const v = tf.variable(t);
+  t.dispose();
+  return v as unknown as T;
+}
+
 export interface MicroBatch extends Targets {
   /** [B, T] int32 */
   ids: tf.Tensor2D;

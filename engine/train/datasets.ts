@@ -96,10 +96,6 @@ function parseRow(value: unknown, line: number): Row | string {
   return `unknown row shape (keys: ${shown}); expected "messages", "instruction"/"output", "prompt"/"completion" or "text"`;
 }
 
-export function fileSha256(file: string): string {
-  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
-}
-
 /** Reads and validates a .jsonl (or .json lines) or .txt dataset. Never throws for bad rows: they become issues. */
 export function parseDataset(file: string): ParsedDataset {
   if (!fs.existsSync(file)) throw new Error(`${file}: dataset file not found`);
@@ -296,7 +292,7 @@ export function tokenizeRows(rows: Row[], tok: Tokenizer, opts: RenderOptions & 
  * is not masked between packed examples, as in most trainers' packing.
  */
 export function packExamples(examples: TokenizedExample[], maxSeqLen: number, seed: number): TokenizedExample[] {
-  const order = permutation(examples.length, rngFor(seed, RNG.shuffle, -1));
+  const order = permutation(examples.length, rngFor(seed, RNG.pack));
   const packs: TokenizedExample[] = [];
   let ids: number[] = [];
   let learn: number[] = [];

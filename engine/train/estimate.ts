@@ -5,8 +5,9 @@
 //
 // Memory, in float32 bytes, for N = batch × length tokens:
 //   weights       P·4 (every parameter, frozen or not)
-//   gradients     Pt·4 for the Pt trainable parameters (×2 while micro-batches are summed)
-//   optimizer     Pt·8 (AdamW's two moments)
+//   gradients     Pt·4 for the Pt trainable parameters (×2 when micro-batches are summed)
+//   optimizer     Pt·8 (AdamW's two moments), and while it updates a parameter,
+//                 OPT_TEMPS temporaries the size of the largest trainable one
 //   activations   tfjs keeps every saved tensor *and* every intermediate
 //                 gradient until a backward pass ends: measured at about
 //                 ACT_FACTOR × the floats one layer's forward pass creates per
@@ -16,6 +17,7 @@
 //   head          the fused loss works on chunks of CHUNK_LOGITS logits at a time
 //                 (a few copies), keeps the softmax when it is small (loss.ts), plus
 //                 the [H, V] head gradient when the head is trained.
+// plus the runtime itself (Node, tfjs, the wasm module): RUNTIME bytes.
 // Time: the step's matmul FLOPs (a forward pass F = 2·N·(matmul params) + the
 // attention products, ×3 with weight gradients, ×2 without, +F when recomputing
 // the layers, + the head's product when its softmax was not kept) over the
@@ -28,6 +30,8 @@ import { LINEAR_KEYS, type LinearKey } from '../model/model';
 import { CHUNK_LOGITS, KEEP_PROBS } from './loss';
 
 const ACT_FACTOR = 4;
+const OPT_TEMPS = 7;
+const RUNTIME = 200 * 2 ** 20;
 /** The wasm backend's memory cannot grow past 4 GiB (32-bit addresses). */
 export const WASM_HEAP_LIMIT = 4 * 1024 ** 3;
 /** Allocator fragmentation and everything we do not count. */
@@ -39,6 +43,8 @@ export interface TrainShape {
   loraRank?: number;
   loraTargets?: LinearKey[];
   batchSize: number;
+  /** Micro-batches per step (default 1); above 1 the step's gradients are summed in a second copy. */
+  gradAccum?: number;
   seqLen: number;
 }
 
@@ -68,6 +74,13 @@ export function trainableParams(c: MobileLLMConfig, s: TrainShape): number {
   return c.numBlocks * (s.loraTargets ?? ['q', 'v']).reduce((n, k) => n + r * (shapes[k][0] + shapes[k][1]), 0);
 }
 
+/** Elements of the largest trainable tensor: the embedding (full), one adapter matrix (LoRA). */
+function largestTrainable(c: MobileLLMConfig, s: TrainShape): number {
+  if (s.method === 'full') return c.vocabSize * c.hiddenSize;
+  const shapes = linearShapes(c);
+  return (s.loraRank ?? 8) * Math.max(...(s.loraTargets ?? ['q', 'v']).map((k) => Math.max(...shapes[k])));
+}
+
 export function estimateMemory(c: MobileLLMConfig, s: TrainShape, mode: GradMode): MemoryEstimate {
   const N = s.batchSize * s.seqLen;
   const L = effectiveDepth(c);
@@ -80,10 +93,10 @@ export function estimateMemory(c: MobileLLMConfig, s: TrainShape, mode: GradMode
   const logits = N * c.vocabSize;
   const head = 4 * Math.min(CHUNK_LOGITS, logits) + (logits <= KEEP_PROBS ? logits : 0) + 3 * N * H + (headTrained ? H * c.vocabSize : 0);
   const weights = 4 * P;
-  const gradients = 4 * 2 * Pt;
-  const optimizer = 4 * 2 * Pt;
+  const gradients = 4 * Pt * ((s.gradAccum ?? 1) > 1 ? 2 : 1);
+  const optimizer = 4 * (2 * Pt + OPT_TEMPS * largestTrainable(c, s));
   const activations = 4 * (layers + head);
-  const total = Math.round(SLACK * (weights + gradients + optimizer + activations));
+  const total = Math.round(SLACK * (weights + gradients + optimizer + activations) + RUNTIME);
   return { mode, weights, gradients, optimizer, activations, total, trainableParams: Pt };
 }
 

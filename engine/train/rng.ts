@@ -18,7 +18,7 @@ export function mixSeed(...parts: number[]): number {
 }
 
 /** Purposes, so that the draws for different things never coincide. */
-export const RNG = { shuffle: 1, split: 2, loraInit: 3, dropout: 4 } as const;
+export const RNG = { shuffle: 1, split: 2, loraInit: 3, dropout: 4, pack: 5 } as const;
 
 /** A uniform [0, 1) generator for one purpose (mulberry32 seeded with mixSeed(parts)). */
 export function rngFor(...parts: number[]): () => number {

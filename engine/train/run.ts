@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { backendInfo } from '../backend/select';
 import type { JobContext } from '../jobs/job';
 import { loadModel, readConfig } from '../io/checkpoint';
-import { LINEAR_KEYS, type MobileLLM } from '../model/model';
+import { LINEAR_KEYS, type LinearKey, type MobileLLM } from '../model/model';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
@@ -21,11 +21,9 @@ import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, t
 import type { TokenizedExample } from './batching';
 import { applyLora, loadAdapter, type LoraAdapters } from './lora';
 import { measureMatmulRate, planTraining, type TrainingEstimate } from './estimate';
-import { readOptimizerState, readTrainerState, OPTIMIZER_STATE, TRAINER_STATE } from './checkpoints';
-import { DECAYS } from './schedule';
-import { train, type MetricPoint, type RunLog, type TrainStatus } from './trainer';
-
-const int = z.number().int();
+import { readOptimizerState, readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
+import { trainable } from './backprop';
+import { TrainOptions, train, type MetricPoint, type RunLog, type TrainStatus } from './trainer';
 
 /** Everything a run needs, as stored in runs.config (and read back on resume). */
 export const FinetuneConfig = z.object({
@@ -38,43 +36,18 @@ export const FinetuneConfig = z.object({
   method: z.enum(['full', 'lora']).default('lora'),
   lora: z
     .object({
-      rank: int.positive().default(8),
+      rank: z.number().int().positive().default(8),
       alpha: z.number().positive().default(16),
       dropout: z.number().min(0).max(1).default(0),
-      targets: z.array(z.enum(LINEAR_KEYS as [string, ...string[]])).min(1).default(['q', 'v']),
+      targets: z.array(z.enum(LINEAR_KEYS as [LinearKey, ...LinearKey[]])).min(1).default(['q', 'v']),
       rslora: z.boolean().default(false),
     })
     .prefault({}),
-  maxSeqLen: int.positive().default(512),
+  maxSeqLen: z.number().int().positive().default(512),
   lossOn: z.enum(['answers', 'all']).default('answers'),
   packing: z.boolean().default(false),
   gradMode: z.enum(['auto', 'tape', 'recompute']).default('auto'),
-  train: z
-    .object({
-      epochs: int.positive().default(1),
-      maxSteps: int.positive().optional(),
-      lr: z.number().positive().default(2e-4),
-      warmupSteps: int.min(0).default(0),
-      decay: z.enum(DECAYS).default('cosine'),
-      minLrRatio: z.number().min(0).max(1).default(0),
-      batchSize: int.positive().default(4),
-      gradAccum: int.positive().default(1),
-      adamw: z
-        .object({
-          beta1: z.number().min(0).max(1).default(0.9),
-          beta2: z.number().min(0).max(1).default(0.999),
-          eps: z.number().positive().default(1e-8),
-          weightDecay: z.number().min(0).default(0.01),
-        })
-        .prefault({}),
-      maxGradNorm: z.number().min(0).default(1),
-      seed: int.default(0),
-      evalEvery: int.min(0).default(50),
-      saveEvery: int.min(0).default(100),
-      saveEveryMinutes: z.number().min(0).default(10),
-      keepLast: int.positive().default(2),
-    })
-    .prefault({}),
+  train: TrainOptions.prefault({}),
 });
 export type FinetuneConfig = z.infer<typeof FinetuneConfig>;
 export type FinetuneInput = z.input<typeof FinetuneConfig>;
@@ -126,20 +99,18 @@ export function prepareData(cfg: FinetuneConfig): PreparedData {
 export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEstimate {
   const config = readConfig(cfg.model);
   const seqLen = Math.max(...data.train.map((e) => e.ids.length));
-  const shape = { method: cfg.method, loraRank: cfg.lora.rank, loraTargets: cfg.lora.targets as never, batchSize: cfg.train.batchSize, seqLen };
+  const shape = { method: cfg.method, loraRank: cfg.lora.rank, loraTargets: cfg.lora.targets, batchSize: cfg.train.batchSize, gradAccum: cfg.train.gradAccum, seqLen };
   return planTraining(config, shape, backendInfo().name, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
 }
 
 /** The model with its trainable variables: every parameter (full) or fresh / checkpointed adapters (LoRA). */
 function trainableModel(cfg: FinetuneConfig, from: string | null): { model: MobileLLM; adapters: LoraAdapters | null; trainable: Map<string, tf.Variable> } {
-  const variable = <T extends tf.Tensor>(t: T) => tf.variable(t) as unknown as T;
   if (cfg.method === 'full') {
-    const { model } = loadModel(from ?? cfg.model, { wrap: variable });
+    const { model } = loadModel(from ?? cfg.model, { wrap: trainable });
     return { model, adapters: null, trainable: new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable])) };
   }
   const { model } = loadModel(cfg.model);
-  const options = { ...cfg.lora, targets: cfg.lora.targets as never };
-  const adapters = from ? loadAdapter(model, from, variable) : applyLora(model, options, { seed: cfg.train.seed }, variable);
+  const adapters = from ? loadAdapter(model, from, trainable) : applyLora(model, cfg.lora, { seed: cfg.train.seed }, trainable);
   return { model, adapters, trainable: new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable])) };
 }
 
@@ -235,12 +206,23 @@ export async function resumeFinetune(store: Store, runId: number, ctx: JobContex
 }
 
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
+  const fail = (err: unknown) => store.runs.setStatus(run.id, 'failed', { error: (err instanceof Error ? err.message : String(err)).split('\n')[0] || 'failed' });
   const from = store.checkpoints.resumePoint(run.id);
-  const { model, adapters, trainable } = trainableModel(cfg, from?.path ?? null);
-  const resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
+  let loaded: ReturnType<typeof trainableModel> | undefined;
+  let resume: { state: TrainerState; optimizer: Map<string, tf.Tensor> } | undefined;
+  try {
+    loaded = trainableModel(cfg, from?.path ?? null);
+    resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
+  } catch (err) {
+    loaded?.adapters?.remove();
+    loaded?.model.dispose();
+    fail(err);
+    throw err;
+  }
+  const { model, adapters, trainable } = loaded;
   store.runs.setStatus(run.id, 'running');
   ctx.progress({
-    phase: from ? `resuming at step ${resume!.state.step}` : 'starting',
+    phase: resume ? `resuming at step ${resume.state.step}` : 'starting',
     metrics: { est_memory_gb: estimate.memory.total / 1024 ** 3, est_step_s: estimate.stepSeconds, trainable_params: estimate.memory.trainableParams },
     message: `${estimate.memory.mode} backprop, ${data.train.length} training and ${data.val.length} validation examples`,
   });
@@ -263,12 +245,11 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
       ctx,
     );
     const latest = store.checkpoints.resumePoint(run.id);
-    let modelId: number | null = null;
-    if (result.status === 'completed' && latest) modelId = await recordResult(store, run, latest.path, kind);
+    const modelId = result.status === 'completed' && latest ? await recordResult(store, run, latest.path, kind) : null;
     store.runs.setStatus(run.id, result.status);
     return { runId: run.id, status: result.status, step: result.state.step, checkpoint: latest?.path ?? null, modelId };
   } catch (err) {
-    store.runs.setStatus(run.id, 'failed', { error: (err as Error).message.split('\n')[0] || String(err) });
+    fail(err);
     throw err;
   } finally {
     if (resume) tf.dispose([...resume.optimizer.values()]);

@@ -7,65 +7,63 @@
 //     every evalEvery steps: validation loss and perplexity
 //     every saveEvery steps or minutes: a checkpoint (checkpoints.ts)
 //
-// Aborting the job's signal pauses: the step in progress is dropped, a
-// checkpoint of the last finished step is written, and the run stops with
-// status 'paused'. Aborting with reason CANCEL stops without a checkpoint.
+// Aborting the job's signal pauses: a step whose micro-batches are not all
+// done is dropped, a checkpoint of the last finished step is written, and the
+// run stops with status 'paused'. Aborting with reason CANCEL stops without a checkpoint.
 // Resuming loads a checkpoint's weights, moments and step and continues as if
 // never stopped: same data, same dropout masks, same learning rates.
 import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
 import type { JobContext } from '../jobs/job';
 import type { MobileLLM } from '../model/model';
 import { evalLoss, lossAndGrads, type GradMode } from './backprop';
 import { BatchPlan, disposeMicroBatch, learnedTokens, microBatch, type TokenizedExample } from './batching';
 import { writeCheckpointFiles, type TrainerState } from './checkpoints';
 import type { LoraAdapters } from './lora';
-import { AdamW, clipGlobalNorm, type AdamWOptions } from './optimizer';
+import { AdamW, clipGlobalNorm } from './optimizer';
 import { RNG, mixSeed } from './rng';
-import { learningRate, type Decay } from './schedule';
+import { DECAYS, learningRate } from './schedule';
 
 /** Abort reason that cancels (no checkpoint) instead of pausing. */
 export const CANCEL = 'cancel';
 
-export interface TrainOptions {
-  /** Passes over the training data; ignored when maxSteps is set. */
-  epochs: number;
-  maxSteps?: number;
-  lr: number;
-  warmupSteps: number;
-  decay: Decay;
-  minLrRatio: number;
-  batchSize: number;
-  gradAccum: number;
-  adamw: AdamWOptions;
-  /** 0 turns clipping off. */
-  maxGradNorm: number;
-  seed: number;
-  /** Validation every N steps (0: only at the end). */
-  evalEvery: number;
-  /** Checkpoint every N steps (0: off) … */
-  saveEvery: number;
-  /** … or every M minutes (0: off); and always at the end and on pause. */
-  saveEveryMinutes: number;
-  /** Checkpoints kept besides the best one. */
-  keepLast: number;
-}
+const int = z.number().int();
 
-export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
-  epochs: 1,
-  lr: 2e-4,
-  warmupSteps: 0,
-  decay: 'cosine',
-  minLrRatio: 0,
-  batchSize: 4,
-  gradAccum: 1,
-  adamw: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 },
-  maxGradNorm: 1,
-  seed: 0,
-  evalEvery: 50,
-  saveEvery: 100,
-  saveEveryMinutes: 10,
-  keepLast: 2,
-};
+/** Hyper-parameters of the loop, with their defaults (also what a run stores and validates on resume). */
+export const TrainOptions = z.object({
+  /** Passes over the training data; ignored when maxSteps is set. */
+  epochs: int.positive().default(1),
+  maxSteps: int.positive().optional(),
+  lr: z.number().positive().default(2e-4),
+  warmupSteps: int.min(0).default(0),
+  decay: z.enum(DECAYS).default('cosine'),
+  /** Cosine floor as a fraction of lr. */
+  minLrRatio: z.number().min(0).max(1).default(0),
+  batchSize: int.positive().default(4),
+  gradAccum: int.positive().default(1),
+  adamw: z
+    .object({
+      beta1: z.number().min(0).max(1).default(0.9),
+      beta2: z.number().min(0).max(1).default(0.999),
+      eps: z.number().positive().default(1e-8),
+      weightDecay: z.number().min(0).default(0.01),
+    })
+    .prefault({}),
+  /** 0 turns clipping off. */
+  maxGradNorm: z.number().min(0).default(1),
+  seed: int.default(0),
+  /** Validation every N steps (0: only at the end). */
+  evalEvery: int.min(0).default(50),
+  /** Checkpoint every N steps (0: off) … */
+  saveEvery: int.min(0).default(100),
+  /** … or every M minutes (0: off); and always at the end and on pause. */
+  saveEveryMinutes: z.number().min(0).default(10),
+  /** Checkpoints kept besides the best one. */
+  keepLast: int.positive().default(2),
+});
+export type TrainOptions = z.infer<typeof TrainOptions>;
+
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = TrainOptions.parse({});
 
 export interface MetricPoint {
   step: number;
@@ -126,34 +124,37 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
   const state: TrainerState = inp.resume?.state ?? { step: 0, epoch: 0, seed: o.seed, bestValLoss: null, elapsedMs: 0, tokensSeen: 0 };
   if (inp.resume) opt.load(inp.resume.optimizer, state.step);
   let lastSave = { step: inp.resume ? state.step : -1, at: Date.now() };
-  let lastVal: number | null = null;
+  let lastVal: { step: number; loss: number } | null = null;
   let stepMs = 0; // moving average, for the ETA
 
   const save = async () => {
-    const metrics: Record<string, number> = lastVal === null ? {} : { val_loss: lastVal };
+    const metrics: Record<string, number> = lastVal?.step === state.step ? { val_loss: lastVal.loss } : {};
     await inp.log.checkpoint(state.step, (dir) => writeCheckpointFiles(dir, { model: inp.model, adapters: inp.adapters, baseModelDir: inp.baseModelDir, optimizer: opt.state(), state }), metrics);
     lastSave = { step: state.step, at: Date.now() };
   };
   const validate = () => {
     if (!inp.val.length) return;
-    lastVal = validationLoss(inp.model, inp.val, o.batchSize, inp.padId);
-    if (state.bestValLoss === null || lastVal < state.bestValLoss) state.bestValLoss = lastVal;
+    const loss = validationLoss(inp.model, inp.val, o.batchSize, inp.padId);
+    lastVal = { step: state.step, loss };
+    if (state.bestValLoss === null || loss < state.bestValLoss) state.bestValLoss = loss;
     inp.log.metrics([
-      { step: state.step, name: 'val_loss', value: lastVal },
-      { step: state.step, name: 'val_ppl', value: Math.exp(lastVal) },
+      { step: state.step, name: 'val_loss', value: loss },
+      { step: state.step, name: 'val_ppl', value: Math.exp(loss) },
     ]);
   };
 
   try {
-    while (state.step < total) {
+    while (state.step < total && !ctx.signal.aborted) {
       const t0 = performance.now();
       const micros = plan.step(state.step).map((idx) => idx.map((i) => inp.train[i]));
       const denom = learnedTokens(micros.flat());
       let grads: Map<string, tf.Tensor> | null = null;
       let loss = 0;
       let tokens = 0;
+      let done = 0;
       for (const [m, rows] of micros.entries()) {
         if (ctx.signal.aborted) break;
+        done++;
         const mb = microBatch(rows, denom, inp.padId);
         const dropout = inp.adapters ? { dropout: inp.adapters.dropout, key: mixSeed(o.seed, RNG.dropout, state.step, m) } : undefined;
         const r = lossAndGrads(inp.model, inp.trainable, mb, inp.gradMode, dropout);
@@ -165,7 +166,8 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
         // Yield to the event loop so that Ctrl-C or a pause request can arrive.
         await new Promise((resolve) => setImmediate(resolve));
       }
-      if (ctx.signal.aborted) {
+      if (done < micros.length) {
+        // Stopped inside the step: drop it (the checkpoint holds the last whole step).
         if (grads) tf.dispose([...grads.values()]);
         break;
       }

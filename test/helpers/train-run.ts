@@ -9,7 +9,7 @@ import type { TokenizedExample } from '../../engine/train/batching';
 import { applyLora, loadAdapter, type LoraOptions } from '../../engine/train/lora';
 import { readOptimizerState, readTrainerState } from '../../engine/train/checkpoints';
 import { DEFAULT_TRAIN_OPTIONS, type MetricPoint, type RunLog, type TrainInputs, type TrainOptions } from '../../engine/train/trainer';
-import type { GradMode } from '../../engine/train/backprop';
+import { trainable as variable, type GradMode } from '../../engine/train/backprop';
 import { rngFor } from '../../engine/train/rng';
 import { goldenDir, type GoldenCase } from './golden';
 
@@ -64,7 +64,6 @@ export interface TinyRun {
 /** train()'s inputs for a golden tiny model (dispose with disposeInputs). */
 export function tinyInputs(r: TinyRun): TrainInputs {
   const base = goldenDir(r.model ?? 'tiny-gqa');
-  const variable = <T extends tf.Tensor>(t: T) => tf.variable(t) as unknown as T;
   let model;
   let adapters = null;
   let trainable: Map<string, tf.Variable>;

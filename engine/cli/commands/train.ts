@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
 import { openStore } from '../../store/open';
-import { LINEAR_KEYS } from '../../model/model';
+import { LINEAR_KEYS, type LinearKey } from '../../model/model';
 import { mergeLoraFolder } from '../../train/lora';
 import { DECAYS } from '../../train/schedule';
 import { estimateRun, FinetuneConfig, prepareData, resumeFinetune, startFinetune, type FinetuneInput } from '../../train/run';
@@ -16,11 +16,11 @@ import { parseNumber, printJson } from '../format';
 
 type Opts = Record<string, string | boolean | undefined>;
 
-function targets(s: string): string[] {
+function targets(s: string): LinearKey[] {
   const list = s.split(',').map((t) => t.trim()).filter(Boolean);
   const bad = list.find((t) => !(LINEAR_KEYS as readonly string[]).includes(t));
   if (bad || !list.length) throw new UsageError(`--lora-targets: "${bad ?? s}" is not one of ${LINEAR_KEYS.join(', ')}`);
-  return list;
+  return list as LinearKey[];
 }
 
 /** The run configuration from the flags (unset flags keep FinetuneConfig's defaults). */
@@ -33,23 +33,23 @@ function configFrom(model: string, o: Opts): FinetuneInput {
     data: o.data as string,
     val: (o.val as string | undefined) ?? null,
     valFraction: num('--val-fraction', 'valFraction', { min: 0, max: 0.5 }),
-    method: o.method as 'full' | 'lora',
+    method: o.method as FinetuneConfig['method'] | undefined,
     lora: {
       rank: num('--lora-rank', 'loraRank', { integer: true, min: 1 }),
       alpha: num('--lora-alpha', 'loraAlpha', { min: 0 }),
       dropout: num('--lora-dropout', 'loraDropout', { min: 0, max: 1 }),
-      targets: o.loraTargets === undefined ? undefined : (targets(o.loraTargets as string) as never),
+      targets: o.loraTargets === undefined ? undefined : targets(o.loraTargets as string),
     },
     maxSeqLen: num('--max-seq-len', 'maxSeqLen', { integer: true, min: 2 }),
-    lossOn: o.lossOn as 'answers' | 'all',
+    lossOn: o.lossOn as FinetuneConfig['lossOn'] | undefined,
     packing: o.packing === true,
-    gradMode: o.gradMode as 'auto',
+    gradMode: o.gradMode as FinetuneConfig['gradMode'] | undefined, // commander checked the choices
     train: {
       epochs: num('--epochs', 'epochs', { integer: true, min: 1 }),
       maxSteps: num('--max-steps', 'maxSteps', { integer: true, min: 1 }),
       lr: num('--lr', 'lr', { min: 0 }),
       warmupSteps: num('--warmup-steps', 'warmupSteps', { integer: true, min: 0 }),
-      decay: o.schedule as 'cosine',
+      decay: o.schedule as FinetuneConfig['train']['decay'] | undefined,
       batchSize: num('--batch-size', 'batchSize', { integer: true, min: 1 }),
       gradAccum: num('--grad-accum', 'gradAccum', { integer: true, min: 1 }),
       adamw: { weightDecay: num('--weight-decay', 'weightDecay', { min: 0 }) },

@@ -1,0 +1,94 @@
+// The parameters the exporter reads, by Hugging Face module name, from one of
+// two places: a MobileLLM in memory (float or quantized), or a float
+// checkpoint folder read tensor by tensor while the graph is serialized — so
+// that exporting from disk never holds a second copy of the weights.
+import * as tf from '@tensorflow/tfjs';
+import { layerSchedule, type MobileLLMConfig } from '../model/config';
+import { DenseLinear, type Linear } from '../model/linear';
+import { TokenEmbedding } from '../model/embedding';
+import { LINEAR_KEYS, LINEAR_NAMES, blockLinear, type MobileLLM } from '../model/model';
+import { checkTensorNames, openWeights, readConfig } from '../io/checkpoint';
+import { toFloat32 } from '../io/raw-tensor';
+import { QuantizedLinear } from '../quant/quantized-linear';
+
+/**
+ * A float parameter: its shape as the model holds it (2-D ones transposed to
+ * [in, out], tables to [hidden, vocab]) and its float32 values, read on demand.
+ */
+export interface FloatParam {
+  readonly shape: number[];
+  values(): Float32Array;
+}
+
+/** A linear layer or table: float values, or engine/quant's integer codes. */
+export type WeightParam = FloatParam | QuantizedLinear;
+
+export interface ModelParams {
+  config: MobileLLMConfig;
+  /** Effective layer → physical block. */
+  schedule: number[];
+  /**
+   * The parameter of a module: "model.embed_tokens", "lm_head",
+   * "model.layers.3.self_attn.q_proj", "model.layers.3.input_layernorm", "model.norm".
+   */
+  get(module: string): WeightParam;
+}
+
+function tensorParam(t: tf.Tensor): FloatParam {
+  return { shape: t.shape, values: () => t.dataSync() as Float32Array };
+}
+
+function linearParam(l: Linear, module: string): WeightParam {
+  if (l instanceof QuantizedLinear) return l;
+  if (l instanceof DenseLinear) return tensorParam(l.w);
+  if (l instanceof TokenEmbedding) return tensorParam(l.wT);
+  throw new Error(`${module}: ${l.constructor.name} layers cannot be exported to ONNX`);
+}
+
+/** The parameters of a model in memory. */
+export function modelParams(model: MobileLLM): ModelParams {
+  const byName = new Map<string, WeightParam>();
+  const w = model.weights;
+  byName.set('model.embed_tokens', linearParam(w.embed, 'model.embed_tokens'));
+  if (!model.config.shareEmbedding) byName.set('lm_head', linearParam(w.head, 'lm_head'));
+  byName.set('model.norm', tensorParam(w.norm));
+  w.blocks.forEach((b, i) => {
+    const p = `model.layers.${i}`;
+    byName.set(`${p}.input_layernorm`, tensorParam(b.inputNorm));
+    byName.set(`${p}.post_attention_layernorm`, tensorParam(b.postNorm));
+    for (const key of LINEAR_KEYS) byName.set(`${p}.${LINEAR_NAMES[key]}`, linearParam(blockLinear(b, key), `${p}.${LINEAR_NAMES[key]}`));
+  });
+  return { config: model.config, schedule: model.schedule, get: (module) => byName.get(module)! };
+}
+
+/** [rows, cols] → [cols, rows] */
+function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
+  return out;
+}
+
+/**
+ * The parameters of a float checkpoint folder (any format and dtype
+ * loadModel reads), read from the file when the exporter asks for them.
+ * Call close() when the export is done.
+ */
+export function checkpointParams(dir: string): ModelParams & { close(): void } {
+  const config = readConfig(dir);
+  const { source } = openWeights(dir);
+  try {
+    checkTensorNames(source, config);
+  } catch (err) {
+    source.close();
+    throw err;
+  }
+  const get = (module: string): FloatParam => {
+    const name = `${module}.weight`;
+    const { shape } = source.info(name);
+    const read = () => toFloat32(source.read(name), `${source.path}: ${name}`);
+    if (shape.length === 1) return { shape, values: read };
+    const [rows, cols] = shape; // [out, in] → held [in, out]
+    return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
+  };
+  return { config, schedule: layerSchedule(config), get, close: () => source.close() };
+}
