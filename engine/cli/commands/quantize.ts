@@ -11,6 +11,7 @@ import { recordQuantization } from '../../quant/record';
 import { reportToMarkdown } from '../../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../../quant/spec';
 import { cliJob } from '../progress';
+import { bundledResources } from '../../server/resources';
 import { UsageError } from '../errors';
 import { parseNumber, printJson } from '../format';
 
@@ -31,7 +32,7 @@ export function registerQuantizeCommands(program: Command): void {
     .addOption(new Option('--method <method>', 'quantization method').choices(QUANT_METHODS).makeOptionMandatory())
     .option('--group-size <n>', `w4: inputs per scale, ${GROUP_SIZES.join(', ')} (default: the largest that fits the model)`)
     .option('--keep-embedding-fp', 'keep the embedding/head in float16')
-    .option('--eval-text <file>', 'text for perplexity before/after and the per-layer output errors')
+    .option('--eval-text <file>', 'text for perplexity before/after and the per-layer output errors (default: the bundled held-out text)')
     .requiredOption('--out <dir>', 'folder to write the quantized model to')
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, o: QuantizeOpts, cmd: Command) => {
@@ -41,7 +42,8 @@ export function registerQuantizeCommands(program: Command): void {
       if (groupSize !== undefined && !(GROUP_SIZES as readonly number[]).includes(groupSize)) {
         throw new UsageError(`--group-size: ${groupSize} is not one of ${GROUP_SIZES.join(', ')}`);
       }
-      if (o.evalText === undefined) throw new UsageError('quantize: --eval-text FILE is required (no evaluation text is bundled yet)');
+      o.evalText ??= bundledResources().evalTexts[0]?.path;
+      if (o.evalText === undefined) throw new UsageError('quantize: --eval-text FILE is required (the bundled evaluation text is missing)');
       if (!fs.existsSync(o.evalText)) throw new UsageError(`--eval-text: ${o.evalText} not found`);
       let tokenizer;
       try {
