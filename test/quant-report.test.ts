@@ -200,9 +200,11 @@ describe('mlw quantize', () => {
     expect(score.code).toBe(0);
     expect(JSON.parse(score.stdout).logprobs).toHaveLength(3);
 
-    const md = await mlw('--home', home, 'quantize', src, '--method', 'w8', '--keep-embedding-fp', '--eval-text', EVAL_TEXT, '--out', path.join(tmp, 'cli-w8'));
+    // Without --eval-text the bundled held-out text is the evaluation text.
+    const md = await mlw('--home', home, 'quantize', src, '--method', 'w8', '--keep-embedding-fp', '--out', path.join(tmp, 'cli-w8'));
     expect(md.code).toBe(0);
     expect(md.stdout).toContain('# Quantization report: w8');
+    expect(md.stdout).toMatch(/resources\/eval\/held-out\.txt/);
     expect(md.stderr).toMatch(/recorded as report \d+ of model \d+ \(quantized model \d+\)/);
   });
 
@@ -214,7 +216,6 @@ describe('mlw quantize', () => {
     const quantized = path.join(tmp, 'nano-w8');
     const cases: [string, string[], number, RegExp][] = [
       [src, ['--method', 'w3', '--eval-text', EVAL_TEXT], 2, /argument 'w3' is invalid\. Allowed choices are w8a8, w8, w4/],
-      [src, ['--method', 'w8'], 2, /--eval-text FILE is required/],
       [src, ['--method', 'w8', '--eval-text', path.join(tmp, 'nope.txt')], 2, /--eval-text: .*nope\.txt not found/],
       [src, ['--method', 'w8', '--group-size', '64', '--eval-text', EVAL_TEXT], 2, /--group-size applies to --method w4 only/],
       [src, ['--method', 'w4', '--group-size', '48', '--eval-text', EVAL_TEXT], 2, /--group-size: 48 is not one of 32, 64, 128/],
