@@ -75,6 +75,10 @@ describe.skipIf(!modelDir || !chromiumAvailable())('fine-tuning wizard in web mo
     await page.locator('[data-testid=run-row] button.link').first().click();
     await page.waitForSelector('[data-testid=run-detail]');
     expect(await page.textContent('[data-testid=run-detail]')).toMatch(/lora/);
+    // Evaluate the checkpoint (the adapter merged into its base): perplexity in its row and among the evaluations.
+    await page.locator('[data-testid=checkpoint-row] [data-testid=checkpoint-evaluate]').last().click();
+    await expect.poll(() => page.locator('[data-testid=checkpoint-eval]').last().textContent(), { timeout: 120_000, interval: 500 }).toMatch(/^ppl \d+\.\d\d$/);
+    expect(await page.textContent('[data-testid=evaluations]')).toMatch(/run \d+ · step 6.*held-out\.txt/);
     await page.screenshot({ path: screenshotPath('runs') });
   });
 });

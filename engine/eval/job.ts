@@ -5,7 +5,8 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { loadModel, readConfig } from '../io/checkpoint';
+import { readConfig } from '../io/checkpoint';
+import { architectureFolder, loadMergedModel, tokenizerFolder } from '../io/model-folder';
 import type { JobContext } from '../jobs/job';
 import type { InferenceRuntime, RuntimeName } from '../runtime/runtime';
 import { createRuntime } from '../runtime/select';
@@ -48,7 +49,7 @@ function tokenizerFor(dir: string, why: string): Tokenizer {
 
 /** Loads the model into a runtime, runs `fn`, and frees the runtime. */
 async function withRuntime<T>(p: EvalParams, fn: (runtime: InferenceRuntime, format: string) => Promise<T>): Promise<T> {
-  const { model, format } = loadModel(p.modelDir);
+  const { model, format } = loadMergedModel(p.modelDir);
   const { runtime } = await createRuntime(model, { runtime: p.runtime });
   try {
     return await fn(runtime, format);
@@ -59,8 +60,8 @@ async function withRuntime<T>(p: EvalParams, fn: (runtime: InferenceRuntime, for
 
 async function perplexityReport(p: EvalParams & { text: string }, ctx: JobContext): Promise<EvalReport> {
   const { bytes, info } = inputFile(p.text);
-  const ids = tokenizerFor(p.modelDir, 'perplexity of a text').encode(bytes.toString('utf8'), { bos: true });
-  const maxPositions = readConfig(p.modelDir).maxPositions;
+  const ids = tokenizerFor(tokenizerFolder(p.modelDir), 'perplexity of a text').encode(bytes.toString('utf8'), { bos: true });
+  const maxPositions = readConfig(architectureFolder(p.modelDir)).maxPositions;
   const window = p.window ?? maxPositions;
   if (window > maxPositions) throw new Error(`window ${window} exceeds the model's ${maxPositions}-token context`);
   const stride = p.stride ?? window - 1;
@@ -92,9 +93,9 @@ async function tasksReport(p: EvalParams & { tasks: string }, ctx: JobContext): 
   const all = readTasks(p.tasks);
   const lines = p.limit === undefined ? all : limitPerTask(all, p.limit);
   const needsText = lines.some(({ row }) => !('context_ids' in row));
-  const tok = needsText ? tokenizerFor(p.modelDir, `${p.tasks} (text items)`) : null;
+  const tok = needsText ? tokenizerFor(tokenizerFolder(p.modelDir), `${p.tasks} (text items)`) : null;
   const bos = p.bos ?? false;
-  const vocab = readConfig(p.modelDir).vocabSize;
+  const vocab = readConfig(architectureFolder(p.modelDir)).vocabSize;
   const items: EncodedItem[] = lines.map(({ row, line }) => {
     const where = `${p.tasks}:${line}`;
     const choices = encodeItem(row, tok, bos, where);

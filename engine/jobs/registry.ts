@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import type { Store } from '../store/store';
 import type { JobContext } from './job';
+import type { EvalTarget } from '../eval/record';
 
 export type ChildJob = (store: Store, params: never, ctx: JobContext) => Promise<unknown>;
 
@@ -30,6 +31,13 @@ export interface ConvertJobParams {
   outDir: string;
   conversion: { operation: 'share'; strategy: 'immediate' | 'repeat_all' | 'reverse'; pick: 'every-other' | 'average' } | { operation: 'unshare' };
   evalText?: string;
+}
+
+export interface EvalJobParams {
+  target: EvalTarget;
+  text?: string;
+  tasks?: string;
+  limit?: number;
 }
 
 export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
@@ -68,6 +76,13 @@ export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
     return (async (store: Store, p: ConvertJobParams, ctx: JobContext) => {
       const evalText = p.evalText ? { ids: loadTokenizer(p.modelDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
+    }) as ChildJob;
+  },
+  eval: async () => {
+    const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);
+    return (async (store: Store, p: EvalJobParams, ctx: JobContext) => {
+      const report = await evaluateModel({ modelDir: p.target.dir, text: p.text, tasks: p.tasks, limit: p.limit }, ctx);
+      return recordEvaluation(store, report, p.target);
     }) as ChildJob;
   },
 };

@@ -269,6 +269,39 @@ export const requests = {
   },
   'presets.list': { params: z.object({}), result: null as unknown as string[] },
 
+  /**
+   * Downloads a model repo of the Hugging Face Hub into the home's models
+   * folder (a job in its own lane: it need not wait for computing jobs);
+   * running it again resumes an interrupted download. Its result names the model.
+   */
+  'hub.pull': {
+    params: z.object({
+      repo: z.string().min(3).max(200),
+      revision: z.string().min(1).max(200).optional(),
+      /** For gated and private repos; default: the engine's HF_TOKEN. */
+      token: z.string().min(1).max(1000).optional(),
+    }),
+    result: null as unknown as { jobId: string },
+  },
+  /**
+   * Evaluates a model or a checkpoint (a job): perplexity of a text (default:
+   * the bundled held-out text), or zero-shot multiple choice on a tasks file.
+   * The result is recorded as an `evaluation` report of what was measured.
+   */
+  'eval.start': {
+    params: z
+      .object({
+        modelId: id.optional(),
+        checkpointId: id.optional(),
+        text: z.string().min(1).optional(),
+        tasks: z.string().min(1).optional(),
+        limit: z.number().int().min(1).optional(),
+      })
+      .refine((p) => (p.modelId === undefined) !== (p.checkpointId === undefined), 'give a modelId or a checkpointId')
+      .refine((p) => p.text === undefined || p.tasks === undefined, 'give a text or a tasks file, not both'),
+    result: null as unknown as { jobId: string },
+  },
+
   'runs.list': { params: z.object({}), result: null as unknown as Run[] },
   'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },
   'runs.curve': { params: z.object({ id, name: z.string() }), result: null as unknown as MetricCurve },

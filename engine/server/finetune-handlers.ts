@@ -11,7 +11,7 @@ import { estimateRun, FinetuneConfig, prepareData, type FinetuneInput } from '..
 import { totalSteps } from '../train/trainer';
 import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
-import { loadInferenceModel } from './model-host';
+import { loadInferenceModel } from '../io/model-folder';
 import { generate } from '../generate/generate';
 import { encodeChatText, renderChat, type ChatTurn } from '../chat/template';
 import { DEFAULT_CHAT_SAMPLING } from '../protocol/protocol';

@@ -15,14 +15,16 @@ import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { modelTemplate, type ChatTemplate } from '../chat/template';
 import { requests, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
 import { JobManager } from './jobs';
-import { ModelHost, tokenizerFolder } from './model-host';
-import { ADAPTER_CONFIG, readAdapterConfig } from '../train/lora';
+import { ModelHost } from './model-host';
+import { architectureFolder, tokenizerFolder } from '../io/model-folder';
 import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
 import { runInChild } from './child-jobs';
-import type { ConvertJobParams, InspectJobParams, QuantizeJobParams } from '../jobs/registry';
+import type { ConvertJobParams, EvalJobParams, InspectJobParams, QuantizeJobParams } from '../jobs/registry';
+import { DEFAULT_ENDPOINT, isRepoId } from '../hub/api';
+import { pullModel } from '../hub/pull';
 import { PRESET_NAMES, preset } from '../model/presets';
 import { costTable } from '../inspect/schedule-costs';
 import { CANCEL } from '../train/trainer';
@@ -180,6 +182,36 @@ export class EngineService {
         const jobId = this.jobs.start('quantize', `quantizing ${model.name} (${p.method})`, (ctx) => runInChild('quantize', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
+      'hub.pull': (p: { repo: string; revision?: string; token?: string }) => {
+        if (!isRepoId(p.repo)) throw new RequestError(`"${p.repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`, 'bad_request');
+        const params = { store: this.store, repo: p.repo, revision: p.revision, token: p.token ?? (process.env.HF_TOKEN || undefined), endpoint: process.env.HF_ENDPOINT || DEFAULT_ENDPOINT };
+        const title = `downloading ${p.repo}${p.revision ? `@${p.revision}` : ''}`;
+        const jobId = this.jobs.start('pull', title, async (ctx) => {
+          const r = await pullModel(params, ctx);
+          this.emit({ type: 'models' });
+          return { modelId: r.model.id, name: r.model.name, bytes: r.bytes, commit: r.commit, alreadyRecorded: r.alreadyRecorded };
+        }, 'download');
+        return { jobId };
+      },
+      'eval.start': (p: { modelId?: number; checkpointId?: number; text?: string; tasks?: string; limit?: number }) => {
+        let target: EvalJobParams['target'];
+        let name: string;
+        if (p.checkpointId !== undefined) {
+          const c = this.store.checkpoints.get(p.checkpointId);
+          target = { dir: c.path, modelId: null, checkpointId: c.id, runId: c.runId };
+          name = `run ${c.runId} step ${c.step}`;
+        } else {
+          const m = this.store.models.get(p.modelId!);
+          target = { dir: m.path, modelId: m.id, checkpointId: null, runId: null };
+          name = m.name;
+        }
+        const text = p.tasks === undefined ? (p.text ?? bundledResources().evalTexts[0]?.path) : undefined;
+        if (p.tasks === undefined && !text) throw new RequestError('no evaluation text: pick one (none is bundled)', 'bad_request');
+        for (const f of [text, p.tasks]) if (f !== undefined && !fs.existsSync(f)) throw new RequestError(`${f}: not found`, 'bad_request');
+        const params: EvalJobParams = { target, text, tasks: p.tasks, limit: p.limit };
+        const jobId = this.jobs.start('eval', `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`, (ctx) => runInChild('eval', params, this.childOptions(), ctx), 'train');
+        return { jobId };
+      },
       'runs.list': () => this.store.runs.list(),
       'runs.get': ({ id }: { id: number }) => ({
         run: this.store.runs.get(id),
@@ -198,8 +230,7 @@ export class EngineService {
 
   /** The folder with a model's architecture (its base model's, for an adapter). */
   private architectureDir(modelId: number): string {
-    const dir = this.store.models.get(modelId).path;
-    return fs.existsSync(path.join(dir, ADAPTER_CONFIG)) ? (readAdapterConfig(dir).baseModel ?? dir) : dir;
+    return architectureFolder(this.store.models.get(modelId).path);
   }
 
   /** How child-process jobs find the store and backend of this engine. */
@@ -279,10 +310,7 @@ export class EngineService {
     const none = { config: null, params: null, effectiveDepth: null, schedule: null, chatTemplate: null };
     try {
       // An adapter folder describes its base model's architecture.
-      const isAdapter = fs.existsSync(path.join(model.path, ADAPTER_CONFIG));
-      const archDir = isAdapter ? readAdapterConfig(model.path).baseModel : model.path;
-      if (!archDir || !fs.existsSync(archDir)) throw new Error(`the adapter's base model ${archDir ?? '(not named)'} is not on this machine`);
-      const { config } = validateModelFolder(archDir);
+      const { config } = validateModelFolder(architectureFolder(model.path));
       const c = countParams(config);
       const tokDir = tokenizerFolder(model.path);
       const hasTokenizer = ['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(tokDir, f)));
