@@ -90,7 +90,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
     await page.waitForSelector('[data-testid=stop]');
     await page.click('[data-testid=stop]');
     await page.waitForSelector('[data-testid=regenerate]');
-    expect(await page.locator('[data-testid=message-user] [data-testid=message-content]').last().textContent()).toBe('Tell me a short story instead.');
+    await expect.poll(() => page.locator('[data-testid=message-user] [data-testid=message-content]').last().textContent()).toBe('Tell me a short story instead.');
     expect(await page.locator('[data-testid=message-user] [data-testid=branch-nav]').textContent()).toMatch(/2\/2/);
   });
 

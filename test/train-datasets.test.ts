@@ -6,7 +6,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tokenizerFromJson, type Tokenizer } from '../engine/tokenizer/tokenizer';
-import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, loadChatTemplate } from '../engine/train/chat-template';
+import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, encodeChatText, loadChatTemplate } from '../engine/chat/template';
 import { packExamples, parseDataset, formatIssues, rowSegments, splitIndices, tokenizeRows, tokenizeSegments, type Row } from '../engine/train/datasets';
 import { BatchPlan, learnedTokens } from '../engine/train/batching';
 import { tempDir, tinyModelDir, tinyTokenizerJson, writeJsonl } from './helpers/train-fixtures';
@@ -132,6 +132,21 @@ describe('templates and loss masks', () => {
     const ex = tokenizeSegments(tok, rowSegments(row, tok, plain));
     expect(ex.ids).toEqual([tok.bosId, ...tok.encode('2+2=4'), tok.eosId]);
     expect(split(ex).learned).toBe('4');
+  });
+
+  it('trains on exactly the prompt the chat window builds: the chat prompt is the start of the training example', () => {
+    const messages = [
+      { role: 'system' as const, content: 'You are a sailor.' },
+      { role: 'user' as const, content: 'Where is the whale?' },
+    ];
+    const answer = 'Aye, off the port bow.';
+    const prompt = encodeChatText(tok, plain.render(messages, true)); // what chat-answer.ts feeds the model
+    const row: Row = { line: 1, format: 'chat', messages: [...messages, { role: 'assistant', content: answer }] };
+    const ex = tokenizeSegments(tok, rowSegments(row, tok, plain));
+    expect(ex.ids.slice(0, prompt.length)).toEqual(prompt);
+    expect(tok.decode(ex.ids.slice(prompt.length))).toBe(answer);
+    expect(Array.from(ex.learn.slice(prompt.length)).every((v) => v === 1)).toBe(true); // the answer and its EOS are learned
+    expect(Array.from(ex.learn.slice(0, prompt.length)).every((v) => v === 0)).toBe(true);
   });
 
   it('learns every token of text rows, and of anything with lossOn all', () => {

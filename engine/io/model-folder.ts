@@ -8,7 +8,7 @@ import type { MobileLLM } from '../model/model';
 import { loadModel } from './checkpoint';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import { ADAPTER_CONFIG, loadAdapter, readAdapterConfig } from '../train/lora';
-import { modelTemplate, type ChatTemplate } from '../chat/template';
+import { loadChatTemplate, type ChatTemplate } from '../chat/template';
 
 export interface InferenceModel {
   model: MobileLLM;
@@ -44,18 +44,22 @@ export function tokenizerFolder(dir: string): string {
   return base ? fileHolder(dir, base) : dir;
 }
 
+const templateFor = (dir: string, tok: Tokenizer): ChatTemplate => loadChatTemplate(dir, tok.idToPiece(tok.bosId), tok.idToPiece(tok.eosId));
+
 /** Loads a model folder for generation; an adapter folder loads its base model with the adapter applied. */
 export function loadInferenceModel(dir: string): InferenceModel {
   if (isAdapter(dir)) {
     const base = adapterBase(dir);
     const tokenizer = loadTokenizer(fileHolder(dir, base));
+    const template = templateFor(fileHolder(dir, base), tokenizer);
     const { model } = loadModel(base);
     loadAdapter(model, dir);
-    return { model, tokenizer, template: modelTemplate(fileHolder(dir, base)), baseDir: base };
+    return { model, tokenizer, template, baseDir: base };
   }
   const tokenizer = loadTokenizer(dir);
+  const template = templateFor(dir, tokenizer);
   const { model } = loadModel(dir);
-  return { model, tokenizer, template: modelTemplate(dir), baseDir: dir };
+  return { model, tokenizer, template, baseDir: dir };
 }
 
 /** Loads a model folder as plain weights: an adapter is merged into its base model (W + s·A·B). */

@@ -4,13 +4,10 @@
 import type { JobContext } from '../jobs/job';
 import type { Store } from '../store/store';
 import type { Chat, Message } from '../store/records';
-import { encodeChatText, renderChat, type ChatTemplate, type ChatTurn } from '../chat/template';
+import { encodeChatText, type ChatMessage, type ChatTemplate } from '../chat/template';
 import { generate } from '../generate/generate';
 import { DEFAULT_CHAT_SAMPLING, type EngineEvent, type Sampling } from '../protocol/protocol';
 import type { LoadedChatModel } from './model-host';
-
-/** Text that means a base model has started writing the next turn itself (plain template). */
-const PLAIN_STOPS = ['### User:', '### Assistant:'];
 
 export interface PromptBuild {
   ids: number[];
@@ -23,20 +20,14 @@ export interface PromptBuild {
  * (the system prompt and the last user turn always stay) until prompt plus
  * answer fit in the context.
  */
-export function buildPrompt(loaded: LoadedChatModel, template: ChatTemplate, systemPrompt: string, turns: ChatTurn[], maxNewTokens: number): PromptBuild {
+export function buildPrompt(loaded: LoadedChatModel, template: ChatTemplate, systemPrompt: string, turns: ChatMessage[], maxNewTokens: number): PromptBuild {
   const { tokenizer, model } = loaded;
   const budget = model.config.maxPositions - Math.min(maxNewTokens, Math.floor(model.config.maxPositions / 2));
   let dropped = 0;
   for (;;) {
     const kept = turns.slice(dropped);
-    const messages: ChatTurn[] = systemPrompt ? [{ role: 'system', content: systemPrompt }, ...kept] : kept;
-    const text = renderChat(template.source, messages, {
-      addGenerationPrompt: true,
-      bosToken: tokenizer.idToPiece(tokenizer.bosId),
-      eosToken: tokenizer.idToPiece(tokenizer.eosId),
-    });
-    // A template that writes its own "<s>" gets no second one.
-    const ids = encodeChatText(tokenizer, text, { bos: !text.startsWith(tokenizer.idToPiece(tokenizer.bosId)) });
+    const messages: ChatMessage[] = systemPrompt ? [{ role: 'system', content: systemPrompt }, ...kept] : kept;
+    const ids = encodeChatText(tokenizer, template.render(messages, true));
     if (ids.length <= budget || kept.length <= 1) {
       if (ids.length > budget) return { ids: ids.slice(ids.length - budget), droppedTurns: dropped };
       return { ids, droppedTurns: dropped };
@@ -65,10 +56,10 @@ export interface AnswerJob {
 export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ tokens: number; finish: string }> {
   const { store, loaded, template, chat, thread, answer } = job;
   const sampling = chatSampling(chat);
-  const turns: ChatTurn[] = thread.filter((m) => m.role !== 'system').map((m) => ({ role: m.role, content: m.content }));
+  const turns: ChatMessage[] = thread.filter((m) => m.role !== 'system').map((m) => ({ role: m.role, content: m.content }));
   const prompt = buildPrompt(loaded, template, chat.systemPrompt, turns, sampling.maxNewTokens);
   const decoder = loaded.tokenizer.streamDecoder();
-  const stops = template.name === 'plain' ? PLAIN_STOPS : [];
+  const stops = template.stops;
   let text = '';
   let sent = 0;
   let tokens = 0;

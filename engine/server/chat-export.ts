@@ -1,6 +1,5 @@
 // A conversation (the branch on screen) as Markdown or JSON, for the Export button.
 import type { Chat, Message } from '../store/records';
-import type { ChatTemplate } from '../chat/template';
 
 export function chatToMarkdown(chat: Chat, thread: Message[], modelName: string): string {
   const lines = [`# ${chat.title}`, '', `*Model: ${modelName} · exported ${new Date().toISOString()}*`, ''];
@@ -13,7 +12,7 @@ export function chatToMarkdown(chat: Chat, thread: Message[], modelName: string)
   return lines.join('\n');
 }
 
-export function chatToJson(chat: Chat, thread: Message[], template: ChatTemplate): string {
+export function chatToJson(chat: Chat, thread: Message[], template: { name: string }): string {
   return (
     JSON.stringify(
       {

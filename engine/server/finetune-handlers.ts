@@ -5,7 +5,6 @@ import path from 'node:path';
 import type { EngineService } from './service';
 import type { DatasetInspection, FinetuneEstimate, FinetuneRequest, CompareRow } from '../protocol/protocol';
 import { loadTokenizer } from '../tokenizer/tokenizer';
-import { loadChatTemplate } from '../train/chat-template';
 import { parseDataset, rowSegments, tokenizeRows } from '../train/datasets';
 import { estimateRun, FinetuneConfig, prepareData, type FinetuneInput } from '../train/run';
 import { totalSteps } from '../train/trainer';
@@ -13,7 +12,7 @@ import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
 import { loadInferenceModel } from '../io/model-folder';
 import { generate } from '../generate/generate';
-import { encodeChatText, renderChat, type ChatTurn } from '../chat/template';
+import { encodeChatText, loadChatTemplate } from '../chat/template';
 import { DEFAULT_CHAT_SAMPLING } from '../protocol/protocol';
 
 function templateOf(dir: string) {
@@ -107,9 +106,7 @@ export function compareJob(svc: EngineService, p: { baseModelId: number; tunedPa
       try {
         for (const [i, row] of rows.entries()) {
           ctx.progress({ phase: `${which} model`, done: (which === 'base' ? 0 : rows.length) + i, total: 2 * rows.length, unit: 'answers' });
-          const turns: ChatTurn[] = [{ role: 'user', content: row.prompt }];
-          const text = renderChat(loaded.template.source, turns, { addGenerationPrompt: true, bosToken: loaded.tokenizer.idToPiece(loaded.tokenizer.bosId), eosToken: loaded.tokenizer.idToPiece(loaded.tokenizer.eosId) });
-          const ids = encodeChatText(loaded.tokenizer, text, { bos: !text.startsWith(loaded.tokenizer.idToPiece(loaded.tokenizer.bosId)) });
+          const ids = encodeChatText(loaded.tokenizer, loaded.template.render([{ role: 'user', content: row.prompt }], true));
           const out = await generate(loaded.model, ids, { ...DEFAULT_CHAT_SAMPLING, seed: 0, temperature: 0, maxNewTokens: p.maxNewTokens, signal: ctx.signal });
           const answer = loaded.tokenizer.decode(out.ids).split(/### (User|Assistant|System):/)[0].trim();
           row[which] = answer;

@@ -12,7 +12,7 @@ import { backendInfo } from '../backend/select';
 import { readConfig, validateModelFolder } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
-import { modelTemplate, type ChatTemplate } from '../chat/template';
+import { ChatTemplate, loadChatTemplate } from '../chat/template';
 import { requests, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
 import { JobManager } from './jobs';
 import { ModelHost } from './model-host';
@@ -322,7 +322,7 @@ export class EngineService {
         schedule: layerSchedule(config),
         bytesOnDisk,
         hasTokenizer,
-        chatTemplate: modelTemplate(tokDir).name,
+        chatTemplate: loadChatTemplate(tokDir).name,
         problem: hasTokenizer ? null : 'no tokenizer.model or tokenizer.json: it can be scored by ids but not chatted with',
       };
     } catch (e) {
@@ -330,10 +330,12 @@ export class EngineService {
     }
   }
 
-  private templateFor(chat: { chatTemplate: string | null; modelId: number | null }): ChatTemplate {
-    if (chat.chatTemplate) return { name: 'custom', source: chat.chatTemplate };
+  /** The template a chat's prompts are built with: its own, else its model's. */
+  private templateFor(chat: { chatTemplate: string | null; modelId: number | null }, model?: { template: ChatTemplate }): ChatTemplate {
+    if (chat.chatTemplate) return new ChatTemplate(chat.chatTemplate, model?.template.bosToken ?? '<s>', model?.template.eosToken ?? '</s>', 'custom');
+    if (model) return model.template;
     if (chat.modelId === null) throw new RequestError('this chat has no model', 'bad_request');
-    return modelTemplate(tokenizerFolder(this.store.models.get(chat.modelId).path));
+    return loadChatTemplate(tokenizerFolder(this.store.models.get(chat.modelId).path));
   }
 
   /** Every message of a chat, parents before children. */
@@ -360,11 +362,12 @@ export class EngineService {
     const messages = this.allMessages(id);
     const leaf = leafId ?? this.currentLeaf(id) ?? undefined;
     const thread = leaf === undefined ? [] : this.store.messages.thread(id, leaf).map((m) => m.id);
-    let template: ChatTemplate;
+    let template = { name: 'none', source: '' };
     try {
-      template = this.templateFor(chat);
+      const t = this.templateFor(chat);
+      template = { name: t.name, source: t.source };
     } catch {
-      template = { name: 'none', source: '' };
+      // no model, or its template is broken: the chat shows no template
     }
     return { chat, messages, thread, template };
   }
@@ -376,10 +379,10 @@ export class EngineService {
     const answer = this.store.messages.add({ chatId, parentId: user.id, role: 'assistant', content: '' });
     this.emit({ type: 'chat', chatId });
     const thread = this.store.messages.thread(chatId, user.id);
-    const template = this.templateFor(chat);
     let jobId = '';
     jobId = this.jobs.start('generate', `answer in "${chat.title}"`, async (ctx) => {
       const loaded = this.host.use(modelRow.id, modelRow.name, modelRow.path);
+      const template = this.templateFor(chat, loaded);
       return runAnswer({ store: this.store, loaded, template, chat, thread, answer, jobId, emit: (e) => this.emit(e) }, ctx);
     });
     return { jobId, assistantMessageId: answer.id };

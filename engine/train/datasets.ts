@@ -17,7 +17,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { z } from 'zod';
 import type { Tokenizer } from '../tokenizer/tokenizer';
-import { ROLES, type ChatMessage, type ChatTemplate } from './chat-template';
+import { ROLES, type ChatMessage, type ChatTemplate } from '../chat/template';
 import type { TokenizedExample } from './batching';
 import { RNG, permutation, rngFor } from './rng';
 

@@ -16,7 +16,7 @@ import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
 import type { Dataset, Run } from '../store/records';
-import { loadChatTemplate } from './chat-template';
+import { loadChatTemplate } from '../chat/template';
 import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
 import type { TokenizedExample } from './batching';
 import { applyLora, loadAdapter, type LoraAdapters } from './lora';
