@@ -46,11 +46,11 @@ describe('mlw finetune', () => {
     expect(JSON.parse(info.stdout).params.total).toBe(JSON.parse((await mlwHere(['info', model, '--json'])).stdout).params.total);
   });
 
-  it('pauses with a checkpoint on Ctrl-C, and --resume finishes the run', async () => {
-    const home = path.join(tmp, 'home-ctrl-c');
+  it.each(['SIGINT', 'SIGTERM'] as const)('pauses with a checkpoint on %s (Ctrl-C, kill), and --resume finishes the run', async (signal) => {
+    const home = path.join(tmp, `home-${signal}`);
     const { child, done } = spawnMlw(['--home', home, 'finetune', model, '--data', data, '--method', 'full', '--max-steps', '60', '--batch-size', '2', '--save-every', '0', '--json']);
     await waitForStep(home, 1, 2, done);
-    child.kill('SIGINT');
+    child.kill(signal);
     const paused = await done;
     expect(paused.code).toBe(0);
     const p = JSON.parse(paused.stdout);

@@ -1,5 +1,6 @@
 // A JobContext for the terminal: a progress bar on stderr (when it is a TTY,
-// else a line every few seconds) and Ctrl-C → abort the job's signal.
+// else a line every few seconds) and Ctrl-C or SIGTERM (`kill`) → abort the
+// job's signal, so a training run pauses at a checkpoint instead of dying.
 import cliProgress from 'cli-progress';
 import type { JobContext, JobProgress } from '../jobs/job';
 
@@ -12,19 +13,20 @@ function formatMetrics(m: Record<string, number> | undefined): string {
 
 export interface CliJob {
   ctx: JobContext;
-  /** Stops the bar and removes the Ctrl-C handler. */
+  /** Stops the bar and removes the signal handlers. */
   finish(): void;
 }
 
 /** `quiet` (e.g. with --json) prints nothing; Ctrl-C still aborts. */
 export function cliJob(label: string, opts: { quiet?: boolean } = {}): CliJob {
   const controller = new AbortController();
-  const onSigint = () => {
-    if (controller.signal.aborted) process.exit(130); // second Ctrl-C: stop now
-    process.stderr.write(`\n${label}: stopping (Ctrl-C again to quit at once)…\n`);
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (controller.signal.aborted) process.exit(signal === 'SIGINT' ? 130 : 143); // a second one: stop now
+    process.stderr.write(`\n${label}: stopping (${signal === 'SIGINT' ? 'Ctrl-C' : signal} again to quit at once)…\n`);
     controller.abort();
   };
-  process.on('SIGINT', onSigint);
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   const tty = process.stderr.isTTY && !opts.quiet;
   const bar = tty
     ? new cliProgress.SingleBar(
@@ -59,7 +61,8 @@ export function cliJob(label: string, opts: { quiet?: boolean } = {}): CliJob {
     ctx: { signal: controller.signal, progress },
     finish() {
       if (bar && started) bar.stop();
-      process.removeListener('SIGINT', onSigint);
+      process.removeListener('SIGINT', onSignal);
+      process.removeListener('SIGTERM', onSignal);
     },
   };
 }

@@ -219,7 +219,8 @@ export async function saveModel(model: MobileLLM, dir: string, opts: SaveOptions
   });
 }
 
-function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype, opts: SaveOptions): void {
+/** Writes config.json + model.safetensors (+ tokenizer and extra files) into `dir`, each file atomically. */
+export function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype, opts: SaveOptions = {}): void {
   const cfg = configToHf({ ...model.config, torchDtype: dtype }, opts.configExtra);
   writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
   // The header needs every tensor's shape; the data is streamed tensor by tensor.
@@ -228,7 +229,7 @@ function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype, opts: 
     const shape = ref.transposed ? [...ref.tensor.shape].reverse() : [...ref.tensor.shape];
     entries.push([name, { dtype: dtype === 'float16' ? 'F16' : 'F32', shape }]);
   }
-  const header = safetensorsHeader(entries);
+  const header = safetensorsHeader(entries, { format: 'pt' }); // transformers' save_pretrained writes this too
   writeFileAtomic(path.join(dir, 'model.safetensors'), (function* () {
     yield header;
     for (const [, raw] of checkpointTensors(model, dtype)) yield raw.data;

@@ -12,10 +12,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { configToHf } from '../model/config';
 import type { MobileLLM } from '../model/model';
-import { TOKENIZER_FILES, checkpointTensors } from '../io/checkpoint';
-import { readSafetensors, safetensorsHeader, writeSafetensors } from '../io/safetensors';
+import { writeModelFiles } from '../io/checkpoint';
+import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { writeFileAtomic } from '../io/atomic';
 import { float32Raw, toFloat32, type RawTensor } from '../io/raw-tensor';
 import { writeAdapterFiles, type LoraAdapters } from './lora';
@@ -35,23 +34,6 @@ export const TrainerState = z.object({
 });
 export type TrainerState = z.infer<typeof TrainerState>;
 
-/** config.json + model.safetensors (float32) + the base model's tokenizer files. */
-function writeModelFolder(model: MobileLLM, dir: string, tokenizerFrom: string): void {
-  writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(configToHf({ ...model.config, torchDtype: 'float32' }), null, 2) + '\n');
-  const shapes: [string, { dtype: 'F32'; shape: number[] }][] = [...model.namedParams()].map(([name, ref]) => [
-    name,
-    { dtype: 'F32', shape: ref.transposed ? [...ref.tensor.shape].reverse() : [...ref.tensor.shape] },
-  ]);
-  writeFileAtomic(path.join(dir, 'model.safetensors'), (function* () {
-    yield safetensorsHeader(shapes, { format: 'pt' });
-    for (const [, raw] of checkpointTensors(model)) yield raw.data;
-  })());
-  for (const f of TOKENIZER_FILES) {
-    const src = path.join(tokenizerFrom, f);
-    if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
-  }
-}
-
 export interface CheckpointContents {
   model: MobileLLM;
   /** null for full fine-tuning. */
@@ -65,7 +47,7 @@ export interface CheckpointContents {
 /** Writes a checkpoint's files into `dir` (an existing, empty folder). */
 export function writeCheckpointFiles(dir: string, c: CheckpointContents): void {
   if (c.adapters) writeAdapterFiles(c.adapters, dir, path.resolve(c.baseModelDir));
-  else writeModelFolder(c.model, dir, c.baseModelDir);
+  else writeModelFiles(c.model, dir, 'float32', { tokenizerFrom: c.baseModelDir });
   const moments: [string, RawTensor][] = [...c.optimizer].map(([name, t]) => [name, float32Raw(t.dataSync() as Float32Array, [...t.shape])]);
   writeSafetensors(path.join(dir, OPTIMIZER_STATE), moments, { step: String(c.state.step) });
   writeFileAtomic(path.join(dir, TRAINER_STATE), JSON.stringify(c.state, null, 2) + '\n');
