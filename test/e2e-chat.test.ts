@@ -67,6 +67,8 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
     const kept = await answer.locator('[data-testid=message-content]').textContent();
     expect(kept!.length).toBeGreaterThan(20);
     expect(await answer.textContent()).toMatch(/stopped/);
+    // The chat runs on the fastest runtime, and the status bar says which.
+    await expect.poll(() => page.textContent('[data-testid=runtime]'), { timeout: 10_000 }).toBe('onnx');
   });
 
   it('regenerates as a branch and keeps the earlier answer', async () => {

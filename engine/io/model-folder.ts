@@ -1,21 +1,25 @@
 // The model folders the workbench works with, whatever their kind: a plain or
 // quantized model, or a PEFT LoRA adapter that names its base model. These
 // functions say where such a folder's architecture and tokenizer are, and
-// load it for generation or scoring.
+// open it for generation (on the fastest runtime) or scoring.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { MobileLLM } from '../model/model';
 import { loadModel } from './checkpoint';
+import type { InferenceRuntime } from '../runtime/runtime';
+import { createRuntime, openRuntime, type RuntimeOptions } from '../runtime/select';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import { ADAPTER_CONFIG, loadAdapter, readAdapterConfig } from '../train/lora';
 import { loadChatTemplate, type ChatTemplate } from '../chat/template';
 
 export interface InferenceModel {
-  model: MobileLLM;
+  runtime: InferenceRuntime;
   tokenizer: Tokenizer;
   template: ChatTemplate;
-  /** The folder tokenizer and template came from (the base model's, for an adapter). */
+  /** The base model's folder, for an adapter; else the folder itself. */
   baseDir: string;
+  /** Why faster runtimes were skipped, one line each. */
+  skipped: string[];
 }
 
 const isAdapter = (dir: string): boolean => fs.existsSync(path.join(dir, ADAPTER_CONFIG));
@@ -46,20 +50,19 @@ export function tokenizerFolder(dir: string): string {
 
 const templateFor = (dir: string, tok: Tokenizer): ChatTemplate => loadChatTemplate(dir, tok.idToPiece(tok.bosId), tok.idToPiece(tok.eosId));
 
-/** Loads a model folder for generation; an adapter folder loads its base model with the adapter applied. */
-export function loadInferenceModel(dir: string): InferenceModel {
-  if (isAdapter(dir)) {
-    const base = adapterBase(dir);
-    const tokenizer = loadTokenizer(fileHolder(dir, base));
-    const template = templateFor(fileHolder(dir, base), tokenizer);
-    const { model } = loadModel(base);
-    loadAdapter(model, dir);
-    return { model, tokenizer, template, baseDir: base };
-  }
-  const tokenizer = loadTokenizer(dir);
-  const template = templateFor(dir, tokenizer);
-  const { model } = loadModel(dir);
-  return { model, tokenizer, template, baseDir: dir };
+/**
+ * Opens a model folder for generation on the fastest runtime that starts
+ * (runtime/select.ts: ONNX Runtime, else TensorFlow.js). A quantized model
+ * runs on integer kernels; an adapter is merged into its base model first.
+ */
+export async function openInferenceModel(dir: string, opts: RuntimeOptions = {}): Promise<InferenceModel> {
+  const adapter = isAdapter(dir);
+  const baseDir = adapter ? adapterBase(dir) : dir;
+  const tokDir = adapter ? fileHolder(dir, baseDir) : dir;
+  const tokenizer = loadTokenizer(tokDir);
+  const template = templateFor(tokDir, tokenizer);
+  const { runtime, skipped } = adapter ? await createRuntime(loadMergedModel(dir).model, opts) : await openRuntime(dir, opts);
+  return { runtime, tokenizer, template, baseDir, skipped };
 }
 
 /** Loads a model folder as plain weights: an adapter is merged into its base model (W + s·A·B). */

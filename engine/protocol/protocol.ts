@@ -44,7 +44,8 @@ export interface EngineStatus {
   rssBytes: number;
   /** Memory held by TensorFlow.js tensors, bytes. */
   tensorBytes: number;
-  loadedModel: { modelId: number; name: string } | null;
+  /** The chat model in memory and the runtime it runs on (e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)"). */
+  loadedModel: { modelId: number; name: string; runtime: string } | null;
   home: string;
 }
 

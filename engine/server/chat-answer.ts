@@ -21,7 +21,7 @@ export interface PromptBuild {
  * answer fit in the context.
  */
 export function buildPrompt(loaded: LoadedChatModel, template: ChatTemplate, systemPrompt: string, turns: ChatMessage[], maxNewTokens: number): PromptBuild {
-  const { tokenizer, model } = loaded;
+  const { tokenizer, runtime: model } = loaded;
   const budget = model.config.maxPositions - Math.min(maxNewTokens, Math.floor(model.config.maxPositions / 2));
   let dropped = 0;
   for (;;) {
@@ -69,11 +69,11 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
   ctx.signal.addEventListener('abort', () => controller.abort(), { once: true });
   const t0 = Date.now();
   const result = await generate(
-    loaded.model,
+    loaded.runtime,
     prompt.ids,
     { ...sampling, seed: sampling.seed ?? undefined, stopAtEos: true, signal: controller.signal },
     (t) => {
-      if (t.id === loaded.model.config.eosTokenId) return;
+      if (t.id === loaded.runtime.config.eosTokenId) return;
       tokens += 1;
       text += decoder.push(t.id);
       // Cut at a stop string; hold back a tail that could be the start of one.

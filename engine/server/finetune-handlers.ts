@@ -10,7 +10,7 @@ import { estimateRun, FinetuneConfig, prepareData, type FinetuneInput } from '..
 import { totalSteps } from '../train/trainer';
 import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
-import { loadInferenceModel } from '../io/model-folder';
+import { openInferenceModel } from '../io/model-folder';
 import { generate } from '../generate/generate';
 import { encodeChatText, loadChatTemplate } from '../chat/template';
 import { DEFAULT_CHAT_SAMPLING } from '../protocol/protocol';
@@ -102,17 +102,17 @@ export function compareJob(svc: EngineService, p: { baseModelId: number; tunedPa
   const jobId = svc.jobs.start('compare', 'comparing base and fine-tuned answers', async (ctx) => {
     const rows: CompareRow[] = p.prompts.map((prompt) => ({ prompt, base: '', tuned: '' }));
     for (const [which, dir] of [['base', baseDir], ['tuned', p.tunedPath]] as const) {
-      const loaded = loadInferenceModel(dir);
+      const loaded = await openInferenceModel(dir);
       try {
         for (const [i, row] of rows.entries()) {
           ctx.progress({ phase: `${which} model`, done: (which === 'base' ? 0 : rows.length) + i, total: 2 * rows.length, unit: 'answers' });
           const ids = encodeChatText(loaded.tokenizer, loaded.template.render([{ role: 'user', content: row.prompt }], true));
-          const out = await generate(loaded.model, ids, { ...DEFAULT_CHAT_SAMPLING, seed: 0, temperature: 0, maxNewTokens: p.maxNewTokens, signal: ctx.signal });
+          const out = await generate(loaded.runtime, ids, { ...DEFAULT_CHAT_SAMPLING, seed: 0, temperature: 0, maxNewTokens: p.maxNewTokens, signal: ctx.signal });
           const answer = loaded.tokenizer.decode(out.ids).split(/### (User|Assistant|System):/)[0].trim();
           row[which] = answer;
         }
       } finally {
-        loaded.model.dispose();
+        await loaded.runtime.dispose();
       }
     }
     return { rows };

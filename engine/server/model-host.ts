@@ -1,8 +1,8 @@
 // The model the chat window talks to: loaded on first use, kept while it is
 // used, replaced (and its memory freed) when another model is picked. Any
 // model folder the workbench makes can be loaded: a plain or quantized model,
-// or a PEFT LoRA adapter (applied to its base model).
-import { loadInferenceModel, type InferenceModel } from '../io/model-folder';
+// or a PEFT LoRA adapter (merged into its base model), on the fastest runtime.
+import { openInferenceModel, type InferenceModel } from '../io/model-folder';
 
 export interface LoadedChatModel extends InferenceModel {
   modelId: number;
@@ -18,15 +18,15 @@ export class ModelHost {
   }
 
   /** The model at `dir`, loading it (and unloading another) if needed. */
-  use(modelId: number, name: string, dir: string): LoadedChatModel {
+  async use(modelId: number, name: string, dir: string): Promise<LoadedChatModel> {
     if (this.current?.modelId === modelId && this.current.dir === dir) return this.current;
     this.unload();
-    this.current = { modelId, name, dir, ...loadInferenceModel(dir) };
+    this.current = { modelId, name, dir, ...(await openInferenceModel(dir)) };
     return this.current;
   }
 
   unload(): void {
-    this.current?.model.dispose();
+    void this.current?.runtime.dispose();
     this.current = null;
   }
 }

@@ -269,7 +269,7 @@ export class EngineService {
       threads: b.threads,
       rssBytes: process.memoryUsage().rss,
       tensorBytes: tf.memory().numBytes,
-      loadedModel: loaded ? { modelId: loaded.modelId, name: loaded.name } : null,
+      loadedModel: loaded ? { modelId: loaded.modelId, name: loaded.name, runtime: loaded.runtime.describe() } : null,
       home: this.store.layout.root,
     };
   }
@@ -381,7 +381,7 @@ export class EngineService {
     const thread = this.store.messages.thread(chatId, user.id);
     let jobId = '';
     jobId = this.jobs.start('generate', `answer in "${chat.title}"`, async (ctx) => {
-      const loaded = this.host.use(modelRow.id, modelRow.name, modelRow.path);
+      const loaded = await this.host.use(modelRow.id, modelRow.name, modelRow.path);
       const template = this.templateFor(chat, loaded);
       return runAnswer({ store: this.store, loaded, template, chat, thread, answer, jobId, emit: (e) => this.emit(e) }, ctx);
     });
