@@ -80,5 +80,14 @@ describe.skipIf(!modelDir || !chromiumAvailable())('fine-tuning wizard in web mo
     await expect.poll(() => page.locator('[data-testid=checkpoint-eval]').last().textContent(), { timeout: 120_000, interval: 500 }).toMatch(/^ppl \d+\.\d\d$/);
     expect(await page.textContent('[data-testid=evaluations]')).toMatch(/run \d+ · step 6.*held-out\.txt/);
     await page.screenshot({ path: screenshotPath('runs') });
+    // Chat with the checkpoint: it becomes a model of its own and the chat opens on it.
+    await page.locator('[data-testid=checkpoint-row] [data-testid=checkpoint-chat]').last().click();
+    await page.waitForSelector('[data-testid=composer]');
+    await page.fill('[data-testid=composer]', 'Who are you?');
+    await page.click('[data-testid=send]');
+    await page.waitForSelector('[data-testid=regenerate]', { timeout: 120_000 });
+    expect(await page.locator('[data-testid=message-assistant] [data-testid=message-content]').last().textContent()).not.toBe('');
+    await page.click('a[data-page=models]');
+    expect(await page.locator('[data-testid=model-row]', { hasText: /-run\d+-step6/ }).count()).toBe(1);
   });
 });

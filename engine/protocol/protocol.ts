@@ -185,8 +185,11 @@ export const requests = {
   'models.remove': { params: z.object({ id }), result: null as unknown as { removed: true } },
 
   'chats.list': { params: z.object({ search: z.string().optional() }), result: null as unknown as Chat[] },
+  /** A new chat with a model, or with a training checkpoint (recorded as a model of its own first). */
   'chats.create': {
-    params: z.object({ modelId: id, title: z.string().optional(), systemPrompt: z.string().optional(), sampling: Sampling.partial().optional() }),
+    params: z
+      .object({ modelId: id.optional(), checkpointId: id.optional(), title: z.string().optional(), systemPrompt: z.string().optional(), sampling: Sampling.partial().optional() })
+      .refine((p) => (p.modelId === undefined) !== (p.checkpointId === undefined), 'give a modelId or a checkpointId'),
     result: null as unknown as ChatView,
   },
   'chats.get': { params: z.object({ id, leafId: id.optional() }), result: null as unknown as ChatView },

@@ -7,7 +7,8 @@ import { EventEmitter } from 'node:events';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Store } from '../store/store';
-import type { Message, SamplingSettings } from '../store/records';
+import type { Message, Model, SamplingSettings } from '../store/records';
+import { checkpointAsModel } from '../train/run';
 import { backendInfo } from '../backend/select';
 import { readConfig, validateModelFolder } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
@@ -79,8 +80,8 @@ export class EngineService {
         return { removed: true };
       },
       'chats.list': ({ search }: { search?: string }) => this.store.chats.list({ search }),
-      'chats.create': (p: z.infer<(typeof requests)['chats.create']['params']>) => {
-        const model = this.store.models.get(p.modelId);
+      'chats.create': async (p: z.infer<(typeof requests)['chats.create']['params']>) => {
+        const model = p.checkpointId !== undefined ? await this.checkpointModel(p.checkpointId) : this.store.models.get(p.modelId!);
         const chat = this.store.chats.create({
           title: p.title ?? 'New chat',
           modelId: model.id,
@@ -226,6 +227,19 @@ export class EngineService {
   private requireModelId(id: number | undefined): number {
     if (id === undefined) throw new RequestError('give a preset or a modelId', 'bad_request');
     return id;
+  }
+
+  /** A checkpoint as a model to chat with: recorded once, as "<base>-run<R>-step<S>". */
+  private async checkpointModel(checkpointId: number): Promise<Model> {
+    const c = this.store.checkpoints.get(checkpointId);
+    if (c.kind === 'quantized') throw new RequestError(`checkpoint ${c.id} is not a training checkpoint`, 'bad_request');
+    if (!fs.existsSync(c.path)) throw new RequestError(`checkpoint ${c.id}: ${c.path} is gone (cleaned up?)`, 'not_found');
+    const suffix = `-run${c.runId}-step${c.step}`;
+    const known = this.store.models.list().find((m) => m.runId === c.runId && m.name.endsWith(suffix));
+    if (known) return known;
+    const model = await checkpointAsModel(this.store, this.store.runs.get(c.runId), c.path, c.kind, suffix);
+    this.emit({ type: 'models' });
+    return model;
   }
 
   /** The folder with a model's architecture (its base model's, for an adapter). */

@@ -15,7 +15,7 @@ import { LINEAR_KEYS, type LinearKey, type MobileLLM } from '../model/model';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
-import type { Dataset, Run } from '../store/records';
+import type { Dataset, Model, Run } from '../store/records';
 import { loadChatTemplate } from '../chat/template';
 import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
 import type { TokenizedExample } from './batching';
@@ -245,7 +245,7 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
       ctx,
     );
     const latest = store.checkpoints.resumePoint(run.id);
-    const modelId = result.status === 'completed' && latest ? await recordResult(store, run, latest.path, kind) : null;
+    const modelId = result.status === 'completed' && latest ? (await checkpointAsModel(store, run, latest.path, kind, `-finetune-${run.id}`)).id : null;
     store.runs.setStatus(run.id, result.status);
     return { runId: run.id, status: result.status, step: result.state.step, checkpoint: latest?.path ?? null, modelId };
   } catch (err) {
@@ -258,13 +258,17 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
   }
 }
 
-/** Records the final weights as a model: a model folder (full) or a PEFT adapter of the base model (LoRA). */
-async function recordResult(store: Store, run: Run, checkpointDir: string, kind: 'full' | 'lora'): Promise<number> {
+/**
+ * Records a checkpoint's weights as a model of its own (a copy without the
+ * optimizer state, so it outlives checkpoint clean-up): a model folder (full)
+ * or a PEFT adapter of the base model (LoRA), named after the base model.
+ */
+export async function checkpointAsModel(store: Store, run: Run, checkpointDir: string, kind: 'full' | 'lora', suffix: string): Promise<Model> {
   const files = fs.readdirSync(checkpointDir).filter((f) => f !== OPTIMIZER_STATE && f !== TRAINER_STATE);
   const base = run.modelId !== null ? store.models.get(run.modelId) : null;
-  const model = await store.models.writeAndAdd(
+  return store.models.writeAndAdd(
     {
-      name: `${base?.name ?? 'model'}-finetune-${run.id}`,
+      name: `${base?.name ?? 'model'}${suffix}`,
       source: 'derived',
       format: kind === 'full' ? 'safetensors' : 'peft-lora',
       parentModelId: run.modelId,
@@ -275,5 +279,4 @@ async function recordResult(store: Store, run: Run, checkpointDir: string, kind:
       for (const f of files) fs.copyFileSync(path.join(checkpointDir, f), path.join(tmp, f));
     },
   );
-  return model.id;
 }
