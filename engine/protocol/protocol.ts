@@ -185,11 +185,8 @@ export const requests = {
   'models.remove': { params: z.object({ id }), result: null as unknown as { removed: true } },
 
   'chats.list': { params: z.object({ search: z.string().optional() }), result: null as unknown as Chat[] },
-  /** A new chat with a model, or with a training checkpoint (recorded as a model of its own first). */
   'chats.create': {
-    params: z
-      .object({ modelId: id.optional(), checkpointId: id.optional(), title: z.string().optional(), systemPrompt: z.string().optional(), sampling: Sampling.partial().optional() })
-      .refine((p) => (p.modelId === undefined) !== (p.checkpointId === undefined), 'give a modelId or a checkpointId'),
+    params: z.object({ modelId: id, title: z.string().optional(), systemPrompt: z.string().optional(), sampling: Sampling.partial().optional() }),
     result: null as unknown as ChatView,
   },
   'chats.get': { params: z.object({ id, leafId: id.optional() }), result: null as unknown as ChatView },
@@ -306,6 +303,8 @@ export const requests = {
     result: null as unknown as { jobId: string },
   },
 
+  /** A training checkpoint as a model of its own (recorded once), to chat with, fine-tune further or quantize. */
+  'checkpoints.asModel': { params: z.object({ checkpointId: id }), result: null as unknown as Model },
   'runs.list': { params: z.object({}), result: null as unknown as Run[] },
   'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },
   'runs.curve': { params: z.object({ id, name: z.string() }), result: null as unknown as MetricCurve },

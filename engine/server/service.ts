@@ -80,8 +80,8 @@ export class EngineService {
         return { removed: true };
       },
       'chats.list': ({ search }: { search?: string }) => this.store.chats.list({ search }),
-      'chats.create': async (p: z.infer<(typeof requests)['chats.create']['params']>) => {
-        const model = p.checkpointId !== undefined ? await this.checkpointModel(p.checkpointId) : this.store.models.get(p.modelId!);
+      'chats.create': (p: z.infer<(typeof requests)['chats.create']['params']>) => {
+        const model = this.store.models.get(p.modelId);
         const chat = this.store.chats.create({
           title: p.title ?? 'New chat',
           modelId: model.id,
@@ -213,6 +213,7 @@ export class EngineService {
         const jobId = this.jobs.start('eval', `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`, (ctx) => runInChild('eval', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
+      'checkpoints.asModel': ({ checkpointId }: { checkpointId: number }) => this.checkpointModel(checkpointId),
       'runs.list': () => this.store.runs.list(),
       'runs.get': ({ id }: { id: number }) => ({
         run: this.store.runs.get(id),
