@@ -22,7 +22,8 @@ export interface InferenceModel {
   skipped: string[];
 }
 
-const isAdapter = (dir: string): boolean => fs.existsSync(path.join(dir, ADAPTER_CONFIG));
+/** A PEFT LoRA adapter folder (adapter_config.json) rather than a model. */
+export const isAdapterFolder = (dir: string): boolean => fs.existsSync(path.join(dir, ADAPTER_CONFIG));
 
 /** An adapter's base model folder; throws when it is not on this machine. */
 function adapterBase(dir: string): string {
@@ -38,12 +39,12 @@ function fileHolder(adapterDir: string, baseDir: string): string {
 
 /** The folder with the model's config.json (the base model's, for an adapter). */
 export function architectureFolder(dir: string): string {
-  return isAdapter(dir) ? adapterBase(dir) : dir;
+  return isAdapterFolder(dir) ? adapterBase(dir) : dir;
 }
 
 /** The folder holding a model's tokenizer and chat template (the base model's, for an adapter without its own). */
 export function tokenizerFolder(dir: string): string {
-  if (!isAdapter(dir)) return dir;
+  if (!isAdapterFolder(dir)) return dir;
   const base = readAdapterConfig(dir).baseModel;
   return base ? fileHolder(dir, base) : dir;
 }
@@ -56,7 +57,7 @@ const templateFor = (dir: string, tok: Tokenizer): ChatTemplate => loadChatTempl
  * runs on integer kernels; an adapter is merged into its base model first.
  */
 export async function openInferenceModel(dir: string, opts: RuntimeOptions = {}): Promise<InferenceModel> {
-  const adapter = isAdapter(dir);
+  const adapter = isAdapterFolder(dir);
   const baseDir = adapter ? adapterBase(dir) : dir;
   const tokDir = adapter ? fileHolder(dir, baseDir) : dir;
   const tokenizer = loadTokenizer(tokDir);
@@ -67,7 +68,7 @@ export async function openInferenceModel(dir: string, opts: RuntimeOptions = {})
 
 /** Loads a model folder as plain weights: an adapter is merged into its base model (W + s·A·B). */
 export function loadMergedModel(dir: string): { model: MobileLLM; format: string } {
-  if (!isAdapter(dir)) return loadModel(dir);
+  if (!isAdapterFolder(dir)) return loadModel(dir);
   const { model } = loadModel(adapterBase(dir));
   try {
     loadAdapter(model, dir).merge();

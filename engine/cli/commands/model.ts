@@ -7,7 +7,9 @@ import { countParams, effectiveDepth, layerSchedule } from '../../model/config';
 import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
 import { generate } from '../../generate/generate';
 import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
-import { openRuntime } from '../../runtime/select';
+import { createRuntime, openRuntime } from '../../runtime/select';
+import { isAdapterFolder, loadMergedModel, tokenizerFolder } from '../../io/model-folder';
+import { encodeChatText, loadChatTemplate } from '../../chat/template';
 import { DEFAULT_SAMPLING } from '../../generate/sampling';
 import { UsageError } from '../errors';
 import { parseIdList, parseNumber, printJson } from '../format';
@@ -25,9 +27,9 @@ async function backendFor(cmd: Command) {
 const runtimeOption = () =>
   new Option('--runtime <name>', 'inference runtime (default: MLW_RUNTIME, else onnx when onnxruntime-node loads, else tfjs)').choices(RUNTIME_NAMES);
 
-/** Loads a model folder into the chosen runtime; says on stderr why a faster one was skipped. */
+/** Loads a model folder (an adapter: merged into its base) into the chosen runtime; says on stderr why a faster one was skipped. */
 async function runtimeFor(dir: string, runtime: RuntimeName | undefined) {
-  const choice = await openRuntime(dir, { runtime });
+  const choice = isAdapterFolder(dir) ? await createRuntime(loadMergedModel(dir).model, { runtime }) : await openRuntime(dir, { runtime });
   for (const line of choice.skipped) process.stderr.write(`mlw: runtime ${line}; using ${choice.runtime.name}\n`);
   return choice.runtime;
 }
@@ -127,9 +129,11 @@ export function registerModelCommands(program: Command): void {
     .option('--seed <s>', 'random seed for sampling')
     .option('--no-eos', 'keep generating past the end-of-sequence token')
     .addOption(runtimeOption())
+    .option('--chat', "--prompt is a question: render it with the model's chat template, as the chat window does, and print the answer")
     .option('--json', 'print JSON instead of streaming text')
     .action(async (dir: string, o: Record<string, string | boolean | undefined>, cmd: Command) => {
       if ((o.prompt === undefined) === (o.promptIds === undefined)) throw new UsageError('generate: give exactly one of --prompt or --prompt-ids');
+      if (o.chat && o.prompt === undefined) throw new UsageError('generate: --chat needs --prompt');
       const sampling = {
         maxNewTokens: parseNumber(o.maxNewTokens as string, '--max-new-tokens', { integer: true, min: 1 }),
         temperature: parseNumber(o.temperature as string, '--temperature', { min: 0 }),
@@ -140,17 +144,34 @@ export function registerModelCommands(program: Command): void {
         stopAtEos: o.eos !== false,
       };
       await backendFor(cmd);
-      const tokenizer = o.prompt !== undefined || !o.json ? tokenizerOrUsage(dir, 'text generation') : undefined;
-      const promptIds = o.promptIds !== undefined ? parseIdList(o.promptIds as string, '--prompt-ids') : tokenizer!.encode(o.prompt as string, { bos: true });
+      const tokDir = tokenizerFolder(dir);
+      const tokenizer = o.prompt !== undefined || !o.json ? tokenizerOrUsage(tokDir, 'text generation') : undefined;
+      const template = o.chat ? loadChatTemplate(tokDir, tokenizer!.idToPiece(tokenizer!.bosId), tokenizer!.idToPiece(tokenizer!.eosId)) : undefined;
+      const promptIds =
+        o.promptIds !== undefined
+          ? parseIdList(o.promptIds as string, '--prompt-ids')
+          : template
+            ? encodeChatText(tokenizer!, template.render([{ role: 'user', content: o.prompt as string }], true))
+            : tokenizer!.encode(o.prompt as string, { bos: true });
       const runtime = await runtimeFor(dir, o.runtime as RuntimeName | undefined);
-      const stream = !o.json && tokenizer ? tokenizer.streamDecoder() : undefined;
-      const result = await generate(runtime, promptIds, sampling, (t) => {
-        if (stream) process.stdout.write(stream.push(t.id));
+      // A chat answer ends where a base model starts writing the next turn itself; it is printed whole.
+      const stops = template?.stops ?? [];
+      const stop = new AbortController();
+      let answer = '';
+      const stream = tokenizer?.streamDecoder();
+      const result = await generate(runtime, promptIds, { ...sampling, signal: stop.signal }, (t) => {
+        if (!stream) return;
+        const piece = stream.push(t.id);
+        if (template) {
+          answer += piece;
+          if (stops.some((s) => answer.includes(s))) stop.abort();
+        } else if (!o.json) process.stdout.write(piece);
       }).finally(() => runtime.dispose());
+      if (template) answer = stops.reduce((a, s) => a.split(s)[0], answer + stream!.flush()).trim();
       if (o.json) {
-        return printJson({ prompt_ids: promptIds, ids: result.ids, text: tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish, runtime: runtime.name });
+        return printJson({ prompt_ids: promptIds, ids: result.ids, text: template ? answer : tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish, runtime: runtime.name });
       }
-      if (stream) process.stdout.write(stream.flush() + '\n');
+      process.stdout.write(template ? answer + '\n' : stream ? stream.flush() + '\n' : '');
       const secs = (result.totalMs - result.firstTokenMs) / 1000;
       const rate = result.ids.length > 1 ? ((result.ids.length - 1) / secs).toFixed(1) : '-';
       process.stderr.write(`[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${runtime.describe()}]\n`);
