@@ -44,53 +44,6 @@ function unsortedSegmentSum({ inputs, backend, attrs }: KernelArgs): TensorInfo 
   return out;
 }
 
-/**
- * Products too small for XNNPACK to pay off (attention of one decoded token:
- * a few heads × a few dozen keys): computed here in one pass over strided
- * views, without the per-batch operator creation and copies. Returns null for
- * larger ones.
- */
-const SMALL_MACS = 256 * 1024;
-
-function smallBatchMatMul(
-  wasm: BackendWasm,
-  a: TensorInfo,
-  b: TensorInfo,
-  batchA: number,
-  batchB: number,
-  transposeA: boolean,
-  transposeB: boolean,
-): TensorInfo | null {
-  const [ar, ac] = a.shape.slice(-2);
-  const [br, bc] = b.shape.slice(-2);
-  const [M, K] = transposeA ? [ac, ar] : [ar, ac];
-  const N = transposeB ? br : bc;
-  const batch = Math.max(batchA, batchB);
-  if (batch * M * N * K > SMALL_MACS || a.dtype !== 'float32' || b.dtype !== 'float32') return null;
-  const out = wasm.makeOutput([...(batchA >= batchB ? a.shape : b.shape).slice(0, -2), M, N], 'float32');
-  const x = wasm.typedArrayFromHeap(a) as Float32Array;
-  const w = wasm.typedArrayFromHeap(b) as Float32Array;
-  const y = wasm.typedArrayFromHeap(out) as Float32Array;
-  // Element (i, k) of A and (k, j) of B through their strides, whatever the transposes.
-  const [aI, aK] = transposeA ? [1, ac] : [ac, 1];
-  const [bK, bJ] = transposeB ? [1, bc] : [bc, 1];
-  for (let n = 0; n < batch; n++) {
-    const a0 = batchA === 1 ? 0 : n * ar * ac;
-    const b0 = batchB === 1 ? 0 : n * br * bc;
-    const y0 = n * M * N;
-    for (let i = 0; i < M; i++) {
-      for (let j = 0; j < N; j++) {
-        let sum = 0;
-        let pa = a0 + i * aI;
-        let pb = b0 + j * bJ;
-        for (let k = 0; k < K; k++, pa += aK, pb += bK) sum += x[pa] * w[pb];
-        y[y0 + i * N + j] = sum;
-      }
-    }
-  }
-  return out;
-}
-
 function makeFastBatchMatMul(plain: KernelFn): KernelFn {
   const transpose = kernel('Transpose');
   return ({ inputs, backend, attrs }) => {
@@ -104,8 +57,6 @@ function makeFastBatchMatMul(plain: KernelFn): KernelFn {
     if (batchA !== batchB && batchA !== 1 && batchB !== 1) {
       return plain({ inputs, backend, attrs }); // general broadcasting: leave it to the stock kernel
     }
-    const small = smallBatchMatMul(wasm, a, b, batchA, batchB, transposeA, transposeB);
-    if (small) return small;
     const temps: TensorInfo[] = [];
     // Materialize a transposed operand as a [batch, rows, cols] tensor.
     const as3d = (t: TensorInfo, batch: number, transposed: boolean): TensorInfo => {
