@@ -208,11 +208,11 @@ export const requests = {
   'chats.export': { params: z.object({ id, leafId: id.optional(), format: z.enum(['markdown', 'json']) }), result: null as unknown as { filename: string; content: string } },
 
   /** Adds a user message (after `parentId`, default: the end of the current thread) and starts the answer. */
-  'chat.send': { params: z.object({ chatId: id, content: z.string().min(1), parentId: id.nullable().optional() }), result: null as unknown as { jobId: string; userMessageId: number; assistantMessageId: number } },
+  'chat.send': { params: z.object({ chatId: id, content: z.string().min(1), parentId: id.nullable().optional() }), result: null as unknown as AnswerStarted },
   /** A new answer to the same user message, as a sibling branch of `messageId`. */
-  'chat.regenerate': { params: z.object({ chatId: id, messageId: id }), result: null as unknown as { jobId: string; assistantMessageId: number } },
+  'chat.regenerate': { params: z.object({ chatId: id, messageId: id }), result: null as unknown as AnswerStarted },
   /** A changed copy of user message `messageId` as a sibling branch, then its answer. */
-  'chat.edit': { params: z.object({ chatId: id, messageId: id, content: z.string().min(1) }), result: null as unknown as { jobId: string; userMessageId: number; assistantMessageId: number } },
+  'chat.edit': { params: z.object({ chatId: id, messageId: id, content: z.string().min(1) }), result: null as unknown as AnswerStarted },
 
   'jobs.list': { params: z.object({}), result: null as unknown as JobSnapshot[] },
   /** Stops a job. A fine-tuning run pauses (with a checkpoint) unless mode is 'cancel'. */
@@ -312,6 +312,14 @@ export const requests = {
   'runs.curve': { params: z.object({ id, name: z.string() }), result: null as unknown as MetricCurve },
   'reports.list': { params: z.object({ modelId: id.optional(), kind: z.string().optional() }), result: null as unknown as Report[] },
 } as const;
+
+/** An answer being generated: its job, and the new messages (the question, for send and edit; the empty answer) to show at once. */
+export interface AnswerStarted {
+  jobId: string;
+  userMessageId?: number;
+  assistantMessageId: number;
+  messages: Message[];
+}
 
 export type Method = keyof typeof requests;
 export type Params<M extends Method> = z.input<(typeof requests)[M]['params']>;

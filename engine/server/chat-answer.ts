@@ -50,6 +50,8 @@ export interface AnswerJob {
   answer: Message;
   jobId: string;
   emit: (e: EngineEvent) => void;
+  /** performance.now() when the request for this answer arrived: time to first token counts from here. */
+  requestedAt: number;
 }
 
 /** Generates the answer into `answer`, streaming tokens; keeps what was produced if stopped. */
@@ -68,6 +70,7 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
   const controller = new AbortController();
   ctx.signal.addEventListener('abort', () => controller.abort(), { once: true });
   const t0 = Date.now();
+  let firstVisibleMs: number | null = null;
   const result = await generate(
     loaded.runtime,
     prompt.ids,
@@ -86,6 +89,7 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
       const holdBack = stoppedByText ? 0 : Math.max(0, ...stops.map((s) => partialSuffix(text, s)));
       const visible = text.length - holdBack;
       if (visible > sent) {
+        firstVisibleMs ??= performance.now() - job.requestedAt;
         const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
         job.emit({ type: 'token', jobId: job.jobId, chatId: chat.id, messageId: answer.id, text: text.slice(sent, visible), tokens, tokensPerSecond: tokens / secs });
         sent = visible;
@@ -108,7 +112,8 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
     contentTokens: tokens,
     promptTokens: prompt.ids.length,
     timings: {
-      firstTokenMs: result.firstTokenMs,
+      // What the user waited for: from the request to the first text shown (prompt building and, for the first answer, loading the model included).
+      firstTokenMs: firstVisibleMs ?? performance.now() - job.requestedAt,
       totalMs: result.totalMs,
       tokensPerSecond: tokens > 1 && decodeSecs > 0 ? (tokens - 1) / decodeSecs : 0,
       stopped: userStopped,

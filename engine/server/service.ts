@@ -14,7 +14,7 @@ import { readConfig, validateModelFolder } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { ChatTemplate, loadChatTemplate } from '../chat/template';
-import { requests, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
+import { requests, type AnswerStarted, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
 import { JobManager } from './jobs';
 import { ModelHost } from './model-host';
 import { architectureFolder, tokenizerFolder } from '../io/model-folder';
@@ -113,12 +113,13 @@ export class EngineService {
           : { filename: `${safe}.md`, content: chatToMarkdown(view.chat, thread, this.modelName(view.chat.modelId)) };
       },
       'chat.send': (p: { chatId: number; content: string; parentId?: number | null }) => {
+        const requestedAt = performance.now();
         const chat = this.store.chats.get(p.chatId);
         const parentId = p.parentId !== undefined ? p.parentId : this.currentLeaf(chat.id);
         const user = this.store.messages.add({ chatId: chat.id, parentId, role: 'user', content: p.content });
         if (chat.title === 'New chat') this.store.chats.update(chat.id, { title: p.content.slice(0, 60) });
-        const { jobId, assistantMessageId } = this.startAnswer(chat.id, user);
-        return { jobId, userMessageId: user.id, assistantMessageId };
+        const started = this.startAnswer(chat.id, user, requestedAt);
+        return { ...started, userMessageId: user.id, messages: [user, ...started.messages] };
       },
       'chat.regenerate': ({ chatId, messageId }: { chatId: number; messageId: number }) => {
         const old = this.store.messages.get(messageId);
@@ -131,8 +132,8 @@ export class EngineService {
         const old = this.store.messages.get(messageId);
         if (old.chatId !== chatId || old.role !== 'user') throw new RequestError(`message ${messageId} is not a question in chat ${chatId}`, 'bad_request');
         const user = this.store.messages.add({ chatId, parentId: old.parentId, role: 'user', content });
-        const { jobId, assistantMessageId } = this.startAnswer(chatId, user);
-        return { jobId, userMessageId: user.id, assistantMessageId };
+        const started = this.startAnswer(chatId, user);
+        return { ...started, userMessageId: user.id, messages: [user, ...started.messages] };
       },
       'jobs.list': () => this.jobs.list(),
       'jobs.cancel': ({ jobId, mode }: { jobId: string; mode: 'pause' | 'cancel' }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
@@ -387,7 +388,8 @@ export class EngineService {
     return { chat, messages, thread, template };
   }
 
-  private startAnswer(chatId: number, user: Message): { jobId: string; assistantMessageId: number } {
+  /** Starts the answer to `user`; `requestedAt` is when the request came (time to first token counts from it). */
+  private startAnswer(chatId: number, user: Message, requestedAt = performance.now()): AnswerStarted {
     const chat = this.store.chats.get(chatId);
     if (chat.modelId === null) throw new RequestError('pick a model for this chat first', 'bad_request');
     const modelRow = this.store.models.get(chat.modelId);
@@ -398,9 +400,9 @@ export class EngineService {
     jobId = this.jobs.start('generate', `answer in "${chat.title}"`, async (ctx) => {
       const loaded = await this.host.use(modelRow.id, modelRow.name, modelRow.path);
       const template = this.templateFor(chat, loaded);
-      return runAnswer({ store: this.store, loaded, template, chat, thread, answer, jobId, emit: (e) => this.emit(e) }, ctx);
+      return runAnswer({ store: this.store, loaded, template, chat, thread, answer, jobId, emit: (e) => this.emit(e), requestedAt }, ctx);
     });
-    return { jobId, assistantMessageId: answer.id };
+    return { jobId, assistantMessageId: answer.id, messages: [answer] };
   }
 
   async close(): Promise<void> {

@@ -1,6 +1,6 @@
 // State of the chat window: the open conversation as a message tree, the
 // branch on screen, the answer streaming in.
-import type { Chat, ChatView, Message, Sampling } from '../../../engine/protocol/protocol';
+import type { AnswerStarted, Chat, ChatView, Message, Sampling } from '../../../engine/protocol/protocol';
 import { DEFAULT_CHAT_SAMPLING } from '../../../engine/protocol/protocol';
 import { engine } from './client';
 import { app } from './app.svelte';
@@ -62,13 +62,22 @@ export class ChatState {
     }
   }
 
+  /**
+   * Fetches the open chat again. What changed on screen meanwhile wins: a
+   * branch picked or an answer started after the request keeps its leaf, and
+   * text streamed into the answer in progress is kept until it is stored.
+   */
   async reload(): Promise<void> {
     if (!this.view) return;
-    const view = await app.attempt('reloading the chat', () => engine.call('chats.get', { id: this.view!.chat.id, leafId: this.leafId ?? undefined }));
-    if (view) {
-      this.view = view;
-      this.leafId = view.thread[view.thread.length - 1] ?? null;
-    }
+    const asked = this.leafId;
+    const view = await app.attempt('reloading the chat', () => engine.call('chats.get', { id: this.view!.chat.id, leafId: asked ?? undefined }));
+    if (!view || view.chat.id !== this.view?.chat.id) return;
+    const local = new Map(this.view.messages.map((m) => [m.id, m]));
+    const live = this.streaming?.messageId;
+    const messages = view.messages.map((m) => (m.id === live && (local.get(m.id)?.content.length ?? 0) > m.content.length ? local.get(m.id)! : m));
+    const fetched = new Set(messages.map((m) => m.id));
+    this.view = { ...view, messages: [...messages, ...[...local.values()].filter((m) => !fetched.has(m.id))] };
+    if (this.leafId === asked) this.leafId = view.thread[view.thread.length - 1] ?? null;
   }
 
   /** Messages of the branch on screen, root → leaf. */
@@ -96,11 +105,13 @@ export class ChatState {
     this.leafId = leaf.id;
   }
 
-  private async startAnswer(call: () => Promise<{ jobId: string; assistantMessageId: number }>): Promise<void> {
+  /** Shows the new question and the empty answer at once (no round trip), so the first tokens land on screen as they come. */
+  private async startAnswer(call: () => Promise<AnswerStarted>): Promise<void> {
     const r = await app.attempt('sending', call);
-    if (!r) return;
+    if (!r || !this.view) return;
     this.streaming = { jobId: r.jobId, messageId: r.assistantMessageId, tokensPerSecond: 0 };
-    await this.reload();
+    const known = new Set(this.view.messages.map((m) => m.id));
+    this.view = { ...this.view, messages: [...this.view.messages, ...r.messages.filter((m) => !known.has(m.id))] };
     this.leafId = r.assistantMessageId;
   }
 
