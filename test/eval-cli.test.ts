@@ -4,20 +4,14 @@
 // in this process (the same code, without a process start each).
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../engine/cli/main';
 import { openStore } from '../engine/store/open';
 import { FIXTURES, goldenDir } from './helpers/golden';
 import { tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
+import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
-const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let root: string;
 let home: string;
@@ -40,11 +34,7 @@ async function mlw(...args: string[]): Promise<Result> {
 
 /** `mlw …` as its own process. */
 function mlwProcess(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MLW, '--home', home, ...args], { env: { ...process.env, MLW_HOME: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runMlw(['--home', home, ...args]);
 }
 
 function json(r: Result): Record<string, unknown> {

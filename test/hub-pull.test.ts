@@ -4,7 +4,6 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { pullModel, folderName, type PullResult } from '../engine/hub/pull';
 import { CancelledError, type JobContext, type JobProgress } from '../engine/jobs/job';
@@ -15,6 +14,7 @@ import type { Store } from '../engine/store/store';
 import { goldenDir } from './helpers/golden';
 import { listen, sha256, startFakeHub, tinyRepo, type Behaviour, type FakeHub, type FakeRepo, type Logged } from './helpers/fake-hub';
 import { tempDir } from './helpers/train-fixtures';
+import { mlwProcess as runMlw, type MlwResult } from './helpers/mlw-process';
 
 let fake: FakeHub;
 let repos: Map<string, FakeRepo>;
@@ -280,14 +280,9 @@ describe('pull', () => {
 
 // ---------------------------------------------------------------- the CLI
 
-const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
 
-function mlw(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MLW, '--home', home, ...args], { env: { ...process.env, HF_TOKEN: '', HF_ENDPOINT: '', ...env } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+function mlw(args: string[], env: Record<string, string> = {}): Promise<MlwResult> {
+  return runMlw(['--home', home, ...args], { HF_TOKEN: '', HF_ENDPOINT: '', ...env });
 }
 
 describe('mlw pull', () => {

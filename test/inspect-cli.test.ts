@@ -4,30 +4,20 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../engine/store/open';
 import { ConversionReport, InspectReport } from '../engine/inspect/schema';
 import { goldenDir } from './helpers/golden';
+import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
-const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
 const QUANT = path.join(import.meta.dirname, 'fixtures', 'quant');
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 let tmp: string;
 let home: string;
 
 function mlw(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MLW, '--backend', 'cpu', '--home', home, ...args], { env: { ...process.env, MLW_HOME: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runMlw(['--backend', 'cpu', '--home', home, ...args]);
 }
 
 function ok(r: Result): string {

@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../engine/backend/select';
 import { saveModel } from '../engine/io/checkpoint';
@@ -20,10 +19,10 @@ import { recordQuantization } from '../engine/quant/record';
 import { QuantReport, meanSqnr, reportToMarkdown } from '../engine/quant/report';
 import { main } from '../engine/cli/main';
 import { goldenDir } from './helpers/golden';
+import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
 const FIXTURES = path.join(import.meta.dirname, 'fixtures', 'quant');
 const EVAL_TEXT = path.join(FIXTURES, 'eval.txt');
-const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
 
 let tmp: string;
 let evalIds: number[];
@@ -162,18 +161,9 @@ describe('recording in the store', () => {
   });
 });
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 function mlw(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MLW, '--backend', 'wasm', ...args], { env: { ...process.env, MLW_HOME: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runMlw(['--backend', 'wasm', ...args]);
 }
 
 describe('mlw quantize', () => {

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { execFile, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { homeLayout } from '../engine/store/home';
@@ -13,21 +13,12 @@ import { SCHEMA_VERSION } from '../engine/store/migrations';
 import { openStore } from '../engine/store/open';
 import type { Checkpoint, Model, Run } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
+import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
-const MLW = path.join(import.meta.dirname, '..', 'bin', 'mlw.js');
 
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 function mlw(...args: string[]): Promise<Result> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [MLW, ...args], { env: { ...process.env, MLW_HOME: '' } }, (err, stdout, stderr) => {
-      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
-    });
-  });
+  return runMlw(args);
 }
 
 const json = (r: Result): unknown => {
