@@ -145,12 +145,12 @@ export function namedParams(w: ModelWeights, c: MobileLLMConfig): Map<string, Pa
   return out;
 }
 
-/** Checkpoint name → expected shape (in the checkpoint's [out, in] layout). */
-export function expectedShapes(c: MobileLLMConfig): Map<string, number[]> {
+/** [out, in] of each linear of a block, in the checkpoint's layout. */
+export function linearShapes(c: MobileLLMConfig): Record<LinearKey, [number, number]> {
   const H = c.hiddenSize;
   const qOut = c.numHeads * c.headDim;
   const kvOut = c.numKvHeads * c.headDim;
-  const shapes: Record<LinearKey, number[]> = {
+  return {
     q: [qOut, H],
     k: [kvOut, H],
     v: [kvOut, H],
@@ -159,6 +159,12 @@ export function expectedShapes(c: MobileLLMConfig): Map<string, number[]> {
     up: [c.intermediateSize, H],
     down: [H, c.intermediateSize],
   };
+}
+
+/** Checkpoint name → expected shape (in the checkpoint's [out, in] layout). */
+export function expectedShapes(c: MobileLLMConfig): Map<string, number[]> {
+  const H = c.hiddenSize;
+  const shapes = linearShapes(c);
   const out = new Map<string, number[]>();
   out.set('model.embed_tokens.weight', [c.vocabSize, H]);
   for (let i = 0; i < c.numBlocks; i++) {

@@ -18,7 +18,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { configFromHf, configToHf, type MobileLLMConfig } from '../model/config';
-import { MobileLLM, LINEAR_KEYS, blockLinear, type LinearKey } from '../model/model';
+import { MobileLLM, LINEAR_KEYS, blockLinear, linearShapes, type LinearKey } from '../model/model';
 import type { BlockWeights } from '../model/block';
 import { TokenEmbedding } from '../model/embedding';
 import type { Linear } from '../model/linear';
@@ -80,17 +80,7 @@ export function expectedQuantizedTensors(c: MobileLLMConfig, spec: QuantSpec): M
     if (spec.keepEmbeddingFp) out.set(`${name}.weight`, { dtypes: FLOATS, shape: [c.vocabSize, H] });
     else quantized(name, c.vocabSize, H);
   };
-  const qOut = c.numHeads * c.headDim;
-  const kvOut = c.numKvHeads * c.headDim;
-  const dims: Record<LinearKey, [number, number]> = {
-    q: [qOut, H],
-    k: [kvOut, H],
-    v: [kvOut, H],
-    o: [H, qOut],
-    gate: [c.intermediateSize, H],
-    up: [c.intermediateSize, H],
-    down: [H, c.intermediateSize],
-  };
+  const dims = linearShapes(c);
   table('model.embed_tokens');
   for (let i = 0; i < c.numBlocks; i++) {
     out.set(`model.layers.${i}.input_layernorm.weight`, { dtypes: FLOATS, shape: [H] });
