@@ -8,7 +8,7 @@ import { preset } from '../engine/model/presets';
 import { randomModel } from '../engine/model/init';
 import { saveModel } from '../engine/io/checkpoint';
 import { initBackend } from '../engine/backend/select';
-import { chromiumAvailable, launchBrowser, META_TOKENIZER, startEngine } from '../test/helpers/web';
+import { chromiumAvailable, importModel, META_TOKENIZER, openApp } from '../test/helpers/web';
 import WebSocket from 'ws';
 import { median } from './harness';
 import type { Suite } from './suites';
@@ -52,15 +52,9 @@ export const suite: Suite = {
       return;
     }
     const dir = await modelFolder();
-    const engine = await startEngine();
-    const browser = await launchBrowser();
+    const { engine, page, close } = await openApp({ width: 1280, height: 720 });
     try {
-      const page = await browser.newPage();
-      await page.goto(engine.url);
-      await page.click('a[data-page=models]');
-      await page.fill('[data-testid=import-path]', dir);
-      await page.click('[data-testid=import-button]');
-      await page.waitForSelector('[data-testid=model-details]');
+      await importModel(page, dir);
       await page.click('a[data-page=chat]');
       const api = await engineApi(engine.url);
       const ui: { ttft: number; rate: number }[] = [];
@@ -101,8 +95,7 @@ export const suite: Suite = {
       emit({ what: 'chat_ui_tokens_per_s', backend: 'web mode', shape: '125M random, 128 new', median: +uiRate.toFixed(1), unit: 'tokens/s', engine: +engRate.toFixed(1), ratio: +(uiRate / engRate).toFixed(3) });
       emit({ what: 'chat_ui_ttft', backend: 'web mode', shape: '125M random, 10-token prompt', median: +uiTtft.toFixed(0), unit: 'ms', engine: +engTtft.toFixed(0), ratio: +(uiTtft / engTtft).toFixed(3) });
     } finally {
-      await browser.close();
-      await engine.stop();
+      await close();
     }
   },
 };

@@ -5,30 +5,26 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, tinyChatModel, type Engine } from './helpers/web';
+import type { Page } from 'playwright-core';
+import { chromiumAvailable, importModel, openApp, screenshotPath, tinyChatModel, type App, type Engine } from './helpers/web';
 
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-e2e-model-')));
 if (!modelDir) console.warn("Meta's tokenizer.model not found in ../shared/reference: chat end-to-end test skipped");
 if (!chromiumAvailable()) console.warn('Chromium not found at /usr/bin/chromium (apt-get install -y chromium): end-to-end tests skipped');
 
 describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
+  let app: App;
   let engine: Engine;
-  let browser: Browser;
   let page: Page;
 
   beforeAll(async () => {
-    engine = await startEngine();
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
+    app = await openApp({ width: 1280, height: 820 });
+    ({ engine, page } = app);
     page.on('pageerror', (e) => {
       throw e;
     });
   });
-  afterAll(async () => {
-    await browser?.close();
-    await engine?.stop();
-  });
+  afterAll(() => app?.close());
 
   it('refuses requests without the token and from other origins', async () => {
     expect((await fetch(engine.origin + '/')).status).toBe(401);
@@ -43,9 +39,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
     await page.fill('[data-testid=import-path]', '/nonexistent/folder');
     await page.click('[data-testid=import-button]');
     await expect.poll(() => page.textContent('[data-testid=import-error]')).toMatch(/cannot import: .*folder not found/);
-    await page.fill('[data-testid=import-path]', modelDir!);
-    await page.click('[data-testid=import-button]');
-    await page.waitForSelector('[data-testid=model-details]');
+    await importModel(page, modelDir!);
     expect(await page.textContent('[data-testid=model-details]')).toMatch(/effective layers from 2 blocks/);
     expect(await page.textContent('[data-testid=backend]')).toMatch(/^(wasm|cpu|tensorflow)$/);
     await page.screenshot({ path: screenshotPath('models') });

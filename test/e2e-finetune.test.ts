@@ -6,30 +6,21 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, tinyChatModel, type Engine } from './helpers/web';
+import type { Page } from 'playwright-core';
+import { chromiumAvailable, importModel, openApp, screenshotPath, tinyChatModel, type App } from './helpers/web';
 
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-e2e-ft-model-')));
 
 describe.skipIf(!modelDir || !chromiumAvailable())('fine-tuning wizard in web mode', () => {
-  let engine: Engine;
-  let browser: Browser;
+  let app: App;
   let page: Page;
 
   beforeAll(async () => {
-    engine = await startEngine();
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(engine.url);
-    await page.click('a[data-page=models]');
-    await page.fill('[data-testid=import-path]', modelDir!);
-    await page.click('[data-testid=import-button]');
-    await page.waitForSelector('[data-testid=model-details]');
+    app = await openApp({ width: 1280, height: 900 });
+    page = app.page;
+    await importModel(page, modelDir!);
   });
-  afterAll(async () => {
-    await browser?.close();
-    await engine?.stop();
-  });
+  afterAll(() => app?.close());
 
   it('checks a dataset: line-numbered errors for a bad file, a highlighted preview for the sample', async () => {
     await page.click('a[data-page=finetune]');

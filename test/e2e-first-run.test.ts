@@ -4,9 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { bundledResources } from '../engine/server/resources';
-import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, type Engine } from './helpers/web';
+import { chromiumAvailable, openApp, screenshotPath, type App } from './helpers/web';
 
 const defaultModel = bundledResources().defaultModel;
 
@@ -22,22 +22,17 @@ describe('the bundled default model', () => {
 });
 
 describe.skipIf(!defaultModel || !chromiumAvailable())('first run in web mode', () => {
-  let engine: Engine;
-  let browser: Browser;
+  let app: App;
   let page: Page;
 
   beforeAll(async () => {
-    engine = await startEngine(); // a fresh, empty home
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1280, height: 820 } });
+    app = await openApp({ width: 1280, height: 820 }); // a fresh, empty home
+    page = app.page;
   });
-  afterAll(async () => {
-    await browser?.close();
-    await engine?.stop();
-  });
+  afterAll(() => app?.close());
 
   it('shows the default model on the Models page', async () => {
-    await page.goto(engine.url);
+    await page.goto(app.engine.url);
     await page.click('a[data-page=models]');
     await page.waitForSelector('[data-testid=model-row]');
     expect(await page.locator('[data-testid=model-row]').count()).toBe(1);

@@ -3,28 +3,19 @@
 // table; an analysis shows the block-similarity heatmap and block details.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { chromiumAvailable, launchBrowser, ROOT, screenshotPath, startEngine, type Engine } from './helpers/web';
+import type { Page } from 'playwright-core';
+import { chromiumAvailable, importModel, openApp, ROOT, screenshotPath, type App } from './helpers/web';
 
 describe.skipIf(!chromiumAvailable())('inspector in web mode', () => {
-  let engine: Engine;
-  let browser: Browser;
+  let app: App;
   let page: Page;
 
   beforeAll(async () => {
-    engine = await startEngine();
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
-    await page.goto(engine.url);
-    await page.click('a[data-page=models]');
-    await page.fill('[data-testid=import-path]', path.join(ROOT, 'test/fixtures/golden/tiny-ls-immediate'));
-    await page.click('[data-testid=import-button]');
-    await page.waitForSelector('[data-testid=model-details]');
+    app = await openApp({ width: 1400, height: 1000 });
+    page = app.page;
+    await importModel(page, path.join(ROOT, 'test/fixtures/golden/tiny-ls-immediate'));
   });
-  afterAll(async () => {
-    await browser?.close();
-    await engine?.stop();
-  });
+  afterAll(() => app?.close());
 
   const arrows = async () =>
     page.$$eval('[data-testid=sharing-diagram] [data-testid=sharing-arrow]', (els) => els.map((e) => e.getAttribute('d')));

@@ -3,28 +3,24 @@
 // without a token, then evaluate the downloaded model and find the result on
 // the model and on the Runs page.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { startFakeHub, tinyRepo, type FakeHub } from './helpers/fake-hub';
-import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, type Engine } from './helpers/web';
+import { chromiumAvailable, openApp, screenshotPath, type App } from './helpers/web';
 
 describe.skipIf(!chromiumAvailable())('Models page: Hub download and evaluation', () => {
   let hub: FakeHub;
-  let engine: Engine;
-  let browser: Browser;
+  let app: App;
   let page: Page;
 
   beforeAll(async () => {
     hub = await startFakeHub();
     hub.repos.set('facebook/MobileLLM-tiny', tinyRepo({ token: 'hf_right' }));
-    engine = await startEngine({ env: { HF_ENDPOINT: hub.hubUrl, HF_TOKEN: '' } });
-    browser = await launchBrowser();
-    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await page.goto(engine.url);
+    app = await openApp({ width: 1280, height: 900 }, { HF_ENDPOINT: hub.hubUrl, HF_TOKEN: '' });
+    page = app.page;
     await page.click('a[data-page=models]');
   });
   afterAll(async () => {
-    await browser?.close();
-    await engine?.stop();
+    await app?.close();
     await hub?.close();
   });
 

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chromium, type Browser } from 'playwright-core';
+import { chromium, type Browser, type Page } from 'playwright-core';
 
 export const ROOT = path.resolve(import.meta.dirname, '../..');
 export const ARTIFACTS = path.join(ROOT, 'test/artifacts');
@@ -61,6 +61,39 @@ export function launchBrowser(): Promise<Browser> {
     executablePath: CHROMIUM,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
   });
+}
+
+export interface App {
+  engine: Engine;
+  browser: Browser;
+  page: Page;
+  /** Closes the browser and stops the engine. */
+  close(): Promise<void>;
+}
+
+/** The engine in web mode on a fresh home, and a Chromium page showing the app. */
+export async function openApp(viewport: { width: number; height: number }, env?: Record<string, string>): Promise<App> {
+  const engine = await startEngine({ env });
+  const browser = await launchBrowser();
+  const page = await browser.newPage({ viewport });
+  await page.goto(engine.url);
+  return {
+    engine,
+    browser,
+    page,
+    async close() {
+      await browser.close();
+      await engine.stop();
+    },
+  };
+}
+
+/** Imports a model folder on the Models page and waits for its details. */
+export async function importModel(page: Page, dir: string): Promise<void> {
+  await page.click('a[data-page=models]');
+  await page.fill('[data-testid=import-path]', dir);
+  await page.click('[data-testid=import-button]');
+  await page.waitForSelector('[data-testid=model-details]');
 }
 
 export function chromiumAvailable(): boolean {
