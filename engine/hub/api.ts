@@ -15,6 +15,12 @@ import { CancelledError } from '../jobs/job';
 
 export const DEFAULT_ENDPOINT = 'https://huggingface.co';
 
+/** The Hub address: HF_ENDPOINT when set, else huggingface.co. */
+export const envEndpoint = (): string => process.env.HF_ENDPOINT || DEFAULT_ENDPOINT;
+
+/** The access token the environment gives (HF_TOKEN), if any. */
+export const envToken = (): string | undefined => process.env.HF_TOKEN || undefined;
+
 export interface HubTarget {
   /** e.g. https://huggingface.co (no trailing slash). */
   endpoint: string;

@@ -15,7 +15,7 @@ import { validateModelFolder } from '../io/checkpoint';
 import { isLocalPidAlive } from '../store/liveness';
 import type { Model } from '../store/records';
 import type { Store } from '../store/store';
-import { DEFAULT_ENDPOINT, isRepoId, listRepoFiles, resolveCommit, resolveUrl, type HubTarget } from './api';
+import { envEndpoint, envToken, isRepoId, listRepoFiles, resolveCommit, resolveUrl, type HubTarget } from './api';
 import { downloadFile, verifyFile } from './download';
 import { pickModelFiles } from './files';
 
@@ -25,9 +25,9 @@ export interface PullParams {
   repo: string;
   /** Branch, tag or commit (default main). */
   revision?: string;
-  /** Access token for gated and private repos. */
+  /** Access token for gated and private repos (default: HF_TOKEN). */
   token?: string;
-  /** Default https://huggingface.co */
+  /** Default: HF_ENDPOINT, else https://huggingface.co */
   endpoint?: string;
 }
 
@@ -127,7 +127,7 @@ function notMobileLLM<T>(where: string, check: () => T): T {
 export async function pullModel(params: PullParams, ctx: JobContext): Promise<PullResult> {
   const revision = params.revision ?? 'main';
   if (!isRepoId(params.repo)) throw new Error(`"${params.repo}" is not a Hub model id (owner/name)`);
-  const t: HubTarget = { endpoint: (params.endpoint ?? DEFAULT_ENDPOINT).replace(/\/+$/, ''), repo: params.repo, revision, token: params.token };
+  const t: HubTarget = { endpoint: (params.endpoint ?? envEndpoint()).replace(/\/+$/, ''), repo: params.repo, revision, token: params.token ?? envToken() };
   const where = `${t.repo}@${revision}`;
 
   ctx.progress({ phase: `listing ${where}` });

@@ -24,7 +24,7 @@ import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startF
 import { bundledResources } from './resources';
 import { runInChild } from './child-jobs';
 import type { ConvertJobParams, EvalJobParams, InspectJobParams, QuantizeJobParams } from '../jobs/registry';
-import { DEFAULT_ENDPOINT, isRepoId } from '../hub/api';
+import { isRepoId } from '../hub/api';
 import { pullModel } from '../hub/pull';
 import { PRESET_NAMES, preset } from '../model/presets';
 import { costTable } from '../inspect/schedule-costs';
@@ -186,7 +186,7 @@ export class EngineService {
       },
       'hub.pull': (p: { repo: string; revision?: string; token?: string }) => {
         if (!isRepoId(p.repo)) throw new RequestError(`"${p.repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`, 'bad_request');
-        const params = { store: this.store, repo: p.repo, revision: p.revision, token: p.token ?? (process.env.HF_TOKEN || undefined), endpoint: process.env.HF_ENDPOINT || DEFAULT_ENDPOINT };
+        const params = { store: this.store, repo: p.repo, revision: p.revision, token: p.token };
         const title = `downloading ${p.repo}${p.revision ? `@${p.revision}` : ''}`;
         const jobId = this.jobs.start('pull', title, async (ctx) => {
           const r = await pullModel(params, ctx);

@@ -1,7 +1,7 @@
 // mlw pull: a model from the Hugging Face Hub into the workbench home,
 // verified and recorded; run it again to resume an interrupted download.
 import type { Command } from 'commander';
-import { DEFAULT_ENDPOINT, isRepoId } from '../../hub/api';
+import { DEFAULT_ENDPOINT, envEndpoint, isRepoId } from '../../hub/api';
 import { pullModel } from '../../hub/pull';
 import { CancelledError } from '../../jobs/job';
 import { openStore } from '../../store/open';
@@ -29,14 +29,14 @@ export function registerHubCommands(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (repo: string, o: PullOpts, cmd: Command) => {
       if (!isRepoId(repo)) throw new UsageError(`pull: "${repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`);
-      const endpoint = o.endpoint ?? process.env.HF_ENDPOINT ?? DEFAULT_ENDPOINT;
+      const endpoint = o.endpoint ?? envEndpoint();
       if (!/^https?:\/\/[^/]/.test(endpoint)) throw new UsageError(`--endpoint: "${endpoint}" is not an http(s) URL`);
       const store = openStore({ home: (cmd.optsWithGlobals() as { home?: string }).home });
       try {
         const job = cliJob(`pull ${repo}`, { quiet: o.json });
         let r;
         try {
-          r = await pullModel({ store, repo, revision: o.revision, token: o.token ?? (process.env.HF_TOKEN || undefined), endpoint }, job.ctx);
+          r = await pullModel({ store, repo, revision: o.revision, token: o.token, endpoint }, job.ctx);
         } catch (err) {
           if (err instanceof CancelledError) throw new Error(`pull ${repo}: stopped; run the same command again to resume`);
           throw err;
