@@ -71,6 +71,12 @@ export class ChatTemplate {
     return this.name === 'plain' ? PLAIN_STOPS : [];
   }
 
+  /** Generated text up to the first stop string, and whether there was one. */
+  cutAtStop(text: string): { text: string; stopped: boolean } {
+    const hit = this.stops.map((s) => text.indexOf(s)).filter((i) => i >= 0).sort((a, b) => a - b)[0];
+    return hit === undefined ? { text, stopped: false } : { text: text.slice(0, hit), stopped: true };
+  }
+
   render(messages: readonly ChatMessage[], addGenerationPrompt = false): string {
     try {
       return this.template.render({ messages, bos_token: this.bosToken, eos_token: this.eosToken, add_generation_prompt: addGenerationPrompt });

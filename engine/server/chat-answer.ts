@@ -80,9 +80,9 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
       tokens += 1;
       text += decoder.push(t.id);
       // Cut at a stop string; hold back a tail that could be the start of one.
-      const hit = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0).sort((a, b) => a - b)[0];
-      if (hit !== undefined) {
-        text = text.slice(0, hit).trimEnd();
+      const cut = template.cutAtStop(text);
+      if (cut.stopped) {
+        text = cut.text.trimEnd();
         stoppedByText = true;
         controller.abort();
       }

@@ -155,7 +155,6 @@ export function registerModelCommands(program: Command): void {
             : tokenizer!.encode(o.prompt as string, { bos: true });
       const runtime = await runtimeFor(dir, o.runtime as RuntimeName | undefined);
       // A chat answer ends where a base model starts writing the next turn itself; it is printed whole.
-      const stops = template?.stops ?? [];
       const stop = new AbortController();
       let answer = '';
       const stream = tokenizer?.streamDecoder();
@@ -164,10 +163,10 @@ export function registerModelCommands(program: Command): void {
         const piece = stream.push(t.id);
         if (template) {
           answer += piece;
-          if (stops.some((s) => answer.includes(s))) stop.abort();
+          if (template.cutAtStop(answer).stopped) stop.abort();
         } else if (!o.json) process.stdout.write(piece);
       }).finally(() => runtime.dispose());
-      if (template) answer = stops.reduce((a, s) => a.split(s)[0], answer + stream!.flush()).trim();
+      if (template) answer = template.cutAtStop(answer + stream!.flush()).text.trim();
       if (o.json) {
         return printJson({ prompt_ids: promptIds, ids: result.ids, text: template ? answer : tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish, runtime: runtime.name });
       }
