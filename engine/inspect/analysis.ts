@@ -12,7 +12,8 @@
 // layers push the same way (cos(Δ_k, Δ_{k−1}), Δ = a + m), the attention
 // entropy of each head, and the similarity of every pair of hidden states.
 import * as tf from '@tensorflow/tfjs';
-import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey, type MobileLLM } from '../model/model';
+import { type MobileLLM } from '../model/model';
+import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
 import type { BlockUpdates } from '../model/block';
 import { usesPerBlock } from '../model/sharing';
 import { HISTOGRAM_BINS, sig4, type ActivationAnalysis, type TensorStats, type WeightAnalysis } from './schema';

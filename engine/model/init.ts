@@ -4,7 +4,8 @@
 // RMSNorm gains at 1. Used for pre-training from scratch and for benchmarks.
 import * as tf from '@tensorflow/tfjs';
 import { effectiveDepth, type MobileLLMConfig } from './config';
-import { MobileLLM, expectedShapes, weightsFromCheckpoint } from './model';
+import { MobileLLM, weightsFromCheckpoint } from './model';
+import { expectedShapes } from './layout';
 
 export function randomModel(c: MobileLLMConfig, seed = 0, wrap?: (t: tf.Tensor, name: string) => tf.Tensor): MobileLLM {
   const shapes = expectedShapes(c);

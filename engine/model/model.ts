@@ -8,6 +8,7 @@ import { block, type BlockUpdates, type BlockWeights } from './block';
 import { DenseLinear, type Linear } from './linear';
 import { TokenEmbedding } from './embedding';
 import { rmsNorm } from './rmsnorm';
+import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from './layout';
 import { Rope } from './rope';
 import { KVCache } from './kv-cache';
 
@@ -108,18 +109,6 @@ export interface ParamRef {
   transposed: boolean;
 }
 
-export const LINEAR_NAMES = {
-  q: 'self_attn.q_proj',
-  k: 'self_attn.k_proj',
-  v: 'self_attn.v_proj',
-  o: 'self_attn.o_proj',
-  gate: 'mlp.gate_proj',
-  up: 'mlp.up_proj',
-  down: 'mlp.down_proj',
-} as const;
-export type LinearKey = keyof typeof LINEAR_NAMES;
-export const LINEAR_KEYS = Object.keys(LINEAR_NAMES) as LinearKey[];
-
 export function blockLinear(b: BlockWeights, key: LinearKey): Linear {
   return key === 'q' || key === 'k' || key === 'v' || key === 'o' ? b.attn[key] : b.mlp[key];
 }
@@ -142,39 +131,6 @@ export function namedParams(w: ModelWeights, c: MobileLLMConfig): Map<string, Pa
     if (!(w.head instanceof TokenEmbedding)) throw new Error('lm_head is not a dense float layer');
     out.set('lm_head.weight', { tensor: w.head.wT, transposed: true });
   }
-  return out;
-}
-
-/** [out, in] of each linear of a block, in the checkpoint's layout. */
-export function linearShapes(c: MobileLLMConfig): Record<LinearKey, [number, number]> {
-  const H = c.hiddenSize;
-  const qOut = c.numHeads * c.headDim;
-  const kvOut = c.numKvHeads * c.headDim;
-  return {
-    q: [qOut, H],
-    k: [kvOut, H],
-    v: [kvOut, H],
-    o: [H, qOut],
-    gate: [c.intermediateSize, H],
-    up: [c.intermediateSize, H],
-    down: [H, c.intermediateSize],
-  };
-}
-
-/** Checkpoint name → expected shape (in the checkpoint's [out, in] layout). */
-export function expectedShapes(c: MobileLLMConfig): Map<string, number[]> {
-  const H = c.hiddenSize;
-  const shapes = linearShapes(c);
-  const out = new Map<string, number[]>();
-  out.set('model.embed_tokens.weight', [c.vocabSize, H]);
-  for (let i = 0; i < c.numBlocks; i++) {
-    const p = `model.layers.${i}`;
-    out.set(`${p}.input_layernorm.weight`, [H]);
-    for (const key of LINEAR_KEYS) out.set(`${p}.${LINEAR_NAMES[key]}.weight`, shapes[key]);
-    out.set(`${p}.post_attention_layernorm.weight`, [H]);
-  }
-  out.set('model.norm.weight', [H]);
-  if (!c.shareEmbedding) out.set('lm_head.weight', [c.vocabSize, H]);
   return out;
 }
 

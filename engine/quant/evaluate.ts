@@ -11,7 +11,8 @@
 //   model  the quantized model's output at this layer against the float
 //          model's: the error accumulated up to here.
 import * as tf from '@tensorflow/tfjs';
-import { MobileLLM, LINEAR_KEYS, blockLinear, type ModelWeights } from '../model/model';
+import { MobileLLM, blockLinear, type ModelWeights } from '../model/model';
+import { LINEAR_KEYS } from '../model/layout';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
 import { scoreIds } from '../eval/score';

@@ -3,7 +3,8 @@
 // and the embedding/head unless kept in float16. The result is a new
 // MobileLLM; the float model is left as it was.
 import * as tf from '@tensorflow/tfjs';
-import { MobileLLM, LINEAR_KEYS, LINEAR_NAMES, blockLinear, type LinearKey, type ModelWeights } from '../model/model';
+import { MobileLLM, blockLinear, type ModelWeights } from '../model/model';
+import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
 import type { BlockWeights } from '../model/block';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';

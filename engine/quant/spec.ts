@@ -21,7 +21,7 @@
 //   }
 // Tensor names and layouts: see checkpoint.ts.
 import { z } from 'zod';
-import { LINEAR_KEYS, LINEAR_NAMES } from '../model/model';
+import { LINEAR_KEYS, LINEAR_NAMES } from '../model/layout';
 import type { MobileLLMConfig } from '../model/config';
 
 export const QUANT_METHODS = ['w8a8', 'w8', 'w4'] as const;

@@ -26,7 +26,7 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { countParams, effectiveDepth, type MobileLLMConfig } from '../model/config';
 import type { GradMode } from './backprop';
-import { LINEAR_KEYS, type LinearKey } from '../model/model';
+import { LINEAR_KEYS, type LinearKey } from '../model/layout';
 import { CHUNK_LOGITS, KEEP_PROBS } from './loss';
 
 const ACT_FACTOR = 4;

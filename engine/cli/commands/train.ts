@@ -5,7 +5,7 @@ import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
 import { openStore } from '../../store/open';
-import { LINEAR_KEYS, type LinearKey } from '../../model/model';
+import { LINEAR_KEYS, type LinearKey } from '../../model/layout';
 import { mergeLoraFolder } from '../../train/lora';
 import { DECAYS } from '../../train/schedule';
 import { estimateRun, FinetuneConfig, prepareData, resumeFinetune, startFinetune, type FinetuneInput } from '../../train/run';
