@@ -1,0 +1,175 @@
+// store.runs: fine-tuning, pretraining, quantization, evaluation and conversion
+// runs, their status transitions and the process that owns a running one.
+import fs from 'node:fs';
+import path from 'node:path';
+import { InvalidTransitionError, NotFoundError, StoreError } from './errors';
+import { currentProcess, isProcessAlive } from './liveness';
+import {
+  JsonObject,
+  RUN_TRANSITIONS,
+  TERMINAL_STATUSES,
+  parseJsonColumn,
+  type NewRun,
+  type Run,
+  type RunKind,
+  type RunStatus,
+} from './records';
+import { json, withForeignKeys, type Sql } from './sql';
+
+interface RunRow {
+  id: number;
+  kind: RunKind;
+  status: RunStatus;
+  model_id: number | null;
+  dataset_id: number | null;
+  config: string;
+  created_at: number;
+  started_at: number | null;
+  finished_at: number | null;
+  error: string | null;
+  pid: number | null;
+  host: string | null;
+  boot_id: string | null;
+  proc_start: string | null;
+}
+
+export interface RunFilter {
+  status?: RunStatus;
+  kind?: RunKind;
+}
+
+export class RunsRepo {
+  constructor(private readonly sql: Sql) {}
+
+  private toRun = (r: RunRow): Run => ({
+    id: r.id,
+    kind: r.kind,
+    status: r.status,
+    modelId: r.model_id,
+    datasetId: r.dataset_id,
+    config: parseJsonColumn(JsonObject, r.config, 'run', r.id, 'config'),
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
+    error: r.error,
+    owner:
+      r.pid === null || r.host === null || r.boot_id === null
+        ? null
+        : { pid: r.pid, host: r.host, bootId: r.boot_id, startTime: r.proc_start },
+  });
+
+  /** A new run, queued. */
+  create(r: NewRun): Run {
+    const row = withForeignKeys('the model or dataset of this run does not exist', () =>
+      this.sql
+        .q('INSERT INTO runs (kind, model_id, dataset_id, config, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *')
+        .get(r.kind, r.modelId ?? null, r.datasetId ?? null, json(r.config ?? {}), Date.now()),
+    ) as RunRow;
+    return this.toRun(row);
+  }
+
+  get(id: number): Run {
+    const row = this.sql.q('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
+    if (!row) throw new NotFoundError('run', id);
+    return this.toRun(row);
+  }
+
+  /** Newest first. */
+  list(filter: RunFilter = {}): Run[] {
+    const rows = this.sql
+      .q('SELECT * FROM runs WHERE (@status IS NULL OR status = @status) AND (@kind IS NULL OR kind = @kind) ORDER BY id DESC')
+      .all({ status: filter.status ?? null, kind: filter.kind ?? null }) as RunRow[];
+    return rows.map(this.toRun);
+  }
+
+  /**
+   * Moves a run to `status` if RUN_TRANSITIONS allows it. Going to running
+   * records the calling process as the run's owner (and the first start
+   * time); a terminal status records the finish time; failed needs the error.
+   */
+  setStatus(id: number, status: RunStatus, { error }: { error?: string } = {}): Run {
+    if (status === 'failed' && !error) throw new StoreError(`run ${id}: a failed run needs its error`);
+    return this.sql.tx(() => {
+      const run = this.get(id);
+      if (!RUN_TRANSITIONS[run.status].includes(status)) throw new InvalidTransitionError(id, run.status, status);
+      const now = Date.now();
+      const owner = status === 'running' ? currentProcess() : run.owner;
+      const row = this.sql
+        .q(
+          `UPDATE runs SET status = ?, error = ?, pid = ?, host = ?, boot_id = ?, proc_start = ?,
+             started_at = CASE WHEN ? = 'running' THEN coalesce(started_at, ?) ELSE started_at END,
+             finished_at = CASE WHEN ? THEN ? ELSE finished_at END
+           WHERE id = ? RETURNING *`,
+        )
+        .get(
+          status,
+          status === 'failed' ? error : null,
+          owner?.pid ?? null,
+          owner?.host ?? null,
+          owner?.bootId ?? null,
+          owner?.startTime ?? null,
+          status,
+          now,
+          TERMINAL_STATUSES.includes(status) ? 1 : 0,
+          now,
+          id,
+        ) as RunRow;
+      return this.toRun(row);
+    });
+  }
+
+  /** Whether the process that owns a running run is still alive. */
+  ownerAlive(run: Run): boolean {
+    return run.owner !== null && isProcessAlive(run.owner);
+  }
+
+  /**
+   * Marks as interrupted every run left `running` by a process that is gone
+   * (crashed, killed, machine rebooted). Returns those runs.
+   */
+  interruptAbandoned(): Run[] {
+    const here = currentProcess();
+    const abandoned = this.list({ status: 'running' }).filter((r) => r.owner === null || !isProcessAlive(r.owner, here));
+    const update = this.sql.q(
+      `UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running' AND pid IS ? AND proc_start IS ? RETURNING *`,
+    );
+    return this.sql.tx(() =>
+      abandoned.flatMap((r) => {
+        // The condition re-checks the owner: another process may have reconciled or resumed it meanwhile.
+        const row = update.get(r.id, r.owner?.pid ?? null, r.owner?.startTime ?? null) as RunRow | undefined;
+        return row ? [this.toRun(row)] : [];
+      }),
+    );
+  }
+
+  /** The ids of every run (to tell run folders from orphans). */
+  ids(): Set<number> {
+    return new Set(this.sql.q('SELECT id FROM runs').pluck(true).all() as number[]);
+  }
+
+  /** Runs that can be continued: paused or interrupted. Newest first. */
+  resumable(): Run[] {
+    const rows = this.sql
+      .q(`SELECT * FROM runs WHERE status IN ('paused', 'interrupted') ORDER BY id DESC`)
+      .all() as RunRow[];
+    return rows.map(this.toRun);
+  }
+
+  /** <home>/runs/<id>: the run's own files (logs, trainer state). */
+  dirFor(id: number): string {
+    return path.join(this.sql.layout.runs, String(id));
+  }
+
+  /**
+   * Deletes a run with its metrics and checkpoints (rows first, then files:
+   * an interruption leaves orphan files for gc, never rows without files).
+   * A run that is running in a live process is refused.
+   */
+  remove(id: number): void {
+    const run = this.get(id);
+    if (run.status === 'running' && this.ownerAlive(run)) throw new StoreError(`run ${id} is running (pid ${run.owner?.pid})`);
+    this.sql.tx(() => this.sql.q('DELETE FROM runs WHERE id = ?').run(id));
+    fs.rmSync(path.join(this.sql.layout.checkpoints, String(id)), { recursive: true, force: true });
+    fs.rmSync(this.dirFor(id), { recursive: true, force: true });
+  }
+}
