@@ -14,11 +14,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { countParams, type MobileLLMConfig } from '../model/config';
-import type { BlockWeights } from '../model/block';
 import { TokenEmbedding } from '../model/embedding';
 import { DenseLinear, type Linear } from '../model/linear';
-import { MobileLLM, blockLinear } from '../model/model';
-import { type LinearKey } from '../model/layout';
+import { MobileLLM, buildWeights, layerOf, normOf } from '../model/model';
 import { NO_SHARING, type SharingStrategy } from '../model/sharing';
 import { loadModel, readConfig, saveModel } from '../io/checkpoint';
 import type { JobContext } from '../jobs/job';
@@ -45,25 +43,25 @@ function embeddingWeight(l: Linear): tf.Tensor2D {
   return l.wT;
 }
 
-/** Every tensor of the new block is the mean of the given blocks' (a copy for one block). */
-function meanBlock(blocks: BlockWeights[]): BlockWeights {
-  const mean = <T extends tf.Tensor>(ts: T[]): T => (ts.length === 1 ? tf.clone(ts[0]) : tf.tidy(() => tf.div(tf.addN(ts), ts.length) as T));
-  const lin = (key: LinearKey) => new DenseLinear(mean(blocks.map((b) => denseWeight(blockLinear(b, key)))));
-  return {
-    inputNorm: mean(blocks.map((b) => b.inputNorm)),
-    attn: { q: lin('q'), k: lin('k'), v: lin('v'), o: lin('o') },
-    postNorm: mean(blocks.map((b) => b.postNorm)),
-    mlp: { gate: lin('gate'), up: lin('up'), down: lin('down') },
-  };
-}
-
-/** A new model with `config`: block i made from source blocks blockMap[i], the rest copied. */
+/**
+ * A new model with `config`: each tensor of block i is the mean of that tensor
+ * over source blocks blockMap[i] (a copy for one block); the rest is copied.
+ */
 function rebuild(m: MobileLLM, config: MobileLLMConfig, blockMap: number[][]): MobileLLM {
   const w = m.weights;
-  const embed = new TokenEmbedding(tf.clone(embeddingWeight(w.embed)));
-  const head = config.shareEmbedding ? embed : new TokenEmbedding(tf.clone(embeddingWeight(w.head)));
-  const blocks = blockMap.map((sources) => meanBlock(sources.map((b) => w.blocks[b])));
-  return new MobileLLM(config, { embed, blocks, norm: tf.clone(w.norm), head });
+  const mean = <T extends tf.Tensor>(ts: T[]): T => (ts.length === 1 ? tf.clone(ts[0]) : tf.tidy(() => tf.div(tf.addN(ts), ts.length) as T));
+  const weights = buildWeights(
+    config,
+    (s) => {
+      if (s.kind === 'embedding' || s.kind === 'head') return new TokenEmbedding(tf.clone(embeddingWeight(layerOf(w, s))));
+      if (s.block === undefined) return tf.clone(normOf(w, s));
+      const sources = blockMap[s.block].map((b) => ({ ...s, block: b }));
+      if (s.kind === 'norm') return mean(sources.map((src) => normOf(w, src)));
+      return new DenseLinear(mean(sources.map((src) => denseWeight(layerOf(w, src)))));
+    },
+    m.layout,
+  );
+  return new MobileLLM(config, weights, m.layout);
 }
 
 /** The source blocks of each output block when 2N blocks become N. */

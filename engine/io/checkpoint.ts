@@ -6,7 +6,7 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { configFromHf, configToHf, type MobileLLMConfig } from '../model/config';
 import { MobileLLM, weightsFromCheckpoint } from '../model/model';
-import { expectedShapes } from '../model/layout';
+import { expectedShapes, type Layout } from '../model/layout';
 import { SafetensorsFile, safetensorsHeader } from './safetensors';
 import { openTorchBin } from './torch-bin';
 import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from './raw-tensor';
@@ -110,6 +110,8 @@ export function readConfig(dir: string): MobileLLMConfig {
 export interface LoadOptions {
   /** Wrap each parameter (already in the model's layout), e.g. in tf.variable for training. */
   wrap?: (t: tf.Tensor, name: string) => tf.Tensor;
+  /** The tensors to expect (default: MobileLLM's, engine/model/layout.ts). */
+  layout?: Layout;
 }
 
 export interface LoadedModel {
@@ -123,10 +125,10 @@ export interface LoadedModel {
  * Checks the names and shapes of a checkpoint against the config: every
  * missing, unexpected or mis-shaped tensor is an error naming it.
  */
-export function checkTensorNames(source: TensorSource, c: MobileLLMConfig): void {
+export function checkTensorNames(source: TensorSource, c: MobileLLMConfig, layout?: Layout): void {
   // Quantized checkpoints (engine/quant) have their own names, shapes and dtypes.
-  if (source.names().some(isQuantizedTensorName)) return checkQuantizedTensors(source, c);
-  const expected = expectedShapes(c);
+  if (source.names().some(isQuantizedTensorName)) return checkQuantizedTensors(source, c, undefined, layout);
+  const expected = expectedShapes(c, layout);
   for (const name of source.names()) {
     if (IGNORED.test(name)) continue;
     if (name === 'lm_head.weight' && c.shareEmbedding) continue; // a tied head saved twice: the embedding wins
@@ -166,16 +168,16 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
   const config = readConfig(dir);
   const { source, format } = openWeights(dir);
   try {
-    checkTensorNames(source, config);
+    checkTensorNames(source, config, opts.layout);
     const dtypes = new Map<DType, number>();
     const get = (name: string) => {
       const raw = source.read(name);
       dtypes.set(raw.dtype, (dtypes.get(raw.dtype) ?? 0) + 1);
       return tf.tensor(toFloat32(raw, `${source.path}: ${name}`), raw.shape, 'float32');
     };
-    const weights = weightsFromCheckpoint(config, get, opts.wrap);
+    const weights = weightsFromCheckpoint(config, get, opts.wrap, opts.layout);
     const storedDtype = [...dtypes.entries()].sort((a, b) => b[1] - a[1])[0][0];
-    return { model: new MobileLLM(config, weights), format, storedDtype };
+    return { model: new MobileLLM(config, weights, opts.layout), format, storedDtype };
   } finally {
     source.close();
   }

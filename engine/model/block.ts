@@ -5,11 +5,12 @@ import * as tf from '@tensorflow/tfjs';
 import { attention, type AttentionContext, type AttentionShape, type AttentionWeights } from './attention';
 import { mlp, type MlpWeights } from './mlp';
 import { rmsNorm } from './rmsnorm';
+import type { BlockNormKey } from './layout';
 
 export interface BlockWeights {
-  inputNorm: tf.Tensor1D;
+  /** RMSNorm gains [H]: `input` before attention, `post` before the MLP. */
+  norms: Record<BlockNormKey, tf.Tensor1D>;
   attn: AttentionWeights;
-  postNorm: tf.Tensor1D;
   mlp: MlpWeights;
 }
 
@@ -29,9 +30,9 @@ export function block(
   onUpdates?: (layer: number, u: BlockUpdates) => void,
 ): tf.Tensor2D {
   return tf.tidy(() => {
-    const a = attention(w.attn, rmsNorm(x, w.inputNorm, eps), shape, ctx);
+    const a = attention(w.attn, rmsNorm(x, w.norms.input, eps), shape, ctx);
     const h = tf.add(x, a) as tf.Tensor2D;
-    const m = mlp(w.mlp, rmsNorm(h, w.postNorm, eps));
+    const m = mlp(w.mlp, rmsNorm(h, w.norms.post, eps));
     if (onUpdates) onUpdates(ctx.layer, { attn: tf.keep(a), mlp: tf.keep(m) });
     return tf.add(h, m) as tf.Tensor2D;
   });

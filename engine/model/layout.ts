@@ -44,75 +44,89 @@ export function linearShapes(c: MobileLLMConfig): Record<LinearKey, [number, num
   };
 }
 
-/** One kind of tensor of the architecture; `name` is relative to `model.layers.{b}.` for block tensors. */
+/** One kind of tensor of the architecture; a block tensor's `name` is relative to `model.layers.{b}.`. */
 export type TensorDef =
   | { kind: 'embedding'; name: string; shape: (c: MobileLLMConfig) => number[] }
   | { kind: 'head'; name: string; shape: (c: MobileLLMConfig) => number[]; when: (c: MobileLLMConfig) => boolean }
-  | { kind: 'norm'; scope: 'model' | 'block'; key: string; name: string; shape: (c: MobileLLMConfig) => number[] }
+  | { kind: 'norm'; key: string; name: string; shape: (c: MobileLLMConfig) => number[] }
   | { kind: 'linear'; key: LinearKey; name: string; shape: (c: MobileLLMConfig) => number[] };
+type Def<K extends TensorDef['kind']> = Extract<TensorDef, { kind: K }>;
 
-/** The architecture as data: model-level tensors, then the tensors of each block, in checkpoint order. */
+/** The architecture as data: the model-level tensors and a block's tensors in the order they run. */
 export interface Layout {
-  embedding: Extract<TensorDef, { kind: 'embedding' }>;
-  /** Norms of a block, by the key the model's weights hold them under. */
-  blockNorms: Extract<TensorDef, { kind: 'norm' }>[];
-  linears: Extract<TensorDef, { kind: 'linear' }>[];
-  finalNorm: Extract<TensorDef, { kind: 'norm' }>;
-  head: Extract<TensorDef, { kind: 'head' }>;
+  embedding: Def<'embedding'>;
+  block: (Def<'norm'> | Def<'linear'>)[];
+  finalNorm: Def<'norm'>;
+  head: Def<'head'>;
 }
+
+/** The RMSNorm gains of a block: before attention, before the MLP. */
+export const BLOCK_NORMS = ['input', 'post'] as const;
+export type BlockNormKey = (typeof BLOCK_NORMS)[number];
 
 const hidden = (c: MobileLLMConfig) => [c.hiddenSize];
 const vocabByHidden = (c: MobileLLMConfig) => [c.vocabSize, c.hiddenSize];
+const linear = (key: LinearKey): Def<'linear'> => ({ kind: 'linear', key, name: `${LINEAR_NAMES[key]}.weight`, shape: (c) => linearShapes(c)[key] });
+const blockNorm = (key: BlockNormKey, name: string): Def<'norm'> => ({ kind: 'norm', key, name, shape: hidden });
 
 export const MOBILELLM_LAYOUT: Layout = {
   embedding: { kind: 'embedding', name: 'model.embed_tokens.weight', shape: vocabByHidden },
-  blockNorms: [
-    { kind: 'norm', scope: 'block', key: 'inputNorm', name: 'input_layernorm.weight', shape: hidden },
-    { kind: 'norm', scope: 'block', key: 'postNorm', name: 'post_attention_layernorm.weight', shape: hidden },
+  block: [
+    blockNorm('input', 'input_layernorm.weight'),
+    linear('q'),
+    linear('k'),
+    linear('v'),
+    linear('o'),
+    blockNorm('post', 'post_attention_layernorm.weight'),
+    linear('gate'),
+    linear('up'),
+    linear('down'),
   ],
-  linears: LINEAR_KEYS.map((key) => ({ kind: 'linear', key, name: `${LINEAR_NAMES[key]}.weight`, shape: (c) => linearShapes(c)[key] })),
-  finalNorm: { kind: 'norm', scope: 'model', key: 'norm', name: 'model.norm.weight', shape: hidden },
+  finalNorm: { kind: 'norm', key: 'final', name: 'model.norm.weight', shape: hidden },
   head: { kind: 'head', name: 'lm_head.weight', shape: vocabByHidden, when: (c) => !c.shareEmbedding },
 };
 
 /** One tensor of one model. */
 export type TensorSpec = {
+  /** Checkpoint name, e.g. model.layers.3.mlp.up_proj.weight. */
   name: string;
+  /** The name without ".weight": the module, e.g. model.layers.3.mlp.up_proj. */
+  module: string;
   /** Checkpoint layout ([out, in] for linears and the head). */
   shape: number[];
   /** Physical block, for block tensors. */
   block?: number;
-  /** Effective layers that read it (every layer for the embedding and final norm). */
+  /** Effective layers that read it (every layer for the embedding, final norm and head). */
   layers: number[];
-} & (
-  | { kind: 'embedding' | 'head' }
-  | { kind: 'norm'; key: string }
-  | { kind: 'linear'; key: LinearKey }
-);
+} & ({ kind: 'embedding' | 'head' } | { kind: 'norm'; key: string } | { kind: 'linear'; key: LinearKey });
 
 export const blockPrefix = (b: number): string => `model.layers.${b}`;
+const moduleOf = (name: string): string => name.replace(/\.weight$/, '');
 
-/** Every unique tensor of a model with config `c`, in checkpoint order. */
+/** Every unique tensor of a model with config `c`, in checkpoint order (a shared block once, a tied head not at all). */
 export function tensorSpecs(c: MobileLLMConfig, layout: Layout = MOBILELLM_LAYOUT): TensorSpec[] {
   const schedule = layerSchedule(c);
   const all = schedule.map((_, l) => l);
   const uses = usesPerBlock(schedule, c.numBlocks);
-  const out: TensorSpec[] = [{ kind: 'embedding', name: layout.embedding.name, shape: layout.embedding.shape(c), layers: all }];
+  const model = (d: Def<'embedding'> | Def<'head'> | Def<'norm'>): TensorSpec =>
+    d.kind === 'norm'
+      ? { kind: 'norm', key: d.key, name: d.name, module: moduleOf(d.name), shape: d.shape(c), layers: all }
+      : { kind: d.kind, name: d.name, module: moduleOf(d.name), shape: d.shape(c), layers: all };
+  const out: TensorSpec[] = [model(layout.embedding)];
   for (let b = 0; b < c.numBlocks; b++) {
-    const p = blockPrefix(b);
-    const at = { block: b, layers: uses[b] };
-    for (const n of layout.blockNorms) out.push({ kind: 'norm', key: n.key, name: `${p}.${n.name}`, shape: n.shape(c), ...at });
-    for (const l of layout.linears) out.push({ kind: 'linear', key: l.key, name: `${p}.${l.name}`, shape: l.shape(c), ...at });
+    for (const d of layout.block) {
+      const name = `${blockPrefix(b)}.${d.name}`;
+      const at = { name, module: moduleOf(name), shape: d.shape(c), block: b, layers: uses[b] };
+      out.push(d.kind === 'norm' ? { kind: 'norm', key: d.key, ...at } : { kind: 'linear', key: d.key, ...at });
+    }
   }
-  const f = layout.finalNorm;
-  out.push({ kind: 'norm', key: f.key, name: f.name, shape: f.shape(c), layers: all });
-  if (layout.head.when(c)) out.push({ kind: 'head', name: layout.head.name, shape: layout.head.shape(c), layers: all });
+  out.push(model(layout.finalNorm));
+  if (layout.head.when(c)) out.push(model(layout.head));
   return out;
 }
 
-/** The checkpoint name of linear `key` of block `b`. */
-export const linearName = (b: number, key: LinearKey, layout: Layout = MOBILELLM_LAYOUT): string =>
-  `${blockPrefix(b)}.${layout.linears.find((l) => l.key === key)!.name}`;
+/** The module of linear `key` of block `b` (its name without ".weight"), e.g. model.layers.3.mlp.up_proj. */
+export const linearModule = (b: number, key: LinearKey): string => `${blockPrefix(b)}.${LINEAR_NAMES[key]}`;
 
 /** Checkpoint name → expected shape. */
 export function expectedShapes(c: MobileLLMConfig, layout: Layout = MOBILELLM_LAYOUT): Map<string, number[]> {

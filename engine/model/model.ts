@@ -8,7 +8,7 @@ import { block, type BlockUpdates, type BlockWeights } from './block';
 import { DenseLinear, type Linear } from './linear';
 import { TokenEmbedding } from './embedding';
 import { rmsNorm } from './rmsnorm';
-import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from './layout';
+import { LINEAR_KEYS, MOBILELLM_LAYOUT, tensorSpecs, type BlockNormKey, type Layout, type LinearKey, type TensorSpec } from './layout';
 import { Rope } from './rope';
 import { KVCache } from './kv-cache';
 
@@ -44,6 +44,8 @@ export class MobileLLM {
   constructor(
     readonly config: MobileLLMConfig,
     readonly weights: ModelWeights,
+    /** The tensors it holds (engine/model/layout.ts). */
+    readonly layout: Layout = MOBILELLM_LAYOUT,
   ) {
     this.schedule = layerSchedule(config);
     if (weights.blocks.length !== config.numBlocks) {
@@ -91,9 +93,14 @@ export class MobileLLM {
     return logits;
   }
 
+  /** Every unique tensor of this model, in checkpoint order. */
+  specs(): TensorSpec[] {
+    return tensorSpecs(this.config, this.layout);
+  }
+
   /** Every unique parameter under its Hugging Face name (dense weights only). */
   namedParams(): Map<string, ParamRef> {
-    return namedParams(this.weights, this.config);
+    return namedParams(this.weights, this.specs());
   }
 
   dispose(): void {
@@ -113,23 +120,85 @@ export function blockLinear(b: BlockWeights, key: LinearKey): Linear {
   return key === 'q' || key === 'k' || key === 'v' || key === 'o' ? b.attn[key] : b.mlp[key];
 }
 
-export function namedParams(w: ModelWeights, c: MobileLLMConfig): Map<string, ParamRef> {
-  const out = new Map<string, ParamRef>();
-  out.set('model.embed_tokens.weight', { tensor: w.embed.wT, transposed: true });
-  w.blocks.forEach((b, i) => {
-    const p = `model.layers.${i}`;
-    out.set(`${p}.input_layernorm.weight`, { tensor: b.inputNorm, transposed: false });
-    out.set(`${p}.post_attention_layernorm.weight`, { tensor: b.postNorm, transposed: false });
-    for (const key of LINEAR_KEYS) {
-      const lin = blockLinear(b, key);
-      if (!(lin instanceof DenseLinear)) throw new Error(`${p}.${LINEAR_NAMES[key]} is not a dense float layer`);
-      out.set(`${p}.${LINEAR_NAMES[key]}.weight`, { tensor: lin.w, transposed: true });
+/** What a model holds for one tensor of its layout: a norm's gain, or the layer (table or linear) that owns the weight. */
+export type Weight = tf.Tensor1D | Linear;
+
+/** The weight `s` names in `w`. */
+export function weightOf(w: ModelWeights, s: TensorSpec): Weight {
+  switch (s.kind) {
+    case 'embedding':
+      return w.embed;
+    case 'head':
+      return w.head;
+    case 'norm':
+      return s.block === undefined ? w.norm : (w.blocks[s.block].norms as Record<string, tf.Tensor1D>)[s.key];
+    case 'linear':
+      return blockLinear(w.blocks[s.block!], s.key);
+  }
+}
+
+/** The norm gain `s` names in `w`. */
+export function normOf(w: ModelWeights, s: TensorSpec): tf.Tensor1D {
+  return weightOf(w, s) as tf.Tensor1D;
+}
+
+/** The layer (embedding table, head or block linear) `s` names in `w`. */
+export function layerOf(w: ModelWeights, s: TensorSpec): Linear {
+  return weightOf(w, s) as Linear;
+}
+
+/**
+ * Assembles a model's weights from one weight per tensor of the layout, in
+ * checkpoint order: `make` returns a norm's gain (a tensor) for a norm spec,
+ * and the layer for the embedding, the head and each block linear. A tied
+ * head is the embedding. What was made is disposed if a later `make` throws.
+ */
+export function buildWeights(c: MobileLLMConfig, make: (s: TensorSpec) => Weight, layout: Layout = MOBILELLM_LAYOUT): ModelWeights {
+  const made: Weight[] = [];
+  try {
+    const blocks = Array.from({ length: c.numBlocks }, () => ({ norms: {} as Record<string, tf.Tensor1D>, linears: {} as Record<LinearKey, Linear> }));
+    let embed: Linear | undefined;
+    let norm: tf.Tensor1D | undefined;
+    let head: Linear | undefined;
+    for (const s of tensorSpecs(c, layout)) {
+      const x = make(s);
+      made.push(x);
+      const isTensor = x instanceof tf.Tensor;
+      if (isTensor !== (s.kind === 'norm')) throw new Error(`${s.name}: expected ${s.kind === 'norm' ? 'a norm gain' : 'a layer'}`);
+      if (s.kind === 'embedding') embed = x as Linear;
+      else if (s.kind === 'head') head = x as Linear;
+      else if (s.kind === 'norm' && s.block === undefined) norm = x as tf.Tensor1D;
+      else if (s.kind === 'norm') blocks[s.block!].norms[s.key] = x as tf.Tensor1D;
+      else if (s.kind === 'linear') blocks[s.block!].linears[s.key] = x as Linear;
     }
-  });
-  out.set('model.norm.weight', { tensor: w.norm, transposed: false });
-  if (!c.shareEmbedding) {
-    if (!(w.head instanceof TokenEmbedding)) throw new Error('lm_head is not a dense float layer');
-    out.set('lm_head.weight', { tensor: w.head.wT, transposed: true });
+    return {
+      // Quantized models hold a QuantizedEmbedding here: it looks tokens up like TokenEmbedding.
+      embed: embed as TokenEmbedding,
+      blocks: blocks.map(({ norms, linears: l }) => ({
+        norms: norms as Record<BlockNormKey, tf.Tensor1D>,
+        attn: { q: l.q, k: l.k, v: l.v, o: l.o },
+        mlp: { gate: l.gate, up: l.up, down: l.down },
+      })),
+      norm: norm!,
+      head: head ?? embed!,
+    };
+  } catch (err) {
+    for (const x of made) x.dispose();
+    throw err;
+  }
+}
+
+/** Every tensor of a float model under its checkpoint name ([out, in] weights are held transposed). */
+export function namedParams(w: ModelWeights, specs: TensorSpec[]): Map<string, ParamRef> {
+  const out = new Map<string, ParamRef>();
+  for (const s of specs) {
+    const x = weightOf(w, s);
+    // (a quantized embedding says for itself that it has no float weight)
+    if (s.kind === 'embedding') out.set(s.name, { tensor: w.embed.wT, transposed: true });
+    else if (x instanceof tf.Tensor) out.set(s.name, { tensor: x, transposed: false });
+    else if (x instanceof DenseLinear) out.set(s.name, { tensor: x.w, transposed: true });
+    else if (x instanceof TokenEmbedding) out.set(s.name, { tensor: x.wT, transposed: true });
+    else throw new Error(`${s.module} is not a dense float layer`);
   }
   return out;
 }
@@ -143,6 +212,7 @@ export function weightsFromCheckpoint(
   c: MobileLLMConfig,
   get: (name: string) => tf.Tensor,
   wrap: (t: tf.Tensor, name: string) => tf.Tensor = (t) => t,
+  layout: Layout = MOBILELLM_LAYOUT,
 ): ModelWeights {
   const transposed = (name: string) => {
     const t = get(name);
@@ -150,22 +220,15 @@ export function weightsFromCheckpoint(
     t.dispose();
     return wrap(tt, name) as tf.Tensor2D;
   };
-  const plain = (name: string) => wrap(get(name), name) as tf.Tensor1D;
-  const embed = new TokenEmbedding(transposed('model.embed_tokens.weight'));
-  const blocks: BlockWeights[] = [];
-  for (let i = 0; i < c.numBlocks; i++) {
-    const p = `model.layers.${i}`;
-    const lin = (key: LinearKey) => new DenseLinear(transposed(`${p}.${LINEAR_NAMES[key]}.weight`));
-    blocks.push({
-      inputNorm: plain(`${p}.input_layernorm.weight`),
-      attn: { q: lin('q'), k: lin('k'), v: lin('v'), o: lin('o') },
-      postNorm: plain(`${p}.post_attention_layernorm.weight`),
-      mlp: { gate: lin('gate'), up: lin('up'), down: lin('down') },
-    });
-  }
-  const norm = plain('model.norm.weight');
-  const head = c.shareEmbedding ? embed : new TokenEmbedding(transposed('lm_head.weight'));
-  return { embed, blocks, norm, head };
+  return buildWeights(
+    c,
+    (s) => {
+      if (s.kind === 'norm') return wrap(get(s.name), s.name) as tf.Tensor1D;
+      if (s.kind === 'linear') return new DenseLinear(transposed(s.name));
+      return new TokenEmbedding(transposed(s.name));
+    },
+    layout,
+  );
 }
 
 export function disposeWeights(w: ModelWeights): void {
@@ -173,8 +236,7 @@ export function disposeWeights(w: ModelWeights): void {
   if (w.head !== w.embed) w.head.dispose();
   w.norm.dispose();
   for (const b of w.blocks) {
-    b.inputNorm.dispose();
-    b.postNorm.dispose();
+    for (const n of Object.values(b.norms)) n.dispose();
     for (const key of LINEAR_KEYS) blockLinear(b, key).dispose();
   }
 }

@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { layerSchedule, type MobileLLMConfig } from '../model/config';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
-import { blockLinear, type MobileLLM } from '../model/model';
-import { LINEAR_KEYS, LINEAR_NAMES } from '../model/layout';
+import { weightOf, type MobileLLM } from '../model/model';
+import { tensorSpecs, type Layout, type TensorSpec } from '../model/layout';
 import { checkTensorNames, openWeights, readConfig } from '../io/checkpoint';
 import { toFloat32 } from '../io/raw-tensor';
 import { QuantizedLinear } from '../quant/quantized-linear';
@@ -26,10 +26,12 @@ export type WeightParam = FloatParam | QuantizedLinear;
 
 export interface ModelParams {
   config: MobileLLMConfig;
+  /** Every tensor, in checkpoint order (engine/model/layout.ts). */
+  specs: TensorSpec[];
   /** Effective layer → physical block. */
   schedule: number[];
   /**
-   * The parameter of a module: "model.embed_tokens", "lm_head",
+   * The parameter of a module (a spec's `module`): "model.embed_tokens", "lm_head",
    * "model.layers.3.self_attn.q_proj", "model.layers.3.input_layernorm", "model.norm".
    */
   get(module: string): WeightParam;
@@ -48,18 +50,13 @@ function linearParam(l: Linear, module: string): WeightParam {
 
 /** The parameters of a model in memory. */
 export function modelParams(model: MobileLLM): ModelParams {
-  const byName = new Map<string, WeightParam>();
-  const w = model.weights;
-  byName.set('model.embed_tokens', linearParam(w.embed, 'model.embed_tokens'));
-  if (!model.config.shareEmbedding) byName.set('lm_head', linearParam(w.head, 'lm_head'));
-  byName.set('model.norm', tensorParam(w.norm));
-  w.blocks.forEach((b, i) => {
-    const p = `model.layers.${i}`;
-    byName.set(`${p}.input_layernorm`, tensorParam(b.inputNorm));
-    byName.set(`${p}.post_attention_layernorm`, tensorParam(b.postNorm));
-    for (const key of LINEAR_KEYS) byName.set(`${p}.${LINEAR_NAMES[key]}`, linearParam(blockLinear(b, key), `${p}.${LINEAR_NAMES[key]}`));
-  });
-  return { config: model.config, schedule: model.schedule, get: (module) => byName.get(module)! };
+  const specs = model.specs();
+  const byModule = new Map<string, WeightParam>();
+  for (const s of specs) {
+    const x = weightOf(model.weights, s);
+    byModule.set(s.module, x instanceof tf.Tensor ? tensorParam(x) : linearParam(x, s.module));
+  }
+  return { config: model.config, specs, schedule: model.schedule, get: (module) => byModule.get(module)! };
 }
 
 /** [rows, cols] → [cols, rows] */
@@ -74,11 +71,11 @@ function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
  * loadModel reads), read from the file when the exporter asks for them.
  * Call close() when the export is done.
  */
-export function checkpointParams(dir: string): ModelParams & { close(): void } {
+export function checkpointParams(dir: string, layout?: Layout): ModelParams & { close(): void } {
   const config = readConfig(dir);
   const { source } = openWeights(dir);
   try {
-    checkTensorNames(source, config);
+    checkTensorNames(source, config, layout);
   } catch (err) {
     source.close();
     throw err;
@@ -91,5 +88,5 @@ export function checkpointParams(dir: string): ModelParams & { close(): void } {
     const [rows, cols] = shape; // [out, in] → held [in, out]
     return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
   };
-  return { config, schedule: layerSchedule(config), get, close: () => source.close() };
+  return { config, specs: tensorSpecs(config, layout), schedule: layerSchedule(config), get, close: () => source.close() };
 }

@@ -18,11 +18,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { configFromHf, configToHf, type MobileLLMConfig } from '../model/config';
-import { MobileLLM, blockLinear } from '../model/model';
-import { LINEAR_KEYS, linearShapes, type LinearKey } from '../model/layout';
-import type { BlockWeights } from '../model/block';
+import { MobileLLM, buildWeights, weightOf } from '../model/model';
+import { tensorSpecs, type Layout } from '../model/layout';
 import { TokenEmbedding } from '../model/embedding';
-import type { Linear } from '../model/linear';
 import { SafetensorsFile, safetensorsHeader } from '../io/safetensors';
 import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from '../io/raw-tensor';
 import type { TensorSource } from '../io/tensor-source';
@@ -30,7 +28,7 @@ import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { TOKENIZER_FILES, readConfigJson, type LoadOptions, type LoadedModel } from '../io/checkpoint';
 import type { QuantizedWeight } from './codes';
 import { DequantCache, QuantizedEmbedding, QuantizedLinear } from './quantized-linear';
-import { activationQuant, defaultCacheBytes, linearName, type QuantizedModel, type QuantizedModelOptions } from './quantize';
+import { activationQuant, defaultCacheBytes, type QuantizedModel, type QuantizedModelOptions } from './quantize';
 import { parseQuantizationBlock, quantizationBlock, type QuantSpec } from './spec';
 
 const FLOATS: DType[] = ['F32', 'F16', 'BF16'];
@@ -63,33 +61,23 @@ interface Expected {
 }
 
 /** Every tensor a quantized checkpoint of this config and spec holds. */
-export function expectedQuantizedTensors(c: MobileLLMConfig, spec: QuantSpec): Map<string, Expected> {
+export function expectedQuantizedTensors(c: MobileLLMConfig, spec: QuantSpec, layout?: Layout): Map<string, Expected> {
   const out = new Map<string, Expected>();
-  const H = c.hiddenSize;
-  const quantized = (name: string, outF: number, inF: number) => {
+  const quantized = (module: string, [outF, inF]: number[]) => {
     if (spec.method === 'w4') {
       const groups = inF / spec.groupSize!;
-      out.set(`${name}.qweight`, { dtypes: ['U8'], shape: [outF, inF / 2] });
-      out.set(`${name}.scales`, { dtypes: ['F32', 'F16'], shape: [outF, groups] });
-      out.set(`${name}.zeros`, { dtypes: ['U8'], shape: [outF, groups] });
+      out.set(`${module}.qweight`, { dtypes: ['U8'], shape: [outF, inF / 2] });
+      out.set(`${module}.scales`, { dtypes: ['F32', 'F16'], shape: [outF, groups] });
+      out.set(`${module}.zeros`, { dtypes: ['U8'], shape: [outF, groups] });
     } else {
-      out.set(`${name}.qweight`, { dtypes: ['I8'], shape: [outF, inF] });
-      out.set(`${name}.scales`, { dtypes: ['F32', 'F16'], shape: [outF] });
+      out.set(`${module}.qweight`, { dtypes: ['I8'], shape: [outF, inF] });
+      out.set(`${module}.scales`, { dtypes: ['F32', 'F16'], shape: [outF] });
     }
   };
-  const table = (name: string) => {
-    if (spec.keepEmbeddingFp) out.set(`${name}.weight`, { dtypes: FLOATS, shape: [c.vocabSize, H] });
-    else quantized(name, c.vocabSize, H);
-  };
-  const dims = linearShapes(c);
-  table('model.embed_tokens');
-  for (let i = 0; i < c.numBlocks; i++) {
-    out.set(`model.layers.${i}.input_layernorm.weight`, { dtypes: FLOATS, shape: [H] });
-    for (const key of LINEAR_KEYS) quantized(linearName(i, key), ...dims[key]);
-    out.set(`model.layers.${i}.post_attention_layernorm.weight`, { dtypes: FLOATS, shape: [H] });
+  for (const s of tensorSpecs(c, layout)) {
+    if (s.kind === 'norm' || (s.kind !== 'linear' && spec.keepEmbeddingFp)) out.set(s.name, { dtypes: FLOATS, shape: s.shape });
+    else quantized(s.module, s.shape);
   }
-  out.set('model.norm.weight', { dtypes: FLOATS, shape: [H] });
-  if (!c.shareEmbedding) table('lm_head');
   return out;
 }
 
@@ -98,11 +86,11 @@ export function expectedQuantizedTensors(c: MobileLLMConfig, spec: QuantSpec): M
  * and spec (by default the spec in the config.json next to the weights).
  * Each problem is a one-line error naming the file and the tensor.
  */
-export function checkQuantizedTensors(source: TensorSource, c: MobileLLMConfig, spec?: QuantSpec): void {
+export function checkQuantizedTensors(source: TensorSource, c: MobileLLMConfig, spec?: QuantSpec, layout?: Layout): void {
   const dir = path.dirname(source.path);
   const s = spec ?? readQuantization(dir);
   if (!s) throw new Error(`${source.path}: holds quantized tensors but ${path.join(dir, 'config.json')} has no "quantization" block`);
-  const expected = expectedQuantizedTensors(c, s);
+  const expected = expectedQuantizedTensors(c, s, layout);
   for (const name of source.names()) {
     const e = expected.get(name);
     if (!e) throw new Error(`${source.path}: unexpected tensor "${name}" (not part of this ${s.method} model)`);
@@ -141,13 +129,7 @@ function weightTensors(name: string, q: QuantizedWeight): [string, RawTensor][] 
 function floatTableTensor(name: string, t: TokenEmbedding): [string, RawTensor] {
   const [hidden, vocab] = t.wT.shape;
   const bits = f32ToF16Bits(transpose(t.wT.dataSync() as Float32Array, hidden, vocab));
-  return [`${name}.weight`, { dtype: 'F16', shape: [vocab, hidden], data: new Uint8Array(bits.buffer) }];
-}
-
-function tableTensors(name: string, l: Linear): [string, RawTensor][] {
-  if (l instanceof QuantizedLinear) return weightTensors(name, l.weight);
-  if (l instanceof TokenEmbedding) return [floatTableTensor(name, l)];
-  throw new Error(`${name} is neither quantized nor a float table`);
+  return [name, { dtype: 'F16', shape: [vocab, hidden], data: new Uint8Array(bits.buffer) }];
 }
 
 function normTensor(name: string, t: tf.Tensor): [string, RawTensor] {
@@ -157,20 +139,13 @@ function normTensor(name: string, t: tf.Tensor): [string, RawTensor] {
 
 /** Every tensor of a quantized model, in file order (unique blocks once, a tied head not at all). */
 function* quantizedTensors(model: MobileLLM): Generator<[string, RawTensor]> {
-  const w = model.weights;
-  yield* tableTensors('model.embed_tokens', w.embed);
-  for (let i = 0; i < w.blocks.length; i++) {
-    const b = w.blocks[i];
-    yield normTensor(`model.layers.${i}.input_layernorm.weight`, b.inputNorm);
-    for (const key of LINEAR_KEYS) {
-      const lin = blockLinear(b, key);
-      if (!(lin instanceof QuantizedLinear)) throw new Error(`${linearName(i, key)} is not quantized`);
-      yield* weightTensors(linearName(i, key), lin.weight);
-    }
-    yield normTensor(`model.layers.${i}.post_attention_layernorm.weight`, b.postNorm);
+  for (const s of model.specs()) {
+    const x = weightOf(model.weights, s);
+    if (x instanceof tf.Tensor) yield normTensor(s.name, x);
+    else if (x instanceof QuantizedLinear) yield* weightTensors(s.module, x.weight);
+    else if (x instanceof TokenEmbedding && s.kind !== 'linear') yield floatTableTensor(s.name, x);
+    else throw new Error(`${s.module} is not quantized`);
   }
-  yield normTensor('model.norm.weight', w.norm);
-  if (!model.config.shareEmbedding) yield* tableTensors('lm_head', w.head);
 }
 
 export interface SaveQuantizedOptions {
@@ -243,35 +218,21 @@ export function loadQuantizedModel(dir: string, opts: QuantizedModelOptions & Lo
   const weightsFile = path.join(dir, 'model.safetensors');
   if (!fs.existsSync(weightsFile)) throw new Error(`${dir}: a quantized model folder needs model.safetensors`);
   const source = SafetensorsFile.open(weightsFile);
-  const made: (Linear | tf.Tensor)[] = [];
-  const keep = <T extends Linear | tf.Tensor>(x: T): T => {
-    made.push(x);
-    return x;
-  };
   try {
-    checkQuantizedTensors(source, config, spec);
+    checkQuantizedTensors(source, config, spec, opts.layout);
     const cache = new DequantCache(opts.cacheBytes ?? defaultCacheBytes());
     const act = activationQuant(spec);
-    const norm = (name: string) => keep(tf.tensor1d(toFloat32(source.read(name), `${source.path}: ${name}`)));
-    const table = (name: string) =>
-      keep(spec.keepEmbeddingFp ? readFloatTable(source, `${name}.weight`) : new QuantizedEmbedding(readWeight(source, name, spec), act, cache));
-    const embed = table('model.embed_tokens');
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < config.numBlocks; i++) {
-      const lin = (key: LinearKey) => keep(new QuantizedLinear(readWeight(source, linearName(i, key), spec), act, cache));
-      blocks.push({
-        inputNorm: norm(`model.layers.${i}.input_layernorm.weight`),
-        attn: { q: lin('q'), k: lin('k'), v: lin('v'), o: lin('o') },
-        postNorm: norm(`model.layers.${i}.post_attention_layernorm.weight`),
-        mlp: { gate: lin('gate'), up: lin('up'), down: lin('down') },
-      });
-    }
-    const head = config.shareEmbedding ? embed : table('lm_head');
-    const model = new MobileLLM(config, { embed: embed as TokenEmbedding, blocks, norm: norm('model.norm.weight'), head });
+    const weights = buildWeights(
+      config,
+      (s) => {
+        if (s.kind === 'norm') return tf.tensor1d(toFloat32(source.read(s.name), `${source.path}: ${s.name}`));
+        if (s.kind === 'linear') return new QuantizedLinear(readWeight(source, s.module, spec), act, cache);
+        return spec.keepEmbeddingFp ? readFloatTable(source, s.name) : new QuantizedEmbedding(readWeight(source, s.module, spec), act, cache);
+      },
+      opts.layout,
+    );
+    const model = new MobileLLM(config, weights, opts.layout);
     return { model, spec, format: 'safetensors', storedDtype: spec.method === 'w4' ? 'U8' : 'I8' };
-  } catch (err) {
-    for (const m of made) m.dispose();
-    throw err;
   } finally {
     source.close();
   }

@@ -11,15 +11,13 @@
 //   model  the quantized model's output at this layer against the float
 //          model's: the error accumulated up to here.
 import * as tf from '@tensorflow/tfjs';
-import { MobileLLM, blockLinear, type ModelWeights } from '../model/model';
-import { LINEAR_KEYS } from '../model/layout';
+import { MobileLLM, layerOf, type ModelWeights } from '../model/model';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
 import { scoreIds } from '../eval/score';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
 import { dequantize } from './codes';
 import { QuantizedLinear } from './quantized-linear';
-import { linearName } from './quantize';
 
 export interface ErrorStats {
   mse: number;
@@ -66,19 +64,16 @@ export interface LayerPair {
   quantized: QuantizedLinear;
 }
 
-/** Every quantized layer of `q` with its float original in `f`: unique blocks once, the head once. */
+/** Every quantized layer of `q` with its float original in `f`: the embedding and head first, then unique blocks once. */
 export function layerPairs(f: MobileLLM, q: MobileLLM): LayerPair[] {
   const pairs: LayerPair[] = [];
-  const embed: Linear = q.weights.embed;
-  const head = q.weights.head;
-  if (embed instanceof QuantizedLinear) pairs.push({ name: 'model.embed_tokens', block: null, layers: [], float: f.weights.embed, quantized: embed });
-  if (head instanceof QuantizedLinear && head !== embed) pairs.push({ name: 'lm_head', block: null, layers: [], float: f.weights.head, quantized: head });
-  q.weights.blocks.forEach((b, i) => {
-    const layers = q.schedule.flatMap((blk, l) => (blk === i ? [l] : []));
-    for (const key of LINEAR_KEYS) {
-      pairs.push({ name: linearName(i, key), block: i, layers, float: blockLinear(f.weights.blocks[i], key), quantized: blockLinear(b, key) as QuantizedLinear });
-    }
-  });
+  for (const s of q.specs()) {
+    const quantized = s.kind === 'norm' ? null : layerOf(q.weights, s);
+    if (!(quantized instanceof QuantizedLinear)) continue; // a norm, or a table kept in float
+    const pair = { name: s.module, block: s.block ?? null, layers: s.block === undefined ? [] : s.layers, float: layerOf(f.weights, s), quantized };
+    if (s.block === undefined) pairs.splice(pairs.filter((p) => p.block === null).length, 0, pair);
+    else pairs.push(pair);
+  }
   return pairs;
 }
 
@@ -107,13 +102,12 @@ function forwardWith(model: MobileLLM, ids: tf.Tensor2D, swap: (l: Linear) => Li
     norm: w.norm,
     head: swap(w.head),
     blocks: w.blocks.map((b) => ({
-      inputNorm: b.inputNorm,
-      postNorm: b.postNorm,
+      norms: b.norms,
       attn: { q: swap(b.attn.q), k: swap(b.attn.k), v: swap(b.attn.v), o: swap(b.attn.o) },
       mlp: { gate: swap(b.mlp.gate), up: swap(b.mlp.up), down: swap(b.mlp.down) },
     })),
   };
-  const probed = new MobileLLM(model.config, weights);
+  const probed = new MobileLLM(model.config, weights, model.layout);
   try {
     probed.forward(ids).dispose();
   } finally {

@@ -3,10 +3,8 @@
 // and the embedding/head unless kept in float16. The result is a new
 // MobileLLM; the float model is left as it was.
 import * as tf from '@tensorflow/tfjs';
-import { MobileLLM, blockLinear, type ModelWeights } from '../model/model';
-import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
-import type { BlockWeights } from '../model/block';
-import { DenseLinear, type Linear } from '../model/linear';
+import { MobileLLM, buildWeights, layerOf, normOf, weightOf, type Weight } from '../model/model';
+import { DenseLinear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
 import { f32ToF16Bits, toFloat32 } from '../io/raw-tensor';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
@@ -51,22 +49,14 @@ function roundToF16(values: Float32Array): Float32Array {
   return toFloat32({ dtype: 'F16', shape: [values.length], data: new Uint8Array(bits.buffer) });
 }
 
-/** The checkpoint name of a block linear (no suffix), e.g. model.layers.3.mlp.up_proj. */
-export function linearName(block: number, key: LinearKey): string {
-  return `model.layers.${block}.${LINEAR_NAMES[key]}`;
-}
-
 /** Refuses a model that is not all float (quantizing twice compounds the error). */
-function assertFloat(w: ModelWeights): void {
-  const quantized = (l: Linear) => l instanceof QuantizedLinear;
-  if (quantized(w.embed) || quantized(w.head)) throw new Error('the model is already quantized (model.embed_tokens); quantize the original float model');
-  w.blocks.forEach((b, i) => {
-    for (const key of LINEAR_KEYS) {
-      const lin = blockLinear(b, key);
-      if (quantized(lin)) throw new Error(`the model is already quantized (${linearName(i, key)}); quantize the original float model`);
-      if (!(lin instanceof DenseLinear)) throw new Error(`${linearName(i, key)} is not a dense float layer (merge adapters before quantizing)`);
-    }
-  });
+function assertFloat(model: MobileLLM): void {
+  for (const s of model.specs()) {
+    if (s.kind === 'norm') continue;
+    const layer = layerOf(model.weights, s);
+    if (layer instanceof QuantizedLinear) throw new Error(`the model is already quantized (${s.module}); quantize the original float model`);
+    if (s.kind === 'linear' && !(layer instanceof DenseLinear)) throw new Error(`${s.module} is not a dense float layer (merge adapters before quantizing)`);
+  }
 }
 
 function floatValues(t: tf.Tensor): Float32Array {
@@ -80,52 +70,44 @@ export async function quantizeModel(
   ctx: JobContext,
   opts: QuantizedModelOptions = {},
 ): Promise<QuantizedModel> {
-  const w = model.weights;
   const c = model.config;
-  assertFloat(w);
+  assertFloat(model);
   const cache = new DequantCache(opts.cacheBytes ?? defaultCacheBytes());
   const act = activationQuant(spec);
-  const embeddings = c.shareEmbedding ? 1 : 2;
-  const total = c.numBlocks * LINEAR_KEYS.length + embeddings;
+  const specs = model.specs();
+  const total = specs.filter((s) => s.kind !== 'norm').length;
   let done = 0;
   const step = async (what: string) => {
     ctx.progress({ phase: `quantizing ${what}`, done: ++done, total, unit: 'layers' });
     await new Promise((r) => setImmediate(r)); // let a cancel request in
     throwIfCancelled(ctx.signal);
   };
-  const made: (Linear | tf.Tensor)[] = [];
+  // One new weight per tensor of the layout: norms copied, tables and linears quantized.
+  const made = new Map<string, Weight>();
   try {
-    const table = async (t: TokenEmbedding, name: string): Promise<TokenEmbedding | QuantizedEmbedding> => {
-      const [hidden, vocab] = t.wT.shape;
-      const out = spec.keepEmbeddingFp
-        ? new TokenEmbedding(tf.tensor2d(roundToF16(floatValues(t.wT)), [hidden, vocab]))
-        : new QuantizedEmbedding(quantizeWeight(floatValues(t.wT), hidden, vocab, spec), act, cache);
-      made.push(out);
-      await step(name);
-      return out;
-    };
-    const embed = await table(w.embed, 'model.embed_tokens');
-    const blocks: BlockWeights[] = [];
-    for (let i = 0; i < c.numBlocks; i++) {
-      const b = w.blocks[i];
-      const q = {} as Record<LinearKey, QuantizedLinear>;
-      for (const key of LINEAR_KEYS) {
-        const dense = blockLinear(b, key) as DenseLinear;
-        q[key] = new QuantizedLinear(quantizeWeight(floatValues(dense.w), dense.inFeatures, dense.outFeatures, spec), act, cache);
-        made.push(q[key]);
-        await step(linearName(i, key));
+    for (const s of specs) {
+      if (s.kind === 'norm') {
+        made.set(s.name, tf.clone(normOf(model.weights, s)));
+        continue;
       }
-      const inputNorm = tf.clone(b.inputNorm);
-      const postNorm = tf.clone(b.postNorm);
-      made.push(inputNorm, postNorm);
-      blocks.push({ inputNorm, attn: { q: q.q, k: q.k, v: q.v, o: q.o }, postNorm, mlp: { gate: q.gate, up: q.up, down: q.down } });
+      const layer = layerOf(model.weights, s);
+      if (layer instanceof TokenEmbedding) {
+        const [hidden, vocab] = layer.wT.shape;
+        made.set(
+          s.name,
+          spec.keepEmbeddingFp
+            ? new TokenEmbedding(tf.tensor2d(roundToF16(floatValues(layer.wT)), [hidden, vocab]))
+            : new QuantizedEmbedding(quantizeWeight(floatValues(layer.wT), hidden, vocab, spec), act, cache),
+        );
+      } else {
+        const dense = layer as DenseLinear;
+        made.set(s.name, new QuantizedLinear(quantizeWeight(floatValues(dense.w), dense.inFeatures, dense.outFeatures, spec), act, cache));
+      }
+      await step(s.module);
     }
-    const head = c.shareEmbedding ? embed : await table(w.head as TokenEmbedding, 'lm_head');
-    const norm = tf.clone(w.norm);
-    made.push(norm);
-    return { model: new MobileLLM(c, { embed: embed as TokenEmbedding, blocks, norm, head }), spec };
+    return { model: new MobileLLM(c, buildWeights(c, (s) => made.get(s.name)!, model.layout), model.layout), spec };
   } catch (err) {
-    for (const m of made) m.dispose();
+    for (const m of made.values()) m.dispose();
     throw err;
   }
 }
@@ -142,23 +124,17 @@ export interface WeightMemory {
 
 /** Resident memory of a model's weights, counted from what it holds (shared blocks and a tied head once). */
 export function weightMemory(model: MobileLLM): WeightMemory {
-  const w = model.weights;
   let codes = 0;
   let floats = 0;
   let cached = 0;
-  const seen = new Set<Linear>();
-  const add = (l: Linear) => {
-    if (seen.has(l)) return;
-    seen.add(l);
-    if (l instanceof QuantizedLinear) {
-      codes += l.codeBytes;
-      cached += l.cachedBytes;
-    } else if (l instanceof DenseLinear) floats += l.w.size * 4;
-    else if (l instanceof TokenEmbedding) floats += l.wT.size * 4;
-  };
-  add(w.embed);
-  add(w.head);
-  for (const b of w.blocks) for (const key of LINEAR_KEYS) add(blockLinear(b, key));
-  floats += w.norm.size * 4 + w.blocks.reduce((n, b) => n + (b.inputNorm.size + b.postNorm.size) * 4, 0);
+  for (const s of model.specs()) {
+    const x = weightOf(model.weights, s);
+    if (x instanceof QuantizedLinear) {
+      codes += x.codeBytes;
+      cached += x.cachedBytes;
+    } else if (x instanceof DenseLinear) floats += x.w.size * 4;
+    else if (x instanceof TokenEmbedding) floats += x.wT.size * 4;
+    else if (x instanceof tf.Tensor) floats += x.size * 4;
+  }
   return { codeBytes: codes, floatBytes: floats, cacheBytes: cached, total: codes + floats + cached };
 }

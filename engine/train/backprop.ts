@@ -50,7 +50,7 @@ export interface DropoutPlan {
 
 /** Every tensor a block computes with (dense weights, or a LoRA layer's A and B and its base). */
 function blockTensors(b: BlockWeights): tf.Tensor[] {
-  const out: tf.Tensor[] = [b.inputNorm, b.postNorm];
+  const out: tf.Tensor[] = Object.values(b.norms);
   for (const key of LINEAR_KEYS) {
     const lin = blockLinear(b, key);
     if (lin instanceof LoraLinear) {
