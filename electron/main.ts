@@ -76,12 +76,24 @@ function createWindow(): void {
   void win.loadURL(`${ORIGIN}/index.html`);
 }
 
+async function pickFolder(title: string): Promise<string | null> {
+  if (!win) return null;
+  const r = await dialog.showOpenDialog(win, { title, properties: ['openDirectory'] });
+  return r.canceled ? null : r.filePaths[0];
+}
+
+/** File › Import Model Folder…: the folder is picked here and handed to the Models page, which imports it. */
+async function importModelFolder(): Promise<void> {
+  const dir = await pickFolder('Import a Hugging Face model folder');
+  if (dir) toRenderer('mlw:import-folder', dir);
+}
+
 function buildMenu(): void {
   const template: Electron.MenuItemConstructorOptions[] = [
     {
       label: 'File',
       submenu: [
-        { label: 'Import Model Folder…', accelerator: 'CmdOrCtrl+O', click: () => toRenderer('mlw:menu', 'import-model') },
+        { label: 'Import Model Folder…', accelerator: 'CmdOrCtrl+O', click: () => void importModelFolder() },
         { type: 'separator' },
         { role: 'quit' },
       ],
@@ -102,11 +114,7 @@ ipcMain.on('mlw:send', (e, frame) => {
   if (engine?.connected) engine.send(frame);
   else e.sender.send('mlw:frame', { id: frame?.id, error: { message: 'the engine is restarting', code: 'engine_restarted' } });
 });
-ipcMain.handle('mlw:pick-folder', async (e, title: string) => {
-  if (!fromOurPage(e) || !win) return null;
-  const r = await dialog.showOpenDialog(win, { title: String(title), properties: ['openDirectory'] });
-  return r.canceled ? null : r.filePaths[0];
-});
+ipcMain.handle('mlw:pick-folder', (e, title: string) => (fromOurPage(e) ? pickFolder(String(title)) : null));
 ipcMain.handle('mlw:pick-file', async (e, title: string, extensions: string[]) => {
   if (!fromOurPage(e) || !win) return null;
   const r = await dialog.showOpenDialog(win, { title: String(title), properties: ['openFile'], filters: [{ name: 'Files', extensions: extensions.map(String) }] });

@@ -23,6 +23,8 @@ class AppState {
   models = $state<Model[]>([]);
   jobs = $state<Record<string, JobSnapshot>>({});
   notices = $state<Notice[]>([]);
+  /** A folder from the desktop menu that the Models page imports when it shows. */
+  folderToImport = $state<string | null>(null);
   private noticeId = 0;
 
   constructor() {
@@ -36,6 +38,10 @@ class AppState {
       if (e.type === 'job') this.jobs = { ...this.jobs, [e.job.id]: e.job };
       if (e.type === 'models') void this.loadModels();
       if (e.type === 'notice') this.notify(e.level, e.message);
+    });
+    engine.desktop?.onImportFolder((dir) => {
+      this.folderToImport = dir;
+      this.go('models');
     });
     if (engine.connected) void this.refresh();
     setInterval(() => {

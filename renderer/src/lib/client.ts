@@ -10,6 +10,8 @@ export interface DesktopBridge {
   send(frame: { id: number; method: string; params: unknown }): void;
   onFrame(cb: (frame: ServerFrame) => void): void;
   onConnection(cb: (up: boolean) => void): void;
+  /** A folder picked with File › Import Model Folder… */
+  onImportFolder(cb: (dir: string) => void): void;
   pickFolder(title: string): Promise<string | null>;
   pickFile(title: string, extensions: string[]): Promise<string | null>;
   saveFile(name: string, content: string): Promise<boolean>;
