@@ -1,5 +1,7 @@
 // Errors the store raises on purpose. Each message is one line that names the
-// file or record concerned, so the CLI and the UI can show it as it is.
+// file or record concerned, so the CLI and the UI can show it as it is; the
+// ones a request can run into carry their kind (engine/errors.ts).
+import type { ErrorKind } from '../errors';
 
 export class StoreError extends Error {
   override name = 'StoreError';
@@ -36,6 +38,7 @@ export class NewerDatabaseError extends StoreError {
 
 export class NotFoundError extends StoreError {
   override name = 'NotFoundError';
+  readonly kind: ErrorKind = 'not_found';
   constructor(what: string, id: number) {
     super(`no ${what} with id ${id}`);
   }
@@ -43,6 +46,7 @@ export class NotFoundError extends StoreError {
 
 export class InvalidTransitionError extends StoreError {
   override name = 'InvalidTransitionError';
+  readonly kind: ErrorKind = 'conflict';
   constructor(runId: number, from: string, to: string) {
     super(`run ${runId} cannot go from ${from} to ${to}`);
   }

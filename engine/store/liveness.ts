@@ -5,14 +5,7 @@
 // the OS tells — the process's start time are recorded with it.
 import fs from 'node:fs';
 import os from 'node:os';
-
-export interface ProcessIdentity {
-  pid: number;
-  host: string;
-  bootId: string;
-  /** Start time of the process in clock ticks since boot (Linux); null where unknown. */
-  startTime: string | null;
-}
+import type { ProcessIdentity } from './records';
 
 /** Outside Linux there is no boot id; the boot time (seconds) stands in, compared with a tolerance. */
 const BOOT_TIME_PREFIX = 'boot-at-';

@@ -1,10 +1,12 @@
 // What the store holds, as the rest of the engine sees it: record types,
 // the allowed values of every enum column, and zod schemas for the JSON
 // columns, which are checked when read back because anything (another app
-// version, a hand edit) may have written them.
+// version, a hand edit) may have written them. The records the protocol
+// carries to the UI are zod schemas too, so that its answers can be checked.
+//
+// Imported by the protocol, hence by the renderer: zod and Node-free modules only.
 import { z } from 'zod';
 import { BadRecordError } from './errors';
-import type { ProcessIdentity } from './liveness';
 
 // These lists must match the CHECK constraints in migrations.ts.
 export const MODEL_SOURCES = ['imported', 'downloaded', 'derived'] as const;
@@ -82,20 +84,25 @@ export function parseJsonColumn<T>(schema: z.ZodType<T>, text: string, table: st
 
 // Times are milliseconds since the Unix epoch; paths are absolute.
 
-export interface Model {
-  id: number;
-  name: string;
-  source: ModelSource;
-  format: string;
-  path: string;
-  config: JsonObject;
-  paramCount: number | null;
-  bytes: number | null;
-  parentModelId: number | null;
+const id = z.number().int().positive();
+const time = z.number();
+const count = z.number().int().min(0);
+
+export const Model = z.object({
+  id,
+  name: z.string(),
+  source: z.enum(MODEL_SOURCES),
+  format: z.string(),
+  path: z.string(),
+  config: JsonObject,
+  paramCount: count.nullable(),
+  bytes: count.nullable(),
+  parentModelId: id.nullable(),
   /** The run that produced it, for derived models. */
-  runId: number | null;
-  createdAt: number;
-}
+  runId: id.nullable(),
+  createdAt: time,
+});
+export type Model = z.infer<typeof Model>;
 
 export interface NewModel {
   name: string;
@@ -131,20 +138,31 @@ export interface NewDataset {
   validationSplit?: ValidationSplit | null;
 }
 
-export interface Run {
-  id: number;
-  kind: RunKind;
-  status: RunStatus;
-  modelId: number | null;
-  datasetId: number | null;
-  config: JsonObject;
-  createdAt: number;
-  startedAt: number | null;
-  finishedAt: number | null;
-  error: string | null;
+/** A process on a machine, told apart from a later one with the same pid (see liveness.ts). */
+export const ProcessIdentity = z.object({
+  pid: z.number().int(),
+  host: z.string(),
+  bootId: z.string(),
+  /** Start time of the process in clock ticks since boot (Linux); null where unknown. */
+  startTime: z.string().nullable(),
+});
+export type ProcessIdentity = z.infer<typeof ProcessIdentity>;
+
+export const Run = z.object({
+  id,
+  kind: z.enum(RUN_KINDS),
+  status: z.enum(RUN_STATUSES),
+  modelId: id.nullable(),
+  datasetId: id.nullable(),
+  config: JsonObject,
+  createdAt: time,
+  startedAt: time.nullable(),
+  finishedAt: time.nullable(),
+  error: z.string().nullable(),
   /** The process that last ran it (set when it goes to running). */
-  owner: ProcessIdentity | null;
-}
+  owner: ProcessIdentity.nullable(),
+});
+export type Run = z.infer<typeof Run>;
 
 export interface NewRun {
   kind: RunKind;
@@ -163,38 +181,41 @@ export interface MetricPoint {
 }
 
 /** One metric of one run in step order, as columns (the shape charting libraries take). */
-export interface MetricCurve {
-  name: string;
-  steps: number[];
-  values: number[];
-  wallTimes: number[];
-}
+export const MetricCurve = z.object({
+  name: z.string(),
+  steps: z.array(z.number().int()),
+  values: z.array(z.number()),
+  wallTimes: z.array(time),
+});
+export type MetricCurve = z.infer<typeof MetricCurve>;
 
-export interface Checkpoint {
-  id: number;
-  runId: number;
-  step: number;
-  kind: CheckpointKind;
-  path: string;
+export const Checkpoint = z.object({
+  id,
+  runId: id,
+  step: count,
+  kind: z.enum(CHECKPOINT_KINDS),
+  path: z.string(),
   /** sha256 of the folder's files, see folder-digest.ts. */
-  sha256: string;
-  bytes: number;
-  metrics: CheckpointMetrics;
-  createdAt: number;
-}
+  sha256: z.string(),
+  bytes: count,
+  metrics: CheckpointMetrics,
+  createdAt: time,
+});
+export type Checkpoint = z.infer<typeof Checkpoint>;
 
-export interface Chat {
-  id: number;
-  title: string;
-  modelId: number | null;
-  checkpointId: number | null;
-  systemPrompt: string;
-  sampling: SamplingSettings;
+export const Chat = z.object({
+  id,
+  title: z.string(),
+  modelId: id.nullable(),
+  checkpointId: id.nullable(),
+  systemPrompt: z.string(),
+  sampling: SamplingSettings,
   /** null: the model's own template (or the plain default). */
-  chatTemplate: string | null;
-  createdAt: number;
-  updatedAt: number;
-}
+  chatTemplate: z.string().nullable(),
+  createdAt: time,
+  updatedAt: time,
+});
+export type Chat = z.infer<typeof Chat>;
 
 export interface NewChat {
   title?: string;
@@ -207,18 +228,19 @@ export interface NewChat {
 
 export type ChatPatch = Partial<NewChat>;
 
-export interface Message {
-  id: number;
-  chatId: number;
+export const Message = z.object({
+  id,
+  chatId: id,
   /** null for the first message of a conversation; siblings are alternative branches. */
-  parentId: number | null;
-  role: MessageRole;
-  content: string;
-  contentTokens: number | null;
-  promptTokens: number | null;
-  timings: MessageTimings | null;
-  createdAt: number;
-}
+  parentId: id.nullable(),
+  role: z.enum(MESSAGE_ROLES),
+  content: z.string(),
+  contentTokens: count.nullable(),
+  promptTokens: count.nullable(),
+  timings: MessageTimings.nullable(),
+  createdAt: time,
+});
+export type Message = z.infer<typeof Message>;
 
 export interface NewMessage {
   chatId: number;
@@ -238,15 +260,16 @@ export interface MessagePatch {
   timings?: MessageTimings | null;
 }
 
-export interface Report {
-  id: number;
-  kind: ReportKind;
-  modelId: number | null;
-  checkpointId: number | null;
-  runId: number | null;
-  body: JsonObject;
-  createdAt: number;
-}
+export const Report = z.object({
+  id,
+  kind: z.enum(REPORT_KINDS),
+  modelId: id.nullable(),
+  checkpointId: id.nullable(),
+  runId: id.nullable(),
+  body: JsonObject,
+  createdAt: time,
+});
+export type Report = z.infer<typeof Report>;
 
 export interface NewReport {
   kind: ReportKind;
