@@ -7,12 +7,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
 import { backendInfo } from '../backend/select';
 import type { JobContext } from '../jobs/job';
 import { loadModel, readConfig } from '../io/checkpoint';
 import { type MobileLLM } from '../model/model';
-import { LINEAR_KEYS, type LinearKey } from '../model/layout';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
@@ -24,34 +22,8 @@ import { applyLora, loadAdapter, type LoraAdapters } from './lora';
 import { measureMatmulRate, planTraining, type TrainingEstimate } from './estimate';
 import { readOptimizerState, readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
 import { trainable } from './backprop';
-import { TrainOptions, train, type MetricPoint, type RunLog, type TrainStatus } from './trainer';
-
-/** Everything a run needs, as stored in runs.config (and read back on resume). */
-export const FinetuneConfig = z.object({
-  /** Base model folder. */
-  model: z.string(),
-  data: z.string(),
-  /** A separate validation file; otherwise valFraction of `data` is held out. */
-  val: z.string().nullable().default(null),
-  valFraction: z.number().min(0).max(0.5).default(0.1),
-  method: z.enum(['full', 'lora']).default('lora'),
-  lora: z
-    .object({
-      rank: z.number().int().positive().default(8),
-      alpha: z.number().positive().default(16),
-      dropout: z.number().min(0).max(1).default(0),
-      targets: z.array(z.enum(LINEAR_KEYS as [LinearKey, ...LinearKey[]])).min(1).default(['q', 'v']),
-      rslora: z.boolean().default(false),
-    })
-    .prefault({}),
-  maxSeqLen: z.number().int().positive().default(512),
-  lossOn: z.enum(['answers', 'all']).default('answers'),
-  packing: z.boolean().default(false),
-  gradMode: z.enum(['auto', 'tape', 'recompute']).default('auto'),
-  train: TrainOptions.prefault({}),
-});
-export type FinetuneConfig = z.infer<typeof FinetuneConfig>;
-export type FinetuneInput = z.input<typeof FinetuneConfig>;
+import { train, type MetricPoint, type RunLog } from './trainer';
+import { FinetuneConfig, type FinetuneInput, type FinetuneOutcome } from './config';
 
 export interface PreparedData {
   train: TokenizedExample[];
@@ -164,16 +136,6 @@ function recordDataset(store: Store, cfg: FinetuneConfig, data: PreparedData): D
     tokenCount: data.summary.train.tokens,
     validationSplit: split,
   });
-}
-
-export interface FinetuneOutcome {
-  runId: number;
-  status: TrainStatus;
-  step: number;
-  /** The newest checkpoint folder (a model folder or a PEFT adapter), if any. */
-  checkpoint: string | null;
-  /** The finished model recorded in the store (completed runs). */
-  modelId: number | null;
 }
 
 /** Creates a run for `input` and trains it. The backend must be initialized. */

@@ -13,7 +13,6 @@
 // Resuming loads a checkpoint's weights, moments and step and continues as if
 // never stopped: same data, same dropout masks, same learning rates.
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
 import type { JobContext } from '../jobs/job';
 import type { MobileLLM } from '../model/model';
 import { evalLoss, lossAndGrads, type GradMode } from './backprop';
@@ -22,48 +21,11 @@ import { writeCheckpointFiles, type TrainerState } from './checkpoints';
 import type { LoraAdapters } from './lora';
 import { AdamW, clipGlobalNorm } from './optimizer';
 import { RNG, mixSeed } from './rng';
-import { DECAYS, learningRate } from './schedule';
+import { learningRate } from './schedule';
+import type { TrainOptions, TrainStatus } from './config';
 
 /** Abort reason that cancels (no checkpoint) instead of pausing. */
 export const CANCEL = 'cancel';
-
-const int = z.number().int();
-
-/** Hyper-parameters of the loop, with their defaults (also what a run stores and validates on resume). */
-export const TrainOptions = z.object({
-  /** Passes over the training data; ignored when maxSteps is set. */
-  epochs: int.positive().default(1),
-  maxSteps: int.positive().optional(),
-  lr: z.number().positive().default(2e-4),
-  warmupSteps: int.min(0).default(0),
-  decay: z.enum(DECAYS).default('cosine'),
-  /** Cosine floor as a fraction of lr. */
-  minLrRatio: z.number().min(0).max(1).default(0),
-  batchSize: int.positive().default(4),
-  gradAccum: int.positive().default(1),
-  adamw: z
-    .object({
-      beta1: z.number().min(0).max(1).default(0.9),
-      beta2: z.number().min(0).max(1).default(0.999),
-      eps: z.number().positive().default(1e-8),
-      weightDecay: z.number().min(0).default(0.01),
-    })
-    .prefault({}),
-  /** 0 turns clipping off. */
-  maxGradNorm: z.number().min(0).default(1),
-  seed: int.default(0),
-  /** Validation every N steps (0: only at the end). */
-  evalEvery: int.min(0).default(50),
-  /** Checkpoint every N steps (0: off) … */
-  saveEvery: int.min(0).default(100),
-  /** … or every M minutes (0: off); and always at the end and on pause. */
-  saveEveryMinutes: z.number().min(0).default(10),
-  /** Checkpoints kept besides the best one. */
-  keepLast: int.positive().default(2),
-});
-export type TrainOptions = z.infer<typeof TrainOptions>;
-
-export const DEFAULT_TRAIN_OPTIONS: TrainOptions = TrainOptions.parse({});
 
 export interface MetricPoint {
   step: number;
@@ -91,8 +53,6 @@ export interface TrainInputs {
   log: RunLog;
   resume?: { state: TrainerState; optimizer: Map<string, tf.Tensor> };
 }
-
-export type TrainStatus = 'completed' | 'paused' | 'cancelled';
 
 export interface TrainResult {
   status: TrainStatus;
