@@ -12,7 +12,6 @@ import { openTorchBin } from './torch-bin';
 import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from './raw-tensor';
 import type { TensorSource } from './tensor-source';
 import { writeDirAtomic, writeFileAtomic } from './atomic';
-import { checkQuantizedTensors, isQuantizedTensorName, loadQuantizedModel } from '../quant/checkpoint';
 
 export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded';
 
@@ -122,12 +121,11 @@ export interface LoadedModel {
 }
 
 /**
- * Checks the names and shapes of a checkpoint against the config: every
- * missing, unexpected or mis-shaped tensor is an error naming it.
+ * Checks the names and shapes of a float checkpoint against the config: every
+ * missing, unexpected or mis-shaped tensor is an error naming it. (Quantized
+ * checkpoints have their own: engine/quant/checkpoint.ts.)
  */
 export function checkTensorNames(source: TensorSource, c: MobileLLMConfig, layout?: Layout): void {
-  // Quantized checkpoints (engine/quant) have their own names, shapes and dtypes.
-  if (source.names().some(isQuantizedTensorName)) return checkQuantizedTensors(source, c, undefined, layout);
   const expected = expectedShapes(c, layout);
   for (const name of source.names()) {
     if (IGNORED.test(name)) continue;
@@ -148,23 +146,8 @@ export function checkTensorNames(source: TensorSource, c: MobileLLMConfig, layou
   }
 }
 
-/** Checks that a folder is a loadable MobileLLM (config, weights, names, shapes) without loading it. */
-export function validateModelFolder(dir: string): { config: ReturnType<typeof readConfig>; format: string; raw: Record<string, unknown> } {
-  const raw = readConfigJson(dir);
-  const config = readConfig(dir);
-  const { source, format } = openWeights(dir);
-  try {
-    checkTensorNames(source, config);
-  } finally {
-    source.close();
-  }
-  return { config, format, raw };
-}
-
-/** Loads a Hugging Face model folder into a MobileLLM (weights in float32). */
+/** Loads a float Hugging Face model folder into a MobileLLM (weights in float32; engine/folder opens every kind). */
 export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
-  // Quantized folders (a "quantization" block in config.json) load through engine/quant.
-  if (readConfigJson(dir).quantization !== undefined) return loadQuantizedModel(dir, opts);
   const config = readConfig(dir);
   const { source, format } = openWeights(dir);
   try {
