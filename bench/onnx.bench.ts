@@ -22,7 +22,8 @@ import { saveQuantizedModel } from '../engine/quant/checkpoint';
 import { resolveSpec } from '../engine/quant/spec';
 import { OnnxRuntime } from '../engine/runtime/onnx';
 import type { InferenceRuntime, RuntimeName } from '../engine/runtime/runtime';
-import { openRuntime } from '../engine/runtime/select';
+import { openRuntime } from '../engine/folder/inference';
+import { readModelFolder } from '../engine/folder/kind';
 import { median, timeRuns, type BenchRow, type Emit } from './harness';
 import type { Suite } from './suites';
 
@@ -63,7 +64,7 @@ const rssMb = () => Math.round(process.memoryUsage().rss / 2 ** 20);
 /** Kernel time per operator type over 32 decode steps, from ONNX Runtime's profile (a second session). */
 async function decodeProfile(job: Job, row: (r: Omit<BenchRow, 'backend'>) => void): Promise<void> {
   const dir = fs.mkdtempSync(path.join(job.profileDir!, 'decode-'));
-  const { runtime } = await openRuntime(job.dir, { runtime: 'onnx', onnx: { profilePrefix: path.join(dir, 'profile') } });
+  const { runtime } = await openRuntime(readModelFolder(job.dir), { runtime: 'onnx', onnx: { profilePrefix: path.join(dir, 'profile') } });
   const session = (runtime as OnnxRuntime).session;
   await generate(runtime, [1, 2, 3, 4], { ...GREEDY, maxNewTokens: 33 });
   session.endProfiling();
@@ -85,7 +86,7 @@ async function decodeProfile(job: Job, row: (r: Omit<BenchRow, 'backend'>) => vo
 /** One configuration, in a child process: rows go to the parent. */
 async function runJob(job: Job): Promise<void> {
   await initBackend();
-  const { runtime } = await openRuntime(job.dir, { runtime: job.runtime });
+  const { runtime } = await openRuntime(readModelFolder(job.dir), { runtime: job.runtime });
   const backend = runtime.describe();
   const row = (r: Omit<BenchRow, 'backend'>) => process.send!({ ...r, backend });
   // Targets are for ONNX Runtime on 125M: "125M f32 decode", "125M w4 decode", …

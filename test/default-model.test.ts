@@ -11,7 +11,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../engine/backend/select';
 import { generate } from '../engine/generate/generate';
-import { openRuntime } from '../engine/runtime/select';
+import { openRuntime } from '../engine/folder/inference';
+import { readModelFolder } from '../engine/folder/kind';
 import { RUNTIME_NAMES } from '../engine/runtime/runtime';
 import { bundledResources } from '../engine/server/resources';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer';
@@ -35,7 +36,7 @@ describe.skipIf(!dir)('the bundled default model', () => {
 
   describe.each(RUNTIME_NAMES)('on %s', (runtimeName) => {
     it("gives transformers' log-probabilities (1e-4) and greedy tokens", async () => {
-      const { runtime } = await openRuntime(dir!, { runtime: runtimeName });
+      const { runtime } = await openRuntime(readModelFolder(dir!), { runtime: runtimeName });
       try {
         for (const c of reference.cases) {
           const { logprobs } = await runtime.score(c.ids);

@@ -13,7 +13,9 @@ import { ONNX_OPS } from '../engine/onnx/mobilellm';
 import { OnnxModelSession } from '../engine/onnx/session';
 import { OnnxRuntime } from '../engine/runtime/onnx';
 import { TfjsRuntime } from '../engine/runtime/tfjs';
-import { createRuntime, openRuntime } from '../engine/runtime/select';
+import { createRuntime } from '../engine/runtime/select';
+import { openRuntime } from '../engine/folder/inference';
+import { readModelFolder } from '../engine/folder/kind';
 import { goldenDir, maxAbsDiff } from './helpers/golden';
 
 beforeAll(async () => {
@@ -133,10 +135,10 @@ describe('choice of runtime', () => {
 
   it('opens a folder: onnx stages the weights on the cpu backend and restores the backend; tfjs keeps it', async () => {
     const before = backendInfo().name;
-    const onnx = await openRuntime(goldenDir('tiny-gqa'));
+    const onnx = await openRuntime(readModelFolder(goldenDir('tiny-gqa')));
     expect(onnx.runtime.name).toBe('onnx');
     expect(backendInfo().name).toBe(before);
-    const tfjs = await openRuntime(goldenDir('tiny-gqa'), { runtime: 'tfjs' });
+    const tfjs = await openRuntime(readModelFolder(goldenDir('tiny-gqa')), { runtime: 'tfjs' });
     expect(tf.getBackend()).toBe(before);
     const ids = [1, 5, 9, 33, 7];
     const [a, b] = await Promise.all([onnx.runtime.score(ids), tfjs.runtime.score(ids)]);

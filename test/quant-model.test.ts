@@ -8,7 +8,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../engine/backend/select';
-import { checkTensorNames, loadModel, openWeights, readConfig, saveModel } from '../engine/io/checkpoint';
+import { loadModel, openWeights, readConfig, saveModel } from '../engine/io/checkpoint';
+import { readModelFolder } from '../engine/folder/kind';
+import { checkTensors, loadModelFolder, type LoadedFolder } from '../engine/folder/load';
 import { readSafetensors, writeSafetensors } from '../engine/io/safetensors';
 import { nanoConfig } from '../engine/model/presets';
 import { randomModel } from '../engine/model/init';
@@ -21,6 +23,9 @@ import { QuantizedEmbedding, QuantizedLinear } from '../engine/quant/quantized-l
 import { resolveSpec, type QuantSpec } from '../engine/quant/spec';
 import { GOLDEN_CASES, goldenDir, goldenTensors, maxAbsDiff } from './helpers/golden';
 import { TEST_BACKENDS } from './helpers/backends';
+
+/** Any model folder, as the commands load it (engine/folder). */
+const loadFolder = (dir: string): LoadedFolder => loadModelFolder(readModelFolder(dir));
 
 let tmp: string;
 beforeAll(() => {
@@ -116,7 +121,7 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
     const names = [...readSafetensors(path.join(out, 'model.safetensors')).tensors.keys()];
     expect(names.filter((n) => n.endsWith('.qweight'))).toHaveLength(22);
     expect(new Set(names.map((n) => n.match(/^model\.layers\.(\d+)\./)?.[1]).filter(Boolean))).toEqual(new Set(['0', '1', '2']));
-    const loaded = loadModel(out).model;
+    const loaded = loadFolder(out).model;
     expect(loaded.schedule).toEqual([0, 0, 1, 1, 2, 2]);
     const ids = goldenIds('tiny-ls-immediate');
     expect(maxAbsDiff(logits(loaded, ids), logits(q.model, ids))).toBe(0);
@@ -141,7 +146,7 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
       const q = await quantize(model, opts);
       const out = path.join(tmp, `rt-${backend}-${label.replace(/\W+/g, '-')}`);
       await saveQuantizedModel(q, out);
-      const loaded = loadModel(out);
+      const loaded = loadFolder(out);
       expect(loaded.storedDtype).toBe(opts.method === 'w4' ? 'U8' : 'I8');
       expect(readQuantization(out)).toEqual(q.spec);
       const a = logits(q.model, ids);
@@ -278,9 +283,9 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
     q.model.dispose();
   });
 
-  it('passes checkTensorNames (as `mlw info` and model import call it)', () => {
+  it('passes checkTensors (as `mlw info` and model import call it)', () => {
     const { source } = openWeights(good);
-    expect(() => checkTensorNames(source, readConfig(good))).not.toThrow();
+    expect(() => checkTensors(source, readConfig(good))).not.toThrow();
     source.close();
     expect(readQuantization(good)).toEqual(spec);
   });
@@ -367,7 +372,7 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
     const dir = variant(name, edit);
     let err: Error | undefined;
     try {
-      loadModel(dir).model.dispose();
+      loadFolder(dir).model.dispose();
     } catch (e) {
       err = e as Error;
     }
@@ -376,7 +381,7 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
   });
 
   it('refuses to load quantized weights for training', () => {
-    expect(() => loadModel(good, { wrap: (t) => tf.variable(t) })).toThrow('quantized weights cannot be trained; load the float model it was made from');
+    expect(() => loadModelFolder(readModelFolder(good), { wrap: (t) => tf.variable(t) })).toThrow('quantized weights cannot be trained; load the float model it was made from');
   });
 
   it('still loads float folders and saves them as before', async () => {

@@ -5,11 +5,11 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { readConfig } from '../io/checkpoint';
-import { architectureFolder, loadMergedModel, tokenizerFolder } from '../io/model-folder';
+import { openRuntime } from '../folder/inference';
+import { readModelFolder, type ModelFolder } from '../folder/kind';
+import { checkModelFolder } from '../folder/load';
 import type { JobContext } from '../jobs/job';
 import type { InferenceRuntime, RuntimeName } from '../runtime/runtime';
-import { createRuntime } from '../runtime/select';
 import { loadTokenizer, type Tokenizer } from '../tokenizer/tokenizer';
 import { scoreItems, summarize, type EncodedItem } from './multiple-choice';
 import { slidingPerplexity, slidingWindows } from './perplexity';
@@ -47,10 +47,10 @@ function tokenizerFor(dir: string, why: string): Tokenizer {
   }
 }
 
-/** Loads the model into a runtime, runs `fn`, and frees the runtime. */
-async function withRuntime<T>(p: EvalParams, fn: (runtime: InferenceRuntime, format: string) => Promise<T>): Promise<T> {
-  const { model, format } = loadMergedModel(p.modelDir);
-  const { runtime } = await createRuntime(model, { runtime: p.runtime });
+/** Opens the folder on a runtime, runs `fn`, and frees the runtime. */
+async function withRuntime<T>(folder: ModelFolder, p: EvalParams, fn: (runtime: InferenceRuntime, format: string) => Promise<T>): Promise<T> {
+  const { format } = checkModelFolder(folder);
+  const { runtime } = await openRuntime(folder, { runtime: p.runtime });
   try {
     return await fn(runtime, format);
   } finally {
@@ -60,13 +60,14 @@ async function withRuntime<T>(p: EvalParams, fn: (runtime: InferenceRuntime, for
 
 async function perplexityReport(p: EvalParams & { text: string }, ctx: JobContext): Promise<EvalReport> {
   const { bytes, info } = inputFile(p.text);
-  const ids = tokenizerFor(tokenizerFolder(p.modelDir), 'perplexity of a text').encode(bytes.toString('utf8'), { bos: true });
-  const maxPositions = readConfig(architectureFolder(p.modelDir)).maxPositions;
+  const folder = readModelFolder(p.modelDir);
+  const ids = tokenizerFor(folder.tokenizerDir, 'perplexity of a text').encode(bytes.toString('utf8'), { bos: true });
+  const maxPositions = folder.config.maxPositions;
   const window = p.window ?? maxPositions;
   if (window > maxPositions) throw new Error(`window ${window} exceeds the model's ${maxPositions}-token context`);
   const stride = p.stride ?? window - 1;
   slidingWindows(ids.length, window, stride); // checks window, stride and the text's length before the model loads
-  return withRuntime(p, async (runtime, format) => {
+  return withRuntime(folder, p, async (runtime, format) => {
     const start = performance.now();
     const r = await slidingPerplexity(runtime, ids, window, stride, ctx);
     const seconds = (performance.now() - start) / 1000;
@@ -90,12 +91,13 @@ async function perplexityReport(p: EvalParams & { text: string }, ctx: JobContex
 
 async function tasksReport(p: EvalParams & { tasks: string }, ctx: JobContext): Promise<EvalReport> {
   const { info } = inputFile(p.tasks);
+  const folder = readModelFolder(p.modelDir);
   const all = readTasks(p.tasks);
   const lines = p.limit === undefined ? all : limitPerTask(all, p.limit);
   const needsText = lines.some(({ row }) => !('context_ids' in row));
-  const tok = needsText ? tokenizerFor(tokenizerFolder(p.modelDir), `${p.tasks} (text items)`) : null;
+  const tok = needsText ? tokenizerFor(folder.tokenizerDir, `${p.tasks} (text items)`) : null;
   const bos = p.bos ?? false;
-  const vocab = readConfig(architectureFolder(p.modelDir)).vocabSize;
+  const vocab = folder.config.vocabSize;
   const items: EncodedItem[] = lines.map(({ row, line }) => {
     const where = `${p.tasks}:${line}`;
     const choices = encodeItem(row, tok, bos, where);
@@ -103,7 +105,7 @@ async function tasksReport(p: EvalParams & { tasks: string }, ctx: JobContext): 
     if (bad !== undefined) throw new Error(`${where}: token id ${bad} is outside the model's vocabulary (size ${vocab})`);
     return { task: row.task, line, gold: row.gold, choices };
   });
-  return withRuntime(p, async (runtime, format) => {
+  return withRuntime(folder, p, async (runtime, format) => {
     const start = performance.now();
     const { tasks, overall } = summarize(await scoreItems(runtime, items, ctx));
     return {

@@ -3,7 +3,7 @@
 // checkpoints can be compared on the Runs page.
 import fs from 'node:fs';
 import path from 'node:path';
-import { readConfigJson } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
 import type { Report } from '../store/records';
 import type { Store } from '../store/store';
 import { EvalReport } from './report';
@@ -49,7 +49,7 @@ export function recordEvaluation(store: Store, report: EvalReport, target: EvalT
       source: 'imported',
       format: report.model.format,
       path: target.dir,
-      config: readConfigJson(target.dir),
+      config: readModelFolder(target.dir).configJson ?? undefined, // an adapter has no config.json
     }).id;
   }
   return store.reports.add({ kind: 'evaluation', modelId, checkpointId: target.checkpointId, runId: target.runId, body });

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { readConfig } from '../io/checkpoint';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
 import { countParams } from '../model/config';
-import { validateModelFolder } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { checkModelFolder } from '../folder/load';
 import { isLocalPidAlive } from '../store/liveness';
 import type { Model } from '../store/records';
 import type { Store } from '../store/store';
@@ -157,7 +158,10 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
       if (file.path === 'config.json') notMobileLLM(where, () => readConfig(dir));
     }
 
-    const checked = notMobileLLM(where, () => validateModelFolder(dir));
+    const { folder, format } = notMobileLLM(where, () => {
+      const folder = readModelFolder(dir);
+      return { folder, ...checkModelFolder(folder) };
+    });
     const bytes = progress.total;
     const known = params.store.models.list().find((m) => path.resolve(m.path) === path.resolve(dir));
     const model =
@@ -165,10 +169,10 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
       params.store.models.add({
         name: revision === 'main' ? t.repo : `${t.repo}@${revision}`,
         source: 'downloaded',
-        format: checked.format,
+        format,
         path: dir,
-        config: checked.raw,
-        paramCount: countParams(checked.config).total,
+        config: folder.configJson ?? undefined,
+        paramCount: countParams(folder.config).total,
         bytes,
       });
     return { model, alreadyRecorded: known !== undefined, repo: t.repo, revision, commit, files: pulled, bytes };

@@ -9,7 +9,8 @@
 //
 // The embedding, final norm and head are copied. The new model owns its
 // tensors; the source is untouched. convertJob makes a checkpoint folder of
-// it, with the perplexity before and after on an evaluation text.
+// it (from an adapter: of the adapter merged into its base model), with the
+// perplexity before and after on an evaluation text.
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -18,10 +19,11 @@ import { TokenEmbedding } from '../model/embedding';
 import { DenseLinear, type Linear } from '../model/linear';
 import { MobileLLM, buildWeights, layerOf, normOf } from '../model/model';
 import { NO_SHARING, type SharingStrategy } from '../model/sharing';
-import { loadModel, readConfig, saveModel } from '../io/checkpoint';
+import { saveModel } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { loadModelFolder } from '../folder/load';
 import type { JobContext } from '../jobs/job';
 import { perplexity } from '../quant/evaluate';
-import { readQuantization } from '../quant/checkpoint';
 import { ConversionReport, type BlockPick } from './schema';
 
 export type SharedStrategy = Exclude<SharingStrategy, 'none'>;
@@ -117,10 +119,11 @@ function checkOutDir(modelDir: string, outDir: string): void {
 /** Loads, converts, measures and saves (as float16 when the source was float16, else float32); returns the report (not yet recorded). */
 export async function convertJob(p: ConvertParams, ctx: JobContext): Promise<ConversionReport> {
   checkOutDir(p.modelDir, p.outDir);
-  if (readQuantization(p.modelDir)) throw new Error(`${p.modelDir}: a quantized model; convert its float source, then quantize`);
-  checkConvertible(readConfig(p.modelDir), p.conversion); // before loading the weights
+  const folder = readModelFolder(p.modelDir);
+  if (folder.quantization) throw new Error(`${p.modelDir}: a quantized model; convert its float source, then quantize`);
+  checkConvertible(folder.config, p.conversion); // before loading the weights
   ctx.progress({ phase: 'loading' });
-  const { model, format, storedDtype } = loadModel(p.modelDir);
+  const { model, format, storedDtype } = loadModelFolder(folder);
   let out: MobileLLM | undefined;
   try {
     const conv = p.conversion;
@@ -136,7 +139,7 @@ export async function convertJob(p: ConvertParams, ctx: JobContext): Promise<Con
     }
     const dtype = storedDtype === 'F16' ? 'float16' : 'float32';
     ctx.progress({ phase: 'saving' });
-    await saveModel(out, p.outDir, { dtype, tokenizerFrom: p.modelDir });
+    await saveModel(out, p.outDir, { dtype, tokenizerFrom: folder.tokenizerDir });
     const describe = (m: MobileLLM, dir: string, fmt: string, dt: string) => ({
       path: path.resolve(dir),
       modelId: null,

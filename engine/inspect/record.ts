@@ -6,7 +6,9 @@ import path from 'node:path';
 import type { Store } from '../store/store';
 import type { Model } from '../store/records';
 import { folderBytes } from '../store/folder-digest';
-import { openWeights, readConfig, readConfigJson } from '../io/checkpoint';
+import { readConfigJson } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { checkModelFolder } from '../folder/load';
 import { countParams } from '../model/config';
 import { ConversionReport, type InspectReport } from './schema';
 
@@ -19,15 +21,14 @@ function modelAt(store: Store, dir: string): Model | undefined {
 function knownModel(store: Store, dir: string): Model {
   const known = modelAt(store, dir);
   if (known) return known;
-  const { source, format } = openWeights(dir);
-  source.close();
+  const folder = readModelFolder(dir);
   return store.models.add({
     name: path.basename(path.resolve(dir)),
     source: 'imported',
-    format,
+    format: checkModelFolder(folder).format,
     path: path.resolve(dir),
-    config: readConfigJson(dir),
-    paramCount: countParams(readConfig(dir)).total,
+    config: folder.configJson ?? undefined, // an adapter has no config.json
+    paramCount: countParams(folder.config).total,
     bytes: folderBytes(dir),
   });
 }

@@ -1,15 +1,15 @@
 // The inspection report (schema.ts: InspectReport) of an official preset
 // (costs only: no weights are loaded) or of a model folder (costs, weight
-// analysis, and activation analysis on a probe), with measured latency when
-// asked for.
+// analysis, and activation analysis on a probe; an adapter is analysed
+// merged into its base model), with measured latency when asked for.
 import fs from 'node:fs';
 import path from 'node:path';
+import { readModelFolder, type ModelFolder } from '../folder/kind';
+import { loadModelFolder } from '../folder/load';
 import type { MobileLLMConfig } from '../model/config';
 import { PRESET_NAMES, preset } from '../model/presets';
 import type { LayerSharing, SharingStrategy } from '../model/sharing';
-import { loadModel, readConfig } from '../io/checkpoint';
-import { loadTokenizer } from '../tokenizer/tokenizer';
-import { readQuantization } from '../quant/checkpoint';
+import { hasTokenizer, loadTokenizer } from '../tokenizer/tokenizer';
 import type { JobContext } from '../jobs/job';
 import { costTable } from './schedule-costs';
 import { measureDecodeLatency, type LatencyOptions } from './latency';
@@ -45,15 +45,15 @@ function selectedSharing(c: MobileLLMConfig, opts: InspectOptions, repeats: numb
 type ProbeSource = Pick<ActivationAnalysis['probe'], 'source' | 'path'>;
 
 /** Probe ids (cut to MAX_PROBE_TOKENS and the context) and where they came from; null without a probe. */
-function probeIds(dir: string, c: MobileLLMConfig, probe: ProbeInput | undefined): { ids: number[]; from: ProbeSource } | null {
+function probeIds(tokenizerDir: string, c: MobileLLMConfig, probe: ProbeInput | undefined): { ids: number[]; from: ProbeSource } | null {
   let ids: number[];
   let from: ProbeSource;
   if (probe && 'ids' in probe) {
     ids = probe.ids;
     from = { source: 'ids', path: null };
   } else {
-    if (!probe && !['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(dir, f)))) return null;
-    ids = loadTokenizer(dir).encode(probe?.text ?? BUILTIN_PROBE, { bos: true });
+    if (!probe && !hasTokenizer(tokenizerDir)) return null;
+    ids = loadTokenizer(tokenizerDir).encode(probe?.text ?? BUILTIN_PROBE, { bos: true });
     from = probe ? { source: 'text', path: probe.path } : { source: 'builtin', path: null };
   }
   const bad = ids.find((id) => !Number.isInteger(id) || id < 0 || id >= c.vocabSize);
@@ -63,12 +63,13 @@ function probeIds(dir: string, c: MobileLLMConfig, probe: ProbeInput | undefined
   return { ids, from };
 }
 
-/** Weights, and activations when there is a probe, of the model in `dir`. */
-function analyze(dir: string, c: MobileLLMConfig, probe: ProbeInput | undefined, ctx: JobContext): Analysis {
-  if (readQuantization(dir)) throw new Error(`${dir}: a quantized model; the analysis needs float weights (inspect its float source, or a preset for costs)`);
-  const p = probeIds(dir, c, probe);
+/** Weights, and activations when there is a probe, of the model in `folder`. */
+function analyze(folder: ModelFolder, probe: ProbeInput | undefined, ctx: JobContext): Analysis {
+  const { dir, config } = folder;
+  if (folder.quantization) throw new Error(`${dir}: a quantized model; the analysis needs float weights (inspect its float source, or a preset for costs)`);
+  const p = probeIds(folder.tokenizerDir, config, probe);
   ctx.progress({ phase: 'loading weights' });
-  const { model } = loadModel(dir);
+  const { model } = loadModelFolder(folder);
   try {
     ctx.progress({ phase: 'analysing weights' });
     const weights = weightAnalysis(model);
@@ -83,11 +84,12 @@ function analyze(dir: string, c: MobileLLMConfig, probe: ProbeInput | undefined,
 /** The report of a preset name or a model folder (needs an initialized backend for analysis and latency). */
 export async function inspect(target: string, opts: InspectOptions, ctx: JobContext): Promise<InspectReport> {
   const isPreset = isPresetName(target);
-  const c = isPreset ? preset(target) : readConfig(target);
+  const folder = isPreset ? null : readModelFolder(target);
+  const c = folder ? folder.config : preset(target);
   const repeats = opts.repeats ?? (c.sharing.strategy === 'none' ? 2 : c.sharing.repeats);
   const contextTokens = opts.contextTokens ?? Math.min(512, c.maxPositions);
   const costs = { contextTokens, rows: costTable(c, repeats, contextTokens) };
-  const analysis = isPreset ? null : analyze(target, c, opts.probe, ctx);
+  const analysis = folder ? analyze(folder, opts.probe, ctx) : null;
   const latency = opts.latency ? await measureDecodeLatency(c, { ...opts.latency, repeats }, ctx) : null;
   return InspectReport.parse({
     version: 1,

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { MobileLLM, layerOf, type ModelWeights } from '../model/model';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
-import { scoreIds } from '../eval/score';
+import { scoreIds } from '../runtime/score';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
 import { dequantize } from './codes';
 import { QuantizedLinear } from './quantized-linear';

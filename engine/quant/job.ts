@@ -1,10 +1,12 @@
-// `quantize` as a job: load the float model, quantize it, measure what was
-// lost, save the quantized folder, and return the report (recording it in
-// the store is the caller's step: record.ts).
+// `quantize` as a job: load the float model (an adapter merged into its base
+// model first), quantize it, measure what was lost, save the quantized
+// folder, and return the report (recording it in the store is the caller's
+// step: record.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { backendInfo, describeBackend } from '../backend/select';
-import { loadModel, readConfig } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { loadModelFolder } from '../folder/load';
 import { countParams } from '../model/config';
 import type { MobileLLM } from '../model/model';
 import type { JobContext } from '../jobs/job';
@@ -61,9 +63,10 @@ function checkOutDir(modelDir: string, outDir: string): void {
 
 export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<QuantReport> {
   const t0 = performance.now();
-  const already = readQuantization(p.modelDir);
+  const folder = readModelFolder(p.modelDir);
+  const already = folder.quantization;
   if (already) throw new Error(`${p.modelDir}: already quantized (${already.method}); quantize the float model it was made from`);
-  const config = readConfig(p.modelDir);
+  const { config } = folder;
   const spec = resolveSpec(config, { method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp });
   checkOutDir(p.modelDir, p.outDir);
   const evalIds = p.evalIds.slice(0, p.maxEvalTokens ?? DEFAULT_EVAL_TOKENS);
@@ -72,7 +75,7 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
   const window = Math.min(config.maxPositions, MAX_WINDOW);
 
   ctx.progress({ phase: 'loading' });
-  const loaded = loadModel(p.modelDir);
+  const loaded = loadModelFolder(folder);
   const float = loaded.model;
   let quant: MobileLLM | undefined;
   try {
@@ -93,10 +96,10 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
 
     const ts = performance.now();
     ctx.progress({ phase: 'saving' });
-    await saveQuantizedModel(q, p.outDir, { tokenizerFrom: p.modelDir });
+    await saveQuantizedModel(q, p.outDir, { tokenizerFrom: folder.tokenizerDir });
     const saveMs = performance.now() - ts;
 
-    const sourceBytes = weightFileBytes(p.modelDir);
+    const sourceBytes = weightFileBytes(folder.modelDir); // an adapter's: its base model's (the merged weights' size)
     const quantizedBytes = weightFileBytes(p.outDir);
     const params = countParams(config).total;
     return QuantReport.parse({

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { Store } from '../store/store';
 import type { Model } from '../store/records';
 import { readConfigJson } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
 import { QuantReport } from './report';
 
 export interface RecordedQuantization {
@@ -29,7 +30,7 @@ export function recordQuantization(store: Store, report: QuantReport): RecordedQ
       source: 'imported',
       format: src.format,
       path: src.path,
-      config: readConfigJson(src.path),
+      config: readModelFolder(src.path).configJson ?? undefined, // an adapter has no config.json
       paramCount: src.params,
       bytes: report.size.sourceBytes,
     });

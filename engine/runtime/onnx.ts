@@ -1,13 +1,9 @@
 // The ONNX Runtime runtime: the model exported to one ONNX graph, run by
 // onnxruntime-node on the CPU with every core.
-import { initBackend } from '../backend/select';
-import { loadModel, readConfigJson } from '../io/checkpoint';
 import type { MobileLLMConfig } from '../model/config';
 import type { MobileLLM } from '../model/model';
-import { checkScorable, scoresFromLogits, type TokenScores } from '../eval/score';
-import { exportGraph, exportMobileLLM, type ExportedGraph } from '../onnx/mobilellm';
-import { checkpointParams } from '../onnx/params';
-import { loadOrt } from '../onnx/ort';
+import { checkScorable, scoresFromLogits, type TokenScores } from './score';
+import type { ExportedGraph } from '../onnx/mobilellm';
 import { OnnxCache, OnnxModelSession, type OnnxSessionOptions } from '../onnx/session';
 import type { InferenceRuntime, RuntimeCache } from './runtime';
 
@@ -25,38 +21,8 @@ export class OnnxRuntime implements InferenceRuntime {
     return new OnnxRuntime(await OnnxModelSession.create(model, opts));
   }
 
-  /**
-   * Loads a model folder (float or quantized) with as few copies of the
-   * weights alive as it can. Float weights go from the file straight into the
-   * serialized graph, tensor by tensor. Quantized ones are loaded (integer
-   * codes) on TensorFlow.js's plain-JS cpu backend, whose memory goes back to
-   * the allocator (the wasm backend's heap never shrinks), and disposed as
-   * soon as the graph is serialized, before ONNX Runtime makes its copy.
-   */
-  static async open(dir: string, opts: OnnxSessionOptions = {}): Promise<OnnxRuntime> {
-    await loadOrt(); // fail before loading anything if ONNX Runtime is missing
-    let graph: ExportedGraph;
-    if (readConfigJson(dir).quantization === undefined) {
-      const params = checkpointParams(dir);
-      try {
-        graph = exportGraph(params, opts);
-      } finally {
-        params.close();
-      }
-    } else {
-      const backend = await initBackend();
-      await initBackend('cpu');
-      try {
-        const { model } = loadModel(dir);
-        try {
-          graph = exportMobileLLM(model, opts);
-        } finally {
-          model.dispose();
-        }
-      } finally {
-        await initBackend(backend.name);
-      }
-    }
+  /** Opens a graph exported by engine/onnx (hold no other reference to it: its weights are dropped once the session holds them). */
+  static async fromGraph(graph: ExportedGraph, opts: OnnxSessionOptions = {}): Promise<OnnxRuntime> {
     return new OnnxRuntime(await OnnxModelSession.open(graph, opts));
   }
 

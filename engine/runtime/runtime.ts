@@ -4,7 +4,7 @@
 // that trains). Generation, scoring, evaluation and chat are written against
 // this interface, so they run on either.
 import type { MobileLLMConfig } from '../model/config';
-import type { TokenScores } from '../eval/score';
+import type { TokenScores } from './score';
 
 export const RUNTIME_NAMES = ['onnx', 'tfjs'] as const;
 export type RuntimeName = (typeof RUNTIME_NAMES)[number];

@@ -1,7 +1,6 @@
 // Picks the inference runtime: ONNX Runtime when onnxruntime-node loads here,
 // else TensorFlow.js. Forced with --runtime / MLW_RUNTIME; a forced runtime
 // that fails is an error, not a silent fallback. Always says what it chose.
-import { loadModel } from '../io/checkpoint';
 import type { MobileLLM } from '../model/model';
 import type { OnnxSessionOptions } from '../onnx/session';
 import { OnnxRuntime } from './onnx';
@@ -32,41 +31,41 @@ function forcedRuntime(opts: RuntimeOptions): RuntimeName | undefined {
 }
 
 /**
+ * Starts the fastest runtime that starts: `start.onnx`, else `start.tfjs`
+ * (a forced runtime only, and its failure is an error).
+ */
+export async function startRuntime(
+  start: { onnx: () => Promise<InferenceRuntime>; tfjs: () => InferenceRuntime },
+  opts: RuntimeOptions = {},
+): Promise<RuntimeChoice> {
+  const forced = forcedRuntime(opts);
+  const skipped: string[] = [];
+  if (forced !== 'tfjs') {
+    try {
+      return { runtime: await start.onnx(), skipped };
+    } catch (err) {
+      if (forced === 'onnx') throw new Error(`runtime "onnx" could not start: ${firstLine(err)}`);
+      skipped.push(`onnx: ${firstLine(err)}`);
+    }
+  }
+  return { runtime: start.tfjs(), skipped };
+}
+
+/**
  * Starts a runtime for `model` and hands the model to it: the tfjs runtime
  * disposes it with itself; the onnx runtime disposes it as soon as ONNX
  * Runtime holds the weights (so one copy stays in memory).
  */
 export async function createRuntime(model: MobileLLM, opts: RuntimeOptions = {}): Promise<RuntimeChoice> {
-  const forced = forcedRuntime(opts);
-  const skipped: string[] = [];
-  if (forced !== 'tfjs') {
-    try {
-      const runtime = await OnnxRuntime.create(model, opts.onnx);
-      model.dispose();
-      return { runtime, skipped };
-    } catch (err) {
-      if (forced === 'onnx') throw new Error(`runtime "onnx" could not start: ${firstLine(err)}`);
-      skipped.push(`onnx: ${firstLine(err)}`);
-    }
-  }
-  return { runtime: new TfjsRuntime(model), skipped };
-}
-
-/**
- * Loads a model folder (float or quantized) into a runtime: onnx loads it
- * with the least memory (OnnxRuntime.open); should that fail, tfjs loads it
- * afresh on the current backend.
- */
-export async function openRuntime(dir: string, opts: RuntimeOptions = {}): Promise<RuntimeChoice> {
-  const forced = forcedRuntime(opts);
-  const skipped: string[] = [];
-  if (forced !== 'tfjs') {
-    try {
-      return { runtime: await OnnxRuntime.open(dir, opts.onnx), skipped };
-    } catch (err) {
-      if (forced === 'onnx') throw new Error(`runtime "onnx" could not start: ${firstLine(err)}`);
-      skipped.push(`onnx: ${firstLine(err)}`);
-    }
-  }
-  return { runtime: new TfjsRuntime(loadModel(dir).model), skipped };
+  return startRuntime(
+    {
+      onnx: async () => {
+        const runtime = await OnnxRuntime.create(model, opts.onnx);
+        model.dispose();
+        return runtime;
+      },
+      tfjs: () => new TfjsRuntime(model),
+    },
+    opts,
+  );
 }

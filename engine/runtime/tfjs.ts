@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { backendInfo, describeBackend } from '../backend/select';
 import { KVCache } from '../model/kv-cache';
 import type { MobileLLM } from '../model/model';
-import { scoreIds, type TokenScores } from '../eval/score';
+import { scoreIds, type TokenScores } from './score';
 import type { InferenceRuntime, RuntimeCache } from './runtime';
 
 export class TfjsRuntime implements InferenceRuntime {

@@ -2,7 +2,7 @@
 // used, replaced (and its memory freed) when another model is picked. Any
 // model folder the workbench makes can be loaded: a plain or quantized model,
 // or a PEFT LoRA adapter (merged into its base model), on the fastest runtime.
-import { openInferenceModel, type InferenceModel } from '../io/model-folder';
+import { openInferenceModel, type InferenceModel } from '../folder/inference';
 
 export interface LoadedChatModel extends InferenceModel {
   modelId: number;

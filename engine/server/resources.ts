@@ -4,7 +4,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
 import type { Store } from '../store/store';
-import { readConfigJson, validateModelFolder } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { checkModelFolder } from '../folder/load';
 import { countParams } from '../model/config';
 
 export const RESOURCES = path.resolve(import.meta.dirname, '../../resources');
@@ -40,14 +41,15 @@ export function bundledResources(root = RESOURCES): ResourceIndex {
 export function ensureDefaultModel(store: Store, root = RESOURCES): number | null {
   const model = bundledResources(root).defaultModel;
   if (!model || store.models.list().length > 0) return null;
-  const { config, format } = validateModelFolder(model.path);
+  const folder = readModelFolder(model.path);
+  const { format } = checkModelFolder(folder);
   return store.models.add({
     name: model.name,
     source: 'imported',
     format,
     path: model.path,
-    config: readConfigJson(model.path),
-    paramCount: countParams(config).total,
+    config: folder.configJson ?? undefined,
+    paramCount: countParams(folder.config).total,
     bytes: fs.readdirSync(model.path).reduce((n, f) => n + fs.statSync(path.join(model.path, f)).size, 0),
   }).id;
 }

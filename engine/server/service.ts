@@ -10,14 +10,15 @@ import type { Store } from '../store/store';
 import type { Message, Model, SamplingSettings } from '../store/records';
 import { checkpointAsModel } from '../train/run';
 import { backendInfo } from '../backend/select';
-import { readConfig, validateModelFolder } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { ChatTemplate, loadChatTemplate } from '../chat/template';
 import { requests, type AnswerStarted, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
 import { JobManager } from './jobs';
 import { ModelHost } from './model-host';
-import { architectureFolder, tokenizerFolder } from '../io/model-folder';
+import { readModelFolder } from '../folder/kind';
+import { checkModelFolder } from '../folder/load';
+import { hasTokenizer } from '../tokenizer/tokenizer';
 import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
@@ -152,7 +153,7 @@ export class EngineService {
       'resources.list': () => bundledResources(),
       'presets.list': () => PRESET_NAMES,
       'inspect.costs': (p: { preset?: string; modelId?: number; repeats: number; contextTokens: number }) => {
-        const config = p.preset ? preset(p.preset) : readConfig(this.architectureDir(this.requireModelId(p.modelId)));
+        const config = p.preset ? preset(p.preset) : readModelFolder(this.architectureDir(this.requireModelId(p.modelId))).config;
         return costTable(config, p.repeats, Math.min(p.contextTokens, config.maxPositions));
       },
       'inspect.start': (p: { preset?: string; modelId?: number; strategy?: InspectJobParams['strategy']; repeats?: number; probeText?: string; latency: boolean }) => {
@@ -246,7 +247,7 @@ export class EngineService {
 
   /** The folder with a model's architecture (its base model's, for an adapter). */
   private architectureDir(modelId: number): string {
-    return architectureFolder(this.store.models.get(modelId).path);
+    return readModelFolder(this.store.models.get(modelId).path).modelDir;
   }
 
   /** How child-process jobs find the store and backend of this engine. */
@@ -301,9 +302,10 @@ export class EngineService {
 
   importModel(dir: string, name?: string) {
     const abs = path.resolve(dir);
-    let checked;
+    let folder, checked;
     try {
-      checked = validateModelFolder(abs);
+      folder = readModelFolder(abs);
+      checked = checkModelFolder(folder);
     } catch (e) {
       throw new RequestError(`cannot import: ${(e as Error).message.split('\n')[0]}`, 'bad_request');
     }
@@ -312,8 +314,8 @@ export class EngineService {
       source: 'imported',
       format: checked.format,
       path: abs,
-      config: checked.raw,
-      paramCount: countParams(checked.config).total,
+      config: folder.configJson ?? undefined,
+      paramCount: countParams(folder.config).total,
       bytes: folderBytes(abs),
     });
     this.emit({ type: 'models' });
@@ -326,10 +328,11 @@ export class EngineService {
     const none = { config: null, params: null, effectiveDepth: null, schedule: null, chatTemplate: null };
     try {
       // An adapter folder describes its base model's architecture.
-      const { config } = validateModelFolder(architectureFolder(model.path));
+      const folder = readModelFolder(model.path);
+      checkModelFolder(folder);
+      const { config, tokenizerDir } = folder;
       const c = countParams(config);
-      const tokDir = tokenizerFolder(model.path);
-      const hasTokenizer = ['tokenizer.model', 'tokenizer.json'].some((f) => fs.existsSync(path.join(tokDir, f)));
+      const tokenizer = hasTokenizer(tokenizerDir);
       return {
         model,
         config: config as unknown as Record<string, unknown>,
@@ -337,9 +340,9 @@ export class EngineService {
         effectiveDepth: effectiveDepth(config),
         schedule: layerSchedule(config),
         bytesOnDisk,
-        hasTokenizer,
-        chatTemplate: loadChatTemplate(tokDir).name,
-        problem: hasTokenizer ? null : 'no tokenizer.model or tokenizer.json: it can be scored by ids but not chatted with',
+        hasTokenizer: tokenizer,
+        chatTemplate: loadChatTemplate(tokenizerDir).name,
+        problem: tokenizer ? null : 'no tokenizer.model or tokenizer.json: it can be scored by ids but not chatted with',
       };
     } catch (e) {
       return { model, ...none, bytesOnDisk, hasTokenizer: false, problem: (e as Error).message.split('\n')[0] };
@@ -351,7 +354,7 @@ export class EngineService {
     if (chat.chatTemplate) return new ChatTemplate(chat.chatTemplate, model?.template.bosToken ?? '<s>', model?.template.eosToken ?? '</s>', 'custom');
     if (model) return model.template;
     if (chat.modelId === null) throw new RequestError('this chat has no model', 'bad_request');
-    return loadChatTemplate(tokenizerFolder(this.store.models.get(chat.modelId).path));
+    return loadChatTemplate(readModelFolder(this.store.models.get(chat.modelId).path).tokenizerDir);
   }
 
   /** Every message of a chat, parents before children. */

@@ -499,6 +499,12 @@ export function tokenizerToJson(t: Tokenizer): object {
   return t.parts.toJson();
 }
 
+/** The files a tokenizer is read from, in the order loadTokenizer tries them. */
+const TOKENIZER_SOURCES = ['tokenizer.model', 'tokenizer.json'];
+
+/** Whether `dir` holds a tokenizer loadTokenizer reads. */
+export const hasTokenizer = (dir: string): boolean => TOKENIZER_SOURCES.some((f) => fs.existsSync(path.join(dir, f)));
+
 /** tokenizer.model if the folder has one, else tokenizer.json. */
 export function loadTokenizer(modelDir: string): Tokenizer {
   const modelFile = path.join(modelDir, 'tokenizer.model');

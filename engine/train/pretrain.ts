@@ -13,7 +13,9 @@ import type { JobContext } from '../jobs/job';
 import type { MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
 import { randomModel } from '../model/init';
-import { loadModel, saveModel } from '../io/checkpoint';
+import { saveModel } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { loadModelFolder } from '../folder/load';
 import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { TokenizedExample } from './batching';
@@ -181,7 +183,7 @@ export async function pretrain(store: Store, input: PretrainInput | { resumeRunI
   const trainSet = order.slice(nVal).map((i) => sequences[i]);
 
   const from = store.checkpoints.resumePoint(run.id);
-  const { model } = loadModel(from?.path ?? baseDir, { wrap: (t) => tf.variable(t) });
+  const { model } = loadModelFolder(readModelFolder(from?.path ?? baseDir), { wrap: (t) => tf.variable(t) });
   const trainable = new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable]));
   const resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
   store.runs.setStatus(run.id, 'running');

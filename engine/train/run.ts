@@ -9,7 +9,9 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { backendInfo } from '../backend/select';
 import type { JobContext } from '../jobs/job';
-import { loadModel, readConfig } from '../io/checkpoint';
+import { readConfig } from '../io/checkpoint';
+import { readModelFolder } from '../folder/kind';
+import { loadModelFolder } from '../folder/load';
 import { type MobileLLM } from '../model/model';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
@@ -79,10 +81,10 @@ export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEs
 /** The model with its trainable variables: every parameter (full) or fresh / checkpointed adapters (LoRA). */
 function trainableModel(cfg: FinetuneConfig, from: string | null): { model: MobileLLM; adapters: LoraAdapters | null; trainable: Map<string, tf.Variable> } {
   if (cfg.method === 'full') {
-    const { model } = loadModel(from ?? cfg.model, { wrap: trainable });
+    const { model } = loadModelFolder(readModelFolder(from ?? cfg.model), { wrap: trainable });
     return { model, adapters: null, trainable: new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable])) };
   }
-  const { model } = loadModel(cfg.model);
+  const { model } = loadModelFolder(readModelFolder(cfg.model));
   const adapters = from ? loadAdapter(model, from, trainable) : applyLora(model, cfg.lora, { seed: cfg.train.seed }, trainable);
   return { model, adapters, trainable: new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable])) };
 }

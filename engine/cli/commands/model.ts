@@ -2,18 +2,17 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { backendInfo, describeBackend, initBackend, type BackendName } from '../../backend/select';
-import { checkTensorNames, openWeights, readConfig } from '../../io/checkpoint';
 import { countParams, effectiveDepth, layerSchedule } from '../../model/config';
-import { loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
+import { hasTokenizer, loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
 import { generate } from '../../generate/generate';
 import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
-import { createRuntime, openRuntime } from '../../runtime/select';
-import { isAdapterFolder, loadMergedModel, tokenizerFolder } from '../../io/model-folder';
+import { openRuntime } from '../../folder/inference';
+import { readModelFolder, type ModelFolder } from '../../folder/kind';
+import { checkModelFolder } from '../../folder/load';
 import { encodeChatText, loadChatTemplate } from '../../chat/template';
 import { DEFAULT_SAMPLING } from '../../generate/sampling';
 import { UsageError } from '../errors';
 import { parseIdList, parseNumber, printJson } from '../format';
-import { readQuantization } from '../../quant/checkpoint';
 import { describeSpec } from '../../quant/spec';
 
 interface GlobalOpts {
@@ -27,9 +26,9 @@ async function backendFor(cmd: Command) {
 const runtimeOption = () =>
   new Option('--runtime <name>', 'inference runtime (default: MLW_RUNTIME, else onnx when onnxruntime-node loads, else tfjs)').choices(RUNTIME_NAMES);
 
-/** Loads a model folder (an adapter: merged into its base) into the chosen runtime; says on stderr why a faster one was skipped. */
-async function runtimeFor(dir: string, runtime: RuntimeName | undefined) {
-  const choice = isAdapterFolder(dir) ? await createRuntime(loadMergedModel(dir).model, { runtime }) : await openRuntime(dir, { runtime });
+/** Opens a model folder (an adapter: merged into its base) on the chosen runtime; says on stderr why a faster one was skipped. */
+async function runtimeFor(folder: ModelFolder, runtime: RuntimeName | undefined) {
+  const choice = await openRuntime(folder, { runtime });
   for (const line of choice.skipped) process.stderr.write(`mlw: runtime ${line}; using ${choice.runtime.name}\n`);
   return choice.runtime;
 }
@@ -46,28 +45,24 @@ export function registerModelCommands(program: Command): void {
   program
     .command('info')
     .description('show a model folder: config, parameter counts, effective depth, sharing schedule')
-    .argument('<modelDir>', 'Hugging Face model folder')
+    .argument('<modelDir>', 'model folder, quantized model folder or LoRA adapter folder')
     .option('--json', 'print JSON')
     .action(async (dir: string, opts: { json?: boolean }, cmd: Command) => {
-      const config = readConfig(dir);
-      const { source, format } = openWeights(dir);
-      let dtype: string;
-      try {
-        checkTensorNames(source, config);
-        dtype = source.info(source.names()[0]).dtype;
-      } finally {
-        source.close();
-      }
+      const folder = readModelFolder(dir);
+      const { config, quantization, adapter } = folder;
+      const { format, storedDtype: dtype } = checkModelFolder(folder);
       const info = await backendFor(cmd);
       const counts = countParams(config);
       const schedule = layerSchedule(config);
-      // Quantized folders (engine/quant): method and options; null for a float model.
-      const quantization = readQuantization(dir);
       const result = {
         path: path.resolve(dir),
+        kind: folder.kind,
         format,
         dtype,
+        // Quantized folders (engine/quant): method and options; null for a float model.
         quantization,
+        // An adapter: its LoRA options and the base model whose architecture this is.
+        adapter: adapter && { base: path.resolve(folder.modelDir), ...adapter.options },
         config,
         params: { total: counts.total, embedding: counts.embedding, non_embedding: counts.nonEmbedding, per_block: counts.perBlock },
         unique_blocks: config.numBlocks,
@@ -90,25 +85,30 @@ export function registerModelCommands(program: Command): void {
         `backend      ${describeBackend(info)}`,
       ];
       if (quantization) lines.splice(1, 0, `quantized    ${describeSpec(quantization)}`);
+      if (adapter) {
+        const o = adapter.options;
+        lines.splice(1, 0, `adapter      LoRA rank ${o.rank}, alpha ${o.alpha}${o.rslora ? ' (rsLoRA)' : ''} on ${o.targets.join(', ')}; base model ${result.adapter!.base}`);
+      }
       console.log(lines.join('\n'));
     });
 
   program
     .command('score')
     .description('log-probability of each token given the ones before it, total NLL and perplexity')
-    .argument('<modelDir>', 'Hugging Face model folder')
+    .argument('<modelDir>', 'model folder, quantized model folder or LoRA adapter folder')
     .option('--ids <ids>', 'comma-separated token ids')
     .option('--text <text>', 'text to tokenize (BOS is prepended)')
     .addOption(runtimeOption())
     .option('--json', 'print JSON')
     .action(async (dir: string, opts: { ids?: string; text?: string; runtime?: RuntimeName; json?: boolean }, cmd: Command) => {
       if ((opts.ids === undefined) === (opts.text === undefined)) throw new UsageError('score: give exactly one of --ids or --text');
+      const folder = readModelFolder(dir);
       await backendFor(cmd);
-      const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizerOrUsage(dir, '--text').encode(opts.text!, { bos: true });
-      const vocab = readConfig(dir).vocabSize;
+      const ids = opts.ids !== undefined ? parseIdList(opts.ids, '--ids') : tokenizerOrUsage(folder.tokenizerDir, '--text').encode(opts.text!, { bos: true });
+      const vocab = folder.config.vocabSize;
       const bad = ids.find((id) => id >= vocab);
       if (bad !== undefined) throw new UsageError(`--ids: token id ${bad} is outside the vocabulary (size ${vocab})`);
-      const runtime = await runtimeFor(dir, opts.runtime);
+      const runtime = await runtimeFor(folder, opts.runtime);
       const s = await runtime.score(ids).finally(() => runtime.dispose());
       if (opts.json) return printJson({ ids: s.ids, logprobs: s.logprobs, nll: s.nll, ppl: s.ppl, backend: backendInfo().name, runtime: runtime.name });
       console.log(`tokens ${ids.length}  nll ${s.nll.toFixed(4)}  ppl ${s.ppl.toFixed(3)}  (${runtime.describe()})`);
@@ -118,7 +118,7 @@ export function registerModelCommands(program: Command): void {
   program
     .command('generate')
     .description('continue a prompt (streams text); temperature 0 is greedy')
-    .argument('<modelDir>', 'Hugging Face model folder')
+    .argument('<modelDir>', 'model folder, quantized model folder or LoRA adapter folder')
     .option('--prompt <text>', 'prompt text (BOS is prepended)')
     .option('--prompt-ids <ids>', 'comma-separated prompt token ids')
     .option('--max-new-tokens <n>', 'tokens to generate', '128')
@@ -143,8 +143,9 @@ export function registerModelCommands(program: Command): void {
         seed: o.seed === undefined ? undefined : parseNumber(o.seed as string, '--seed', { integer: true }),
         stopAtEos: o.eos !== false,
       };
+      const folder = readModelFolder(dir);
       await backendFor(cmd);
-      const tokDir = tokenizerFolder(dir);
+      const tokDir = folder.tokenizerDir;
       const tokenizer = o.prompt !== undefined || !o.json ? tokenizerOrUsage(tokDir, 'text generation') : undefined;
       const template = o.chat ? loadChatTemplate(tokDir, tokenizer!.idToPiece(tokenizer!.bosId), tokenizer!.idToPiece(tokenizer!.eosId)) : undefined;
       const promptIds =
@@ -153,7 +154,7 @@ export function registerModelCommands(program: Command): void {
           : template
             ? encodeChatText(tokenizer!, template.render([{ role: 'user', content: o.prompt as string }], true))
             : tokenizer!.encode(o.prompt as string, { bos: true });
-      const runtime = await runtimeFor(dir, o.runtime as RuntimeName | undefined);
+      const runtime = await runtimeFor(folder, o.runtime as RuntimeName | undefined);
       // A chat answer ends where a base model starts writing the next turn itself; it is printed whole.
       const stop = new AbortController();
       let answer = '';
@@ -179,12 +180,12 @@ export function registerModelCommands(program: Command): void {
   program
     .command('tokenize')
     .description('text → token ids and pieces')
-    .argument('<modelDir>', 'model folder with tokenizer.model or tokenizer.json')
+    .argument('<modelDir>', 'folder with tokenizer.model or tokenizer.json, or a LoRA adapter folder (its base model\'s tokenizer when it has none)')
     .requiredOption('--text <text>', 'text to tokenize')
     .option('--bos', 'prepend the beginning-of-sequence token')
     .option('--json', 'print JSON')
     .action((dir: string, opts: { text: string; bos?: boolean; json?: boolean }) => {
-      const tok = loadTokenizer(dir);
+      const tok = loadTokenizer(hasTokenizer(dir) ? dir : readModelFolder(dir).tokenizerDir);
       const ids = tok.encode(opts.text, { bos: !!opts.bos });
       const pieces = ids.map((id) => tok.idToPiece(id));
       if (opts.json) return printJson({ ids, pieces });

@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
 import { loadTokenizer } from '../../tokenizer/tokenizer';
+import { readModelFolder } from '../../folder/kind';
 import { openStore } from '../../store/open';
 import { quantizeJob } from '../../quant/job';
 import { recordQuantization } from '../../quant/record';
@@ -28,7 +29,7 @@ export function registerQuantizeCommands(program: Command): void {
   program
     .command('quantize')
     .description('quantize a float model (w8a8: the MobileLLM paper\'s W8A8; w8/w4: weight-only) and report size and quality')
-    .argument('<modelDir>', 'float Hugging Face model folder')
+    .argument('<modelDir>', 'float model folder, or a LoRA adapter folder (merged into its base model first)')
     .addOption(new Option('--method <method>', 'quantization method').choices(QUANT_METHODS).makeOptionMandatory())
     .option('--group-size <n>', `w4: inputs per scale, ${GROUP_SIZES.join(', ')} (default: the largest that fits the model)`)
     .option('--keep-embedding-fp', 'keep the embedding/head in float16')
@@ -42,12 +43,13 @@ export function registerQuantizeCommands(program: Command): void {
       if (groupSize !== undefined && !(GROUP_SIZES as readonly number[]).includes(groupSize)) {
         throw new UsageError(`--group-size: ${groupSize} is not one of ${GROUP_SIZES.join(', ')}`);
       }
+      const folder = readModelFolder(dir);
       o.evalText ??= bundledResources().evalTexts[0]?.path;
       if (o.evalText === undefined) throw new UsageError('quantize: --eval-text FILE is required (the bundled evaluation text is missing)');
       if (!fs.existsSync(o.evalText)) throw new UsageError(`--eval-text: ${o.evalText} not found`);
       let tokenizer;
       try {
-        tokenizer = loadTokenizer(dir);
+        tokenizer = loadTokenizer(folder.tokenizerDir);
       } catch (e) {
         throw new Error(`--eval-text needs the model's tokenizer: ${(e as Error).message}`);
       }
