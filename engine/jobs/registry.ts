@@ -47,13 +47,14 @@ export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
     return ((store: Store, p: { runId: number }, ctx: JobContext) => resumeFinetune(store, p.runId, ctx)) as ChildJob;
   },
   quantize: async () => {
-    const [{ loadTokenizer }, { quantizeJob }, { recordQuantization }] = await Promise.all([
+    const [{ loadTokenizer }, { readModelFolder }, { quantizeJob }, { recordQuantization }] = await Promise.all([
       import('../tokenizer/tokenizer'),
+      import('../folder/kind'),
       import('../quant/job'),
       import('../quant/record'),
     ]);
     return (async (store: Store, p: QuantizeJobParams, ctx: JobContext) => {
-      const evalIds = loadTokenizer(p.modelDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true });
+      const evalIds = loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true });
       const report = await quantizeJob({ ...p, evalIds, evalSource: p.evalText }, ctx);
       return recordQuantization(store, report);
     }) as ChildJob;
@@ -68,13 +69,14 @@ export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
     }) as ChildJob;
   },
   convert: async () => {
-    const [{ loadTokenizer }, { convertJob }, { recordConversion }] = await Promise.all([
+    const [{ loadTokenizer }, { readModelFolder }, { convertJob }, { recordConversion }] = await Promise.all([
       import('../tokenizer/tokenizer'),
+      import('../folder/kind'),
       import('../inspect/convert'),
       import('../inspect/record'),
     ]);
     return (async (store: Store, p: ConvertJobParams, ctx: JobContext) => {
-      const evalText = p.evalText ? { ids: loadTokenizer(p.modelDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
+      const evalText = p.evalText ? { ids: loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
     }) as ChildJob;
   },

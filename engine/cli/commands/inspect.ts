@@ -5,6 +5,7 @@ import { describeBackend, initBackend, type BackendName } from '../../backend/se
 import { SHARING_STRATEGIES, sharingSchedule, type LayerSharing, type SharingStrategy } from '../../model/sharing';
 import { PRESET_NAMES } from '../../model/presets';
 import { loadTokenizer } from '../../tokenizer/tokenizer';
+import { readModelFolder } from '../../folder/kind';
 import { openStore } from '../../store/open';
 import { inspect, isPresetName, type InspectOptions } from '../../inspect/report';
 import { convertJob, type Conversion, type SharedStrategy } from '../../inspect/convert';
@@ -174,7 +175,7 @@ interface ConvertCliOpts {
 
 async function runConversion(dir: string, conversion: Conversion, o: ConvertCliOpts, cmd: Command): Promise<void> {
   const g = cmd.optsWithGlobals() as GlobalOpts;
-  const evalText = o.evalText === undefined ? undefined : { ids: tokenizerFor(dir, '--eval-text').encode(readTextFile(o.evalText, '--eval-text'), { bos: true }), source: o.evalText };
+  const evalText = o.evalText === undefined ? undefined : { ids: tokenizerFor(readModelFolder(dir).tokenizerDir, '--eval-text').encode(readTextFile(o.evalText, '--eval-text'), { bos: true }), source: o.evalText };
   const backend = await initBackend(g.backend);
   const job = cliJob(conversion.operation, { quiet: o.json });
   let report: ConversionReport;
@@ -260,7 +261,7 @@ export function registerInspectCommands(program: Command): void {
   program
     .command('share')
     .description('make a layer-shared model of half the blocks from an unshared one (each kept block runs twice)')
-    .argument('<modelDir>', 'unshared float model folder with an even number of blocks')
+    .argument('<modelDir>', 'unshared float model folder with an even number of blocks (an adapter: merged into its base first)')
     .addOption(new Option('--strategy <s>', 'sharing strategy').choices(SHARED_STRATEGIES).makeOptionMandatory())
     .addOption(new Option('--pick <how>', 'keep blocks 0, 2, 4, … or average each adjacent pair').choices(BLOCK_PICKS).default('every-other'))
     .requiredOption('--out <dir>', 'new folder for the shared model')
@@ -273,7 +274,7 @@ export function registerInspectCommands(program: Command): void {
   program
     .command('unshare')
     .description('give every effective layer of a layer-shared model its own copy of its block (same outputs; each can then be fine-tuned)')
-    .argument('<modelDir>', 'layer-shared float model folder')
+    .argument('<modelDir>', 'layer-shared float model folder (an adapter: merged into its base first)')
     .requiredOption('--out <dir>', 'new folder for the unshared model')
     .option('--eval-text <file>', 'text for the perplexity before and after')
     .option('--json', 'print the report as JSON')
