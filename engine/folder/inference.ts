@@ -56,7 +56,6 @@ export function openRuntime(folder: ModelFolder, opts: RuntimeOptions = {}): Pro
 }
 
 export interface InferenceModel {
-  folder: ModelFolder;
   runtime: InferenceRuntime;
   tokenizer: Tokenizer;
   template: ChatTemplate;
@@ -70,5 +69,5 @@ export async function openInferenceModel(dir: string, opts: RuntimeOptions = {})
   const tokenizer = loadTokenizer(folder.tokenizerDir);
   const template = loadChatTemplate(folder.tokenizerDir, tokenizer.idToPiece(tokenizer.bosId), tokenizer.idToPiece(tokenizer.eosId));
   const { runtime, skipped } = await openRuntime(folder, opts);
-  return { folder, runtime, tokenizer, template, skipped };
+  return { runtime, tokenizer, template, skipped };
 }
