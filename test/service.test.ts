@@ -10,7 +10,8 @@ import { initBackend } from '../engine/backend/select';
 import { openStore } from '../engine/store/open';
 import { EngineService } from '../engine/server/service';
 import { startWebServer, type WebServer } from '../engine/server/web';
-import type { EngineEvent, ServerFrame } from '../engine/protocol/protocol';
+import { z } from 'zod';
+import { JobSnapshot, requests, type EngineEvent, type ServerFrame } from '../engine/protocol/protocol';
 import { tinyChatModel } from './helpers/web';
 
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-model-')));
@@ -41,15 +42,24 @@ class Client {
       this.ws.send(JSON.stringify({ id, method, params }));
     });
   }
-  async ok<T = unknown>(method: string, params: unknown): Promise<T> {
+  /** The result of a call, checked against the method's result schema. */
+  async ok<T = unknown>(method: keyof typeof requests, params: unknown): Promise<T> {
     const f = await this.call(method, params);
     if ('error' in f) throw new Error(`${method}: ${f.error.message}`);
-    return (f as { result: T }).result;
+    const result = (f as { result: T }).result;
+    const checked = requests[method].result.safeParse(result);
+    if (!checked.success) throw new Error(`${method}: the result is not what the protocol says:\n${z.prettifyError(checked.error)}`);
+    return result;
   }
+  /** The job's last event, its snapshot checked against the protocol's (the result's schema is the kind's). */
   async jobEnd(jobId: string): Promise<EngineEvent & { type: 'job' }> {
     for (;;) {
       const e = this.events.find((x) => x.type === 'job' && x.job.id === jobId && x.job.state !== 'running');
-      if (e) return e as EngineEvent & { type: 'job' };
+      if (e) {
+        const checked = JobSnapshot.safeParse((e as EngineEvent & { type: 'job' }).job);
+        if (!checked.success) throw new Error(`job ${jobId}: its snapshot is not what the protocol says:\n${z.prettifyError(checked.error)}`);
+        return e as EngineEvent & { type: 'job' };
+      }
       await new Promise((r) => setTimeout(r, 20));
     }
   }
@@ -85,7 +95,9 @@ describe('engine service over a socket', () => {
     const c = await Client.open(wsUrl());
     expect(await c.call('no.such.method', {})).toMatchObject({ error: { code: 'bad_request', message: 'unknown method "no.such.method"' } });
     expect(await c.call('models.get', { id: 'seven' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/models\.get: invalid "id"/) } });
-    expect(await c.call('models.get', { id: 999 })).toMatchObject({ error: { code: 'not_found' } });
+    expect(await c.call('models.get', { id: 999 })).toMatchObject({ error: { code: 'not_found', message: 'no model with id 999' } });
+    expect(await c.call('finetune.resume', { runId: 999 })).toMatchObject({ error: { code: 'not_found', message: 'no run with id 999' } });
+    expect(await c.call('finetune.start', { modelId: 1, data: 'd.jsonl', lora: { dropout: 0.95 } })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^finetune\.start: invalid "lora\.dropout"/) } });
     expect(await c.call('models.import', { path: '/does/not/exist' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) } });
     c.ws.close();
   });
@@ -153,6 +165,24 @@ describe('engine service over a socket', () => {
       expect(parsed.messages.map((m: { role: string }) => m.role)).toEqual(['user', 'assistant', 'user', 'assistant']);
       expect(parsed.template).toBe('plain');
     });
+
+    it("answers the UI's other requests as the protocol says (each result checked against its schema)", async () => {
+      const [model] = await c.ok<{ id: number }[]>('models.list', {});
+      expect((await c.ok<{ hasTokenizer: boolean }>('models.get', { id: model.id })).hasTokenizer).toBe(true);
+      expect((await c.ok<unknown[]>('chats.list', {})).length).toBeGreaterThan(0);
+      expect((await c.ok<{ kind: string }[]>('jobs.list', {})).map((j) => j.kind)).toContain('generate');
+      expect(await c.ok('presets.list', {})).toContain('125M');
+      expect((await c.ok<unknown[]>('inspect.costs', { preset: '125M' })).length).toBeGreaterThan(0);
+      expect((await c.ok<unknown[]>('inspect.costs', { modelId: model.id })).length).toBeGreaterThan(0);
+      expect(await c.ok('runs.list', {})).toEqual([]);
+      expect(await c.ok('reports.list', { modelId: model.id })).toEqual([]);
+      const { datasets } = await c.ok<{ datasets: { path: string }[] }>('resources.list', {});
+      const inspection = await c.ok<{ rows: number; issueCount: number }>('datasets.inspect', { path: datasets[0].path, modelId: model.id });
+      expect(inspection).toMatchObject({ rows: 64, issueCount: 0 });
+      expect(await c.call('datasets.inspect', { path: '/does/not/exist.jsonl', modelId: model.id })).toMatchObject({ error: { code: 'not_found', message: '/does/not/exist.jsonl: dataset file not found' } });
+      const estimate = await c.ok<{ ok: boolean; totalSteps: number }>('finetune.estimate', { modelId: model.id, data: datasets[0].path, train: { maxSteps: 3 } });
+      expect(estimate).toMatchObject({ ok: true, totalSteps: 3 });
+    });
   });
 });
 
@@ -176,9 +206,23 @@ describe('the UI reaches the engine only through the protocol', () => {
     expect(offenders).toEqual([]);
   });
 
-  it('the protocol module imports only zod and types', () => {
-    const src = fs.readFileSync(path.join(root, 'engine/protocol/protocol.ts'), 'utf8');
-    const imports = [...src.matchAll(/^import\s+(type\s+)?.*?from\s+['"]([^'"]+)['"]/gm)].map((m) => ({ typeOnly: !!m[1], spec: m[2] }));
-    expect(imports.filter((i) => !i.typeOnly).map((i) => i.spec)).toEqual(['zod']);
+  it('the protocol module, and every module it imports at run time, imports only zod and types', () => {
+    // The protocol shares the engine's schema modules (the model's layout, the fine-tuning configuration…);
+    // those end up in the renderer's bundle, so none of them may reach Node or TensorFlow.js.
+    const seen = new Set<string>();
+    const packages = new Set<string>();
+    const visit = (file: string) => {
+      if (seen.has(file)) return;
+      seen.add(file);
+      const src = fs.readFileSync(file, 'utf8');
+      for (const m of src.matchAll(/^(?:import|export)\s+(type\s+)?[^;]*?from\s+['"]([^'"]+)['"]/gm)) {
+        if (m[1]) continue;
+        if (m[2].startsWith('.')) visit(path.resolve(path.dirname(file), `${m[2]}.ts`));
+        else packages.add(m[2]);
+      }
+    };
+    visit(path.join(root, 'engine/protocol/protocol.ts'));
+    expect([...packages]).toEqual(['zod']);
+    expect(seen.size).toBeGreaterThan(1);
   });
 });

@@ -4,7 +4,7 @@
 //   child → parent  {type:'progress', progress} | {type:'done', result} | {type:'failed', error, cancelled}
 import { initBackend, type BackendName } from '../backend/select';
 import { openStore } from '../store/open';
-import { CHILD_JOBS } from './registry';
+import { CHILD_JOBS, type ChildKind } from './registry';
 import { CancelledError, type JobProgress } from './job';
 
 interface Start {
@@ -23,13 +23,12 @@ process.on('message', async (msg: Start | { type: 'abort'; reason?: string }) =>
   if (msg.type === 'abort') return controller.abort(msg.reason);
   if (msg.type !== 'start') return;
   try {
-    const load = CHILD_JOBS[msg.kind];
-    if (!load) throw new Error(`unknown job kind "${msg.kind}"`);
+    if (!Object.hasOwn(CHILD_JOBS, msg.kind)) throw new Error(`unknown job kind "${msg.kind}"`);
+    const job = CHILD_JOBS[msg.kind as ChildKind];
     await initBackend(msg.backend);
     const store = openStore({ home: msg.home });
     try {
-      const job = await load();
-      const result = await job(store, msg.params as never, { signal: controller.signal, progress: (progress: JobProgress) => send({ type: 'progress', progress }) });
+      const result = await job.run(store, msg.params, { signal: controller.signal, progress: (progress: JobProgress) => send({ type: 'progress', progress }) });
       send({ type: 'done', result });
     } finally {
       store.close();

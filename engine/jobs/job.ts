@@ -2,18 +2,22 @@
 // written once as a function taking a JobContext. The CLI renders its
 // progress as a progress bar; the engine service streams it to the UI as
 // events; both cancel it through the AbortSignal.
+//
+// Imported by the protocol, hence by the renderer: zod and Node-free modules only.
+import { z } from 'zod';
 
-export interface JobProgress {
+export const JobProgress = z.object({
   /** What is happening now, e.g. "quantizing", "downloading model.safetensors". */
-  phase?: string;
+  phase: z.string().optional(),
   /** Units done so far and in total (bytes, steps, layers…), for a progress bar. */
-  done?: number;
-  total?: number;
-  unit?: string;
+  done: z.number().optional(),
+  total: z.number().optional(),
+  unit: z.string().optional(),
   /** Numbers worth showing live (loss, tokens/s, eta_s…). */
-  metrics?: Record<string, number>;
-  message?: string;
-}
+  metrics: z.record(z.string(), z.number()).optional(),
+  message: z.string().optional(),
+});
+export type JobProgress = z.infer<typeof JobProgress>;
 
 export interface JobContext {
   signal: AbortSignal;

@@ -1,90 +1,122 @@
 // Jobs the engine service runs in a child process (long, CPU-heavy work that
-// would otherwise block the engine's event loop for seconds at a time):
-// each kind is a function of the store, its params and a JobContext.
+// would otherwise block the engine's event loop for seconds at a time): each
+// kind has its params (the protocol request's, with folders for model ids),
+// checked when the child starts; its result (the protocol's, for the job kind
+// the service shows it as), checked when it comes back; and its work, a
+// function of the store, the params and a JobContext, loaded in the child only.
 import fs from 'node:fs';
+import { z } from 'zod';
 import type { Store } from '../store/store';
 import type { JobContext } from './job';
 import type { EvalTarget } from '../eval/record';
+import { JOB_RESULTS, requests } from '../protocol/protocol';
+import { FinetuneConfig } from '../train/config';
 
-export type ChildJob = (store: Store, params: never, ctx: JobContext) => Promise<unknown>;
+const id = z.number().int().positive();
+const folder = z.string().min(1);
 
-export interface QuantizeJobParams {
-  modelDir: string;
-  outDir: string;
-  method: string;
-  groupSize?: number;
-  keepEmbeddingFp?: boolean;
-  evalText: string;
+type Work<P extends z.ZodType, R extends z.ZodType> = (store: Store, params: z.output<P>, ctx: JobContext) => Promise<z.input<R>>;
+
+interface ChildJob<P extends z.ZodType, R extends z.ZodType> {
+  params: P;
+  result: R;
+  /** Validates the params sent to the child, loads the work's modules and runs it. */
+  run(store: Store, params: unknown, ctx: JobContext): Promise<z.input<R>>;
 }
 
-export interface InspectJobParams {
+function childJob<P extends z.ZodType, R extends z.ZodType>(params: P, result: R, load: () => Promise<Work<P, R>>): ChildJob<P, R> {
+  return { params, result, run: async (store, raw, ctx) => (await load())(store, params.parse(raw), ctx) };
+}
+
+const quantize = requests['quantize.start'].params.shape;
+const inspect = requests['inspect.start'].params.shape;
+const convert = requests['convert.start'].params.shape;
+const evaluate = requests['eval.start'].params.shape;
+
+const QuantizeJobParams = z.object({
+  modelDir: folder,
+  outDir: folder,
+  method: quantize.method,
+  groupSize: quantize.groupSize,
+  keepEmbeddingFp: quantize.keepEmbeddingFp,
+  evalText: folder,
+});
+
+const InspectJobParams = z.object({
   /** A preset name or a model folder. */
-  target: string;
-  strategy?: 'none' | 'immediate' | 'repeat_all' | 'reverse';
-  repeats?: number;
-  probeText?: string;
-  latency: boolean;
-}
+  target: z.string().min(1),
+  strategy: inspect.strategy,
+  repeats: inspect.repeats,
+  probeText: inspect.probeText,
+  latency: inspect.latency,
+});
 
-export interface ConvertJobParams {
-  modelDir: string;
-  outDir: string;
-  conversion: { operation: 'share'; strategy: 'immediate' | 'repeat_all' | 'reverse'; pick: 'every-other' | 'average' } | { operation: 'unshare' };
-  evalText?: string;
-}
+const ConvertJobParams = z.object({
+  modelDir: folder,
+  outDir: folder,
+  conversion: z.discriminatedUnion('operation', [
+    z.object({ operation: z.literal('share'), strategy: convert.strategy, pick: convert.pick }),
+    z.object({ operation: z.literal('unshare') }),
+  ]),
+  evalText: folder.optional(),
+});
 
-export interface EvalJobParams {
-  target: EvalTarget;
-  text?: string;
-  tasks?: string;
-  limit?: number;
-}
+const EvalJobParams = z.object({
+  target: z.object({ dir: folder, modelId: id.nullable(), checkpointId: id.nullable(), runId: id.nullable() }) satisfies z.ZodType<EvalTarget>,
+  text: evaluate.text,
+  tasks: evaluate.tasks,
+  limit: evaluate.limit,
+});
 
-export const CHILD_JOBS: Record<string, () => Promise<ChildJob>> = {
-  finetune: async () => (await import('../train/run')).startFinetune as ChildJob,
-  'finetune-resume': async () => {
+export const CHILD_JOBS = {
+  finetune: childJob(FinetuneConfig, JOB_RESULTS.finetune, async () => (await import('../train/run')).startFinetune),
+  'finetune-resume': childJob(requests['finetune.resume'].params, JOB_RESULTS.finetune, async () => {
     const { resumeFinetune } = await import('../train/run');
-    return ((store: Store, p: { runId: number }, ctx: JobContext) => resumeFinetune(store, p.runId, ctx)) as ChildJob;
-  },
-  quantize: async () => {
+    return (store, p, ctx) => resumeFinetune(store, p.runId, ctx);
+  }),
+  quantize: childJob(QuantizeJobParams, JOB_RESULTS.quantize, async () => {
     const [{ loadTokenizer }, { readModelFolder }, { quantizeJob }, { recordQuantization }] = await Promise.all([
       import('../tokenizer/tokenizer'),
       import('../folder/kind'),
       import('../quant/job'),
       import('../quant/record'),
     ]);
-    return (async (store: Store, p: QuantizeJobParams, ctx: JobContext) => {
+    return async (store, p, ctx) => {
       const evalIds = loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true });
       const report = await quantizeJob({ ...p, evalIds, evalSource: p.evalText }, ctx);
       return recordQuantization(store, report);
-    }) as ChildJob;
-  },
-  inspect: async () => {
+    };
+  }),
+  inspect: childJob(InspectJobParams, JOB_RESULTS.inspect, async () => {
     const [{ inspect, isPresetName }, { recordInspection }] = await Promise.all([import('../inspect/report'), import('../inspect/record')]);
-    return (async (store: Store, p: InspectJobParams, ctx: JobContext) => {
+    return async (store, p, ctx) => {
       const probe = p.probeText ? { text: fs.readFileSync(p.probeText, 'utf8'), path: p.probeText } : undefined;
       const report = await inspect(p.target, { strategy: p.strategy, repeats: p.repeats, probe, latency: p.latency ? { steps: 24, rounds: 3 } : undefined }, ctx);
       if (!isPresetName(p.target)) recordInspection(store, report);
       return report;
-    }) as ChildJob;
-  },
-  convert: async () => {
+    };
+  }),
+  convert: childJob(ConvertJobParams, JOB_RESULTS.convert, async () => {
     const [{ loadTokenizer }, { readModelFolder }, { convertJob }, { recordConversion }] = await Promise.all([
       import('../tokenizer/tokenizer'),
       import('../folder/kind'),
       import('../inspect/convert'),
       import('../inspect/record'),
     ]);
-    return (async (store: Store, p: ConvertJobParams, ctx: JobContext) => {
+    return async (store, p, ctx) => {
       const evalText = p.evalText ? { ids: loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
-    }) as ChildJob;
-  },
-  eval: async () => {
+    };
+  }),
+  eval: childJob(EvalJobParams, JOB_RESULTS.eval, async () => {
     const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);
-    return (async (store: Store, p: EvalJobParams, ctx: JobContext) => {
+    return async (store, p, ctx) => {
       const report = await evaluateModel({ modelDir: p.target.dir, text: p.text, tasks: p.tasks, limit: p.limit }, ctx);
       return recordEvaluation(store, report, p.target);
-    }) as ChildJob;
-  },
+    };
+  }),
 };
+
+export type ChildKind = keyof typeof CHILD_JOBS;
+export type ChildParams<K extends ChildKind> = z.input<(typeof CHILD_JOBS)[K]['params']>;
+export type ChildResult<K extends ChildKind> = z.output<(typeof CHILD_JOBS)[K]['result']>;

@@ -1,15 +1,24 @@
 // The one protocol between the engine and every UI (web mode over a
-// WebSocket, Electron over IPC): requests with typed params and results,
-// and events. Params are validated at run time on the engine side; results
-// and events are produced by the engine and typed here.
+// WebSocket, Electron over IPC): requests with their params and results, the
+// jobs they start with the result of each kind, and events — all zod schemas.
+// The engine validates params at run time; a handler's types derive from its
+// method's schemas, so the service cannot register one that disagrees; the
+// tests check results against theirs.
 //
-// This module is imported by the renderer: it may import zod and *types*
-// from the engine, nothing that touches Node.
+// This module is imported by the renderer: it may import zod, types, and the
+// engine's Node-free schema modules (each imports only zod and its kind).
 import { z } from 'zod';
-import type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, SamplingSettings } from '../store/records';
-import type { InspectReport, StrategyCosts } from '../inspect/schema';
+import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, Run } from '../store/records';
+import { InspectReport, StrategyCosts, ConversionReport, BLOCK_PICKS } from '../inspect/schema';
+import { QuantReport } from '../quant/report';
+import { GROUP_SIZES, QUANT_METHODS } from '../quant/spec';
+import { SHARING_STRATEGIES } from '../model/sharing';
+import { LINEAR_KEYS } from '../model/layout';
+import { DECAYS } from '../train/schedule';
+import { FinetuneConfig, FinetuneOutcome } from '../train/config';
+import { JobProgress } from '../jobs/job';
 
-export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, SamplingSettings, InspectReport, StrategyCosts };
+export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
 
 // ---- shared shapes -------------------------------------------------------
 
@@ -35,163 +44,202 @@ export const DEFAULT_CHAT_SAMPLING: Sampling = {
 };
 
 const id = z.number().int().positive();
+const count = z.number().int().min(0);
 
-export interface EngineStatus {
-  version: string;
-  backend: string;
-  threads: number;
+/** Choices the UI offers, from the engine's one definition of each (`.options` lists them). */
+export const SharingStrategy = z.enum(SHARING_STRATEGIES);
+export const LoraTarget = z.enum(LINEAR_KEYS);
+export const QuantMethod = z.enum(QUANT_METHODS);
+export const Decay = z.enum(DECAYS);
+export type SharingStrategy = z.infer<typeof SharingStrategy>;
+export type QuantMethod = z.infer<typeof QuantMethod>;
+
+export const EngineStatus = z.object({
+  version: z.string(),
+  backend: z.string(),
+  threads: count,
   /** Resident memory of the engine process, bytes. */
-  rssBytes: number;
+  rssBytes: count,
   /** Memory held by TensorFlow.js tensors, bytes. */
-  tensorBytes: number;
+  tensorBytes: count,
   /** The chat model in memory and the runtime it runs on (e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)"). */
-  loadedModel: { modelId: number; name: string; runtime: string } | null;
-  home: string;
-}
+  loadedModel: z.object({ modelId: id, name: z.string(), runtime: z.string() }).nullable(),
+  home: z.string(),
+});
+export type EngineStatus = z.infer<typeof EngineStatus>;
 
-export interface ModelDetails {
-  model: Model;
+export const ModelDetails = z.object({
+  model: Model,
   /** Parsed architecture (camelCase MobileLLMConfig) or null when the folder no longer loads. */
-  config: Record<string, unknown> | null;
-  params: { total: number; embedding: number; nonEmbedding: number; perBlock: number } | null;
-  effectiveDepth: number | null;
-  schedule: number[] | null;
-  bytesOnDisk: number;
-  hasTokenizer: boolean;
-  chatTemplate: string | null;
+  config: z.record(z.string(), z.unknown()).nullable(),
+  params: z.object({ total: count, embedding: count, nonEmbedding: count, perBlock: count }).nullable(),
+  effectiveDepth: count.nullable(),
+  schedule: z.array(count).nullable(),
+  bytesOnDisk: count,
+  hasTokenizer: z.boolean(),
+  chatTemplate: z.string().nullable(),
   /** Why it does not load, if it does not. */
-  problem: string | null;
-}
+  problem: z.string().nullable(),
+});
+export type ModelDetails = z.infer<typeof ModelDetails>;
 
-export interface ChatView {
-  chat: Chat;
+export const ChatView = z.object({
+  chat: Chat,
   /** Every message of the chat (a tree through parentId). */
-  messages: Message[];
+  messages: z.array(Message),
   /** The branch currently shown, root → leaf. */
-  thread: number[];
+  thread: z.array(id),
   /** Name of the template used to build prompts, and its text. */
-  template: { name: string; source: string };
-}
+  template: z.object({ name: z.string(), source: z.string() }),
+});
+export type ChatView = z.infer<typeof ChatView>;
 
-export type JobState = 'running' | 'done' | 'failed' | 'cancelled';
-
-export interface JobSnapshot {
-  id: string;
-  kind: string;
-  title: string;
-  state: JobState;
-  startedAt: number;
-  progress?: { phase?: string; done?: number; total?: number; unit?: string; metrics?: Record<string, number>; message?: string };
-  error?: string;
-  result?: unknown;
-}
+/** An answer being generated: its job, and the new messages (the question, for send and edit; the empty answer) to show at once. */
+export const AnswerStarted = z.object({
+  jobId: z.string(),
+  userMessageId: id.optional(),
+  assistantMessageId: id,
+  messages: z.array(Message),
+});
+export type AnswerStarted = z.infer<typeof AnswerStarted>;
 
 // ---- fine-tuning --------------------------------------------------------------
 
-const LORA_TARGETS = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
-
-/** A fine-tuning run as the wizard sets it up (the engine maps modelId to its folder). */
-export const FinetuneRequest = z.object({
-  modelId: id,
-  data: z.string().min(1),
-  val: z.string().min(1).nullable().optional(),
-  valFraction: z.number().min(0).max(0.5).optional(),
-  method: z.enum(['lora', 'full']),
-  lora: z
-    .object({
-      rank: z.number().int().min(1).max(256),
-      alpha: z.number().positive(),
-      dropout: z.number().min(0).max(0.9),
-      targets: z.array(z.enum(LORA_TARGETS)).min(1),
-    })
-    .optional(),
-  maxSeqLen: z.number().int().min(16).max(8192),
-  lossOn: z.enum(['answers', 'all']),
-  packing: z.boolean(),
-  train: z.object({
-    epochs: z.number().int().min(1).max(100),
-    maxSteps: z.number().int().positive().optional(),
-    lr: z.number().positive().max(1),
-    warmupSteps: z.number().int().min(0),
-    decay: z.enum(['cosine', 'linear', 'constant']),
-    batchSize: z.number().int().min(1).max(256),
-    gradAccum: z.number().int().min(1).max(256),
-    evalEvery: z.number().int().min(0),
-    saveEvery: z.number().int().min(0),
-    seed: z.number().int(),
-  }),
-});
+/** A fine-tuning run as the wizard sets it up: the engine's configuration, with a model id for the folder. */
+export const FinetuneRequest = FinetuneConfig.omit({ model: true }).extend({ modelId: id });
 export type FinetuneRequest = z.infer<typeof FinetuneRequest>;
 
-/** Presets of the wizard's step 3. */
-export const FINETUNE_PRESETS: Record<'quick' | 'balanced' | 'thorough', Pick<FinetuneRequest, 'method' | 'lora' | 'maxSeqLen'> & { train: Partial<FinetuneRequest['train']> }> = {
+export const FINETUNE_PRESET_NAMES = ['quick', 'balanced', 'thorough'] as const;
+export type FinetunePreset = (typeof FINETUNE_PRESET_NAMES)[number];
+
+/** Presets of the wizard's step 3: what each sets; everything else keeps the configuration's defaults. */
+export const FINETUNE_PRESETS: Record<FinetunePreset, Pick<z.input<typeof FinetuneRequest>, 'method' | 'lora' | 'maxSeqLen' | 'train'>> = {
   // Every linear adapted at a high rate for two epochs: on the bundled model and sample dataset this is
   // what it takes for the answers to change visibly (q,v alone at 1e-3 barely moves a 9M model).
-  quick: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0, targets: [...LORA_TARGETS] }, maxSeqLen: 256, train: { epochs: 2, lr: 2e-3, batchSize: 4, gradAccum: 1, warmupSteps: 5 } },
+  quick: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0, targets: LoraTarget.options }, maxSeqLen: 256, train: { epochs: 2, lr: 2e-3, batchSize: 4, gradAccum: 1, warmupSteps: 5 } },
   balanced: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['q', 'k', 'v', 'o'] }, maxSeqLen: 512, train: { epochs: 2, lr: 5e-4, batchSize: 4, gradAccum: 2, warmupSteps: 10 } },
-  thorough: { method: 'lora', lora: { rank: 32, alpha: 64, dropout: 0.05, targets: [...LORA_TARGETS] }, maxSeqLen: 512, train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 } },
+  thorough: { method: 'lora', lora: { rank: 32, alpha: 64, dropout: 0.05, targets: LoraTarget.options }, maxSeqLen: 512, train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 } },
 };
 
-export interface DatasetInspection {
-  file: string;
-  sha256: string;
-  format: string;
-  rows: number;
+/** The wizard's request for a preset: the configuration's defaults, then what the preset sets. */
+export function presetRequest(preset: FinetunePreset, modelId: number, data: string): FinetuneRequest {
+  return FinetuneRequest.parse({ modelId, data, ...FINETUNE_PRESETS[preset] });
+}
+
+export const DatasetInspection = z.object({
+  file: z.string(),
+  sha256: z.string(),
+  format: z.string(),
+  rows: count,
   /** "line N: problem" (at most 50). */
-  issues: { line: number; message: string }[];
-  issueCount: number;
-  summary: { rows: number; tokens: number; learnedTokens: number; longest: { line: number; tokens: number } | null; truncated: number; skipped: number } | null;
+  issues: z.array(z.object({ line: count, message: z.string() })),
+  issueCount: count,
+  summary: z
+    .object({
+      rows: count,
+      tokens: count,
+      learnedTokens: count,
+      longest: z.object({ line: count, tokens: count }).nullable(),
+      truncated: count,
+      skipped: count,
+    })
+    .nullable(),
   /** The first examples as rendered for training: text pieces, and whether the loss covers them. */
-  preview: { line: number; segments: { text: string; learn: boolean }[] }[];
-}
+  preview: z.array(z.object({ line: count, segments: z.array(z.object({ text: z.string(), learn: z.boolean() })) })),
+});
+export type DatasetInspection = z.infer<typeof DatasetInspection>;
 
-export interface FinetuneEstimate {
-  ok: boolean;
+export const FinetuneEstimate = z.object({
+  ok: z.boolean(),
   /** Why it cannot run, when !ok. */
-  reason: string | null;
-  memoryBytes: { weights: number; gradients: number; optimizer: number; activations: number; total: number } | null;
-  limitBytes: number | null;
-  limitReason: string | null;
-  stepSeconds: number | null;
-  totalSteps: number | null;
-  trainableParams: number | null;
-}
+  reason: z.string().nullable(),
+  memoryBytes: z.object({ weights: count, gradients: count, optimizer: count, activations: count, total: count }).nullable(),
+  limitBytes: count.nullable(),
+  limitReason: z.string().nullable(),
+  stepSeconds: z.number().min(0).nullable(),
+  totalSteps: count.nullable(),
+  trainableParams: count.nullable(),
+});
+export type FinetuneEstimate = z.infer<typeof FinetuneEstimate>;
 
-export interface ResourceEntry {
-  name: string;
-  path: string;
-  description: string;
-}
+export const ResourceEntry = z.object({ name: z.string(), path: z.string(), description: z.string() });
+export type ResourceEntry = z.infer<typeof ResourceEntry>;
 
 /** What the app ships: the default model, sample datasets, evaluation texts. */
-export interface Resources {
-  defaultModel: ResourceEntry | null;
-  datasets: ResourceEntry[];
-  evalTexts: ResourceEntry[];
-}
+export const Resources = z.object({
+  defaultModel: ResourceEntry.nullable(),
+  datasets: z.array(ResourceEntry),
+  evalTexts: z.array(ResourceEntry),
+});
+export type Resources = z.infer<typeof Resources>;
 
-export interface CompareRow {
-  prompt: string;
-  base: string;
-  tuned: string;
-}
+export const CompareRow = z.object({ prompt: z.string(), base: z.string(), tuned: z.string() });
+export type CompareRow = z.infer<typeof CompareRow>;
+
+// ---- jobs ----------------------------------------------------------------------
+
+/** What a finished job of each kind gives back (in its last 'job' event). */
+export const JOB_RESULTS = {
+  /** A chat answer (its text streams as token events and is stored with the message). */
+  generate: z.object({ tokens: count, finish: z.string() }),
+  finetune: FinetuneOutcome,
+  compare: z.object({ rows: z.array(CompareRow) }),
+  quantize: z.object({ sourceModelId: id, outputModelId: id, reportId: id, report: QuantReport }),
+  inspect: InspectReport,
+  convert: z.object({ reportId: id, report: ConversionReport }),
+  pull: z.object({ modelId: id, name: z.string(), bytes: count, commit: z.string(), alreadyRecorded: z.boolean() }),
+  /** The evaluation report as recorded. */
+  eval: Report,
+};
+export type JobKind = keyof typeof JOB_RESULTS;
+export type JobResult<K extends JobKind> = z.infer<(typeof JOB_RESULTS)[K]>;
+
+export const JOB_STATES = ['running', 'done', 'failed', 'cancelled'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+const JobFields = z.object({
+  id: z.string(),
+  title: z.string(),
+  state: z.enum(JOB_STATES),
+  startedAt: z.number(),
+  progress: JobProgress.optional(),
+  error: z.string().optional(),
+});
+const snapshotOf = <K extends JobKind>(kind: K) => JobFields.extend({ kind: z.literal(kind), result: z.optional(JOB_RESULTS[kind]) });
+
+/** A job as the UI sees it; its kind tells the type of its result (set once it is done). */
+export const JobSnapshot = z.discriminatedUnion('kind', [
+  snapshotOf('generate'),
+  snapshotOf('finetune'),
+  snapshotOf('compare'),
+  snapshotOf('quantize'),
+  snapshotOf('inspect'),
+  snapshotOf('convert'),
+  snapshotOf('pull'),
+  snapshotOf('eval'),
+]);
+export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
 // ---- requests --------------------------------------------------------------
 
+const Removed = z.object({ removed: z.literal(true) });
+const JobStarted = z.object({ jobId: z.string() });
+const NoParams = z.object({});
+
 export const requests = {
-  'engine.status': { params: z.object({}), result: null as unknown as EngineStatus },
+  'engine.status': { params: NoParams, result: EngineStatus },
 
-  'models.list': { params: z.object({}), result: null as unknown as Model[] },
-  'models.get': { params: z.object({ id }), result: null as unknown as ModelDetails },
-  'models.import': { params: z.object({ path: z.string().min(1), name: z.string().min(1).optional() }), result: null as unknown as Model },
-  'models.remove': { params: z.object({ id }), result: null as unknown as { removed: true } },
+  'models.list': { params: NoParams, result: z.array(Model) },
+  'models.get': { params: z.object({ id }), result: ModelDetails },
+  'models.import': { params: z.object({ path: z.string().min(1), name: z.string().min(1).optional() }), result: Model },
+  'models.remove': { params: z.object({ id }), result: Removed },
 
-  'chats.list': { params: z.object({ search: z.string().optional() }), result: null as unknown as Chat[] },
+  'chats.list': { params: z.object({ search: z.string().optional() }), result: z.array(Chat) },
   'chats.create': {
     params: z.object({ modelId: id, title: z.string().optional(), systemPrompt: z.string().optional(), sampling: Sampling.partial().optional() }),
-    result: null as unknown as ChatView,
+    result: ChatView,
   },
-  'chats.get': { params: z.object({ id, leafId: id.optional() }), result: null as unknown as ChatView },
+  'chats.get': { params: z.object({ id, leafId: id.optional() }), result: ChatView },
   'chats.update': {
     params: z.object({
       id,
@@ -202,75 +250,80 @@ export const requests = {
       /** null: back to the model's own / the plain template. */
       chatTemplate: z.string().nullable().optional(),
     }),
-    result: null as unknown as ChatView,
+    result: ChatView,
   },
-  'chats.remove': { params: z.object({ id }), result: null as unknown as { removed: true } },
-  'chats.export': { params: z.object({ id, leafId: id.optional(), format: z.enum(['markdown', 'json']) }), result: null as unknown as { filename: string; content: string } },
+  'chats.remove': { params: z.object({ id }), result: Removed },
+  'chats.export': { params: z.object({ id, leafId: id.optional(), format: z.enum(['markdown', 'json']) }), result: z.object({ filename: z.string(), content: z.string() }) },
 
   /** Adds a user message (after `parentId`, default: the end of the current thread) and starts the answer. */
-  'chat.send': { params: z.object({ chatId: id, content: z.string().min(1), parentId: id.nullable().optional() }), result: null as unknown as AnswerStarted },
+  'chat.send': { params: z.object({ chatId: id, content: z.string().min(1), parentId: id.nullable().optional() }), result: AnswerStarted },
   /** A new answer to the same user message, as a sibling branch of `messageId`. */
-  'chat.regenerate': { params: z.object({ chatId: id, messageId: id }), result: null as unknown as AnswerStarted },
+  'chat.regenerate': { params: z.object({ chatId: id, messageId: id }), result: AnswerStarted },
   /** A changed copy of user message `messageId` as a sibling branch, then its answer. */
-  'chat.edit': { params: z.object({ chatId: id, messageId: id, content: z.string().min(1) }), result: null as unknown as AnswerStarted },
+  'chat.edit': { params: z.object({ chatId: id, messageId: id, content: z.string().min(1) }), result: AnswerStarted },
 
-  'jobs.list': { params: z.object({}), result: null as unknown as JobSnapshot[] },
+  'jobs.list': { params: NoParams, result: z.array(JobSnapshot) },
   /** Stops a job. A fine-tuning run pauses (with a checkpoint) unless mode is 'cancel'. */
-  'jobs.cancel': { params: z.object({ jobId: z.string(), mode: z.enum(['pause', 'cancel']).default('pause') }), result: null as unknown as { cancelled: boolean } },
+  'jobs.cancel': { params: z.object({ jobId: z.string(), mode: z.enum(['pause', 'cancel']).default('pause') }), result: z.object({ cancelled: z.boolean() }) },
 
   'datasets.inspect': {
-    params: z.object({ path: z.string().min(1), modelId: id, maxSeqLen: z.number().int().min(16).max(8192).default(512), lossOn: z.enum(['answers', 'all']).default('answers') }),
-    result: null as unknown as DatasetInspection,
+    params: z.object({ path: z.string().min(1), modelId: id, maxSeqLen: FinetuneConfig.shape.maxSeqLen, lossOn: FinetuneConfig.shape.lossOn }),
+    result: DatasetInspection,
   },
   /** Saves a dropped file's text into the workbench's datasets folder; returns its path. */
-  'datasets.upload': { params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }), result: null as unknown as { path: string } },
-  'finetune.estimate': { params: FinetuneRequest, result: null as unknown as FinetuneEstimate },
-  /** Starts a run in the background; its job id follows it, its run id appears in 'job' events' result. */
-  'finetune.start': { params: FinetuneRequest, result: null as unknown as { jobId: string } },
-  'finetune.resume': { params: z.object({ runId: id }), result: null as unknown as { jobId: string } },
+  'datasets.upload': { params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }), result: z.object({ path: z.string() }) },
+  'finetune.estimate': { params: FinetuneRequest, result: FinetuneEstimate },
+  /** Starts a run in the background; its job's result names the run. */
+  'finetune.start': { params: FinetuneRequest, result: JobStarted },
+  'finetune.resume': { params: z.object({ runId: id }), result: JobStarted },
   /** Answers of the base model and of a fine-tuned model (folder) to the same prompts, as a job. */
   'finetune.compare': {
     params: z.object({ baseModelId: id, tunedPath: z.string().min(1), prompts: z.array(z.string().min(1)).min(1).max(8), maxNewTokens: z.number().int().min(1).max(512).default(96) }),
-    result: null as unknown as { jobId: string },
+    result: JobStarted,
   },
-  'resources.list': { params: z.object({}), result: null as unknown as Resources },
+  'resources.list': { params: NoParams, result: Resources },
 
   /** Quantizes a model into a new folder (a job); its result names the report and the new model. */
   'quantize.start': {
     params: z.object({
       modelId: id,
-      method: z.enum(['w8a8', 'w8', 'w4']),
-      groupSize: z.union([z.literal(32), z.literal(64), z.literal(128)]).optional(),
+      method: QuantMethod,
+      groupSize: z.literal(GROUP_SIZES).optional(),
       keepEmbeddingFp: z.boolean().default(false),
       /** Default: the bundled held-out text. */
       evalText: z.string().min(1).optional(),
     }),
-    result: null as unknown as { jobId: string },
+    result: JobStarted,
   },
 
   /** Storage, FLOPs and KV-cache costs of every sharing strategy (arithmetic only, instant). */
   'inspect.costs': {
     params: z.object({ preset: z.string().optional(), modelId: id.optional(), repeats: z.number().int().min(1).max(8).default(2), contextTokens: z.number().int().min(1).max(32768).default(512) }),
-    result: null as unknown as StrategyCosts[],
+    result: z.array(StrategyCosts),
   },
   /** A full inspection (a job): costs, and for a model its weight and activation analysis; latency when asked. */
   'inspect.start': {
     params: z.object({
       preset: z.string().optional(),
       modelId: id.optional(),
-      strategy: z.enum(['none', 'immediate', 'repeat_all', 'reverse']).optional(),
+      strategy: SharingStrategy.optional(),
       repeats: z.number().int().min(1).max(8).optional(),
       probeText: z.string().min(1).optional(),
       latency: z.boolean().default(false),
     }),
-    result: null as unknown as { jobId: string },
+    result: JobStarted,
   },
   /** share: a 2N-block model → an N-block layer-shared one; unshare: a shared model → independent blocks (a job). */
   'convert.start': {
-    params: z.object({ modelId: id, operation: z.enum(['share', 'unshare']), strategy: z.enum(['immediate', 'repeat_all', 'reverse']).default('immediate'), pick: z.enum(['every-other', 'average']).default('every-other') }),
-    result: null as unknown as { jobId: string },
+    params: z.object({
+      modelId: id,
+      operation: z.enum(['share', 'unshare']),
+      strategy: SharingStrategy.exclude(['none']).default('immediate'),
+      pick: z.enum(BLOCK_PICKS).default('every-other'),
+    }),
+    result: JobStarted,
   },
-  'presets.list': { params: z.object({}), result: null as unknown as string[] },
+  'presets.list': { params: NoParams, result: z.array(z.string()) },
 
   /**
    * Downloads a model repo of the Hugging Face Hub into the home's models
@@ -284,7 +337,7 @@ export const requests = {
       /** For gated and private repos; default: the engine's HF_TOKEN. */
       token: z.string().min(1).max(1000).optional(),
     }),
-    result: null as unknown as { jobId: string },
+    result: JobStarted,
   },
   /**
    * Evaluates a model or a checkpoint (a job): perplexity of a text (default:
@@ -302,28 +355,27 @@ export const requests = {
       })
       .refine((p) => (p.modelId === undefined) !== (p.checkpointId === undefined), 'give a modelId or a checkpointId')
       .refine((p) => p.text === undefined || p.tasks === undefined, 'give a text or a tasks file, not both'),
-    result: null as unknown as { jobId: string },
+    result: JobStarted,
   },
 
   /** A training checkpoint as a model of its own (recorded once), to chat with, fine-tune further or quantize. */
-  'checkpoints.asModel': { params: z.object({ checkpointId: id }), result: null as unknown as Model },
-  'runs.list': { params: z.object({}), result: null as unknown as Run[] },
-  'runs.get': { params: z.object({ id }), result: null as unknown as { run: Run; checkpoints: Checkpoint[]; metrics: string[] } },
-  'runs.curve': { params: z.object({ id, name: z.string() }), result: null as unknown as MetricCurve },
-  'reports.list': { params: z.object({ modelId: id.optional(), kind: z.string().optional() }), result: null as unknown as Report[] },
-} as const;
-
-/** An answer being generated: its job, and the new messages (the question, for send and edit; the empty answer) to show at once. */
-export interface AnswerStarted {
-  jobId: string;
-  userMessageId?: number;
-  assistantMessageId: number;
-  messages: Message[];
-}
+  'checkpoints.asModel': { params: z.object({ checkpointId: id }), result: Model },
+  'runs.list': { params: NoParams, result: z.array(Run) },
+  'runs.get': { params: z.object({ id }), result: z.object({ run: Run, checkpoints: z.array(Checkpoint), metrics: z.array(z.string()) }) },
+  'runs.curve': { params: z.object({ id, name: z.string() }), result: MetricCurve },
+  'reports.list': { params: z.object({ modelId: id.optional(), kind: z.enum(REPORT_KINDS).optional() }), result: z.array(Report) },
+} satisfies Record<string, { params: z.ZodType; result: z.ZodType }>;
 
 export type Method = keyof typeof requests;
+/** What a caller sends. */
 export type Params<M extends Method> = z.input<(typeof requests)[M]['params']>;
-export type Result<M extends Method> = (typeof requests)[M]['result'];
+/** What a handler receives: the params as validated, defaults filled in. */
+export type ValidParams<M extends Method> = z.output<(typeof requests)[M]['params']>;
+export type Result<M extends Method> = z.output<(typeof requests)[M]['result']>;
+/** The engine's answer to one method, typed by its schemas. */
+export type Handler<M extends Method> = (params: ValidParams<M>) => Result<M> | Promise<Result<M>>;
+/** One handler for every method. */
+export type Handlers = { [M in Method]: Handler<M> };
 
 // ---- events ------------------------------------------------------------------
 
@@ -337,10 +389,15 @@ export type EngineEvent =
 
 // ---- wire format -------------------------------------------------------------
 
+/**
+ * Error codes in responses: a request the engine refuses as given, the other
+ * kinds an engine error carries (engine/errors.ts), any other failure, and
+ * (client side) an engine that went away.
+ */
+export const ERROR_CODES = ['bad_request', 'not_found', 'conflict', 'busy', 'failed', 'engine_restarted'] as const;
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
 export type RequestFrame = { id: number; method: string; params: unknown };
-export type ResponseFrame = { id: number; result: unknown } | { id: number; error: { message: string; code: string } };
+export type ResponseFrame = { id: number; result: unknown } | { id: number; error: { message: string; code: ErrorCode } };
 export type EventFrame = { event: EngineEvent };
 export type ServerFrame = ResponseFrame | EventFrame;
-
-/** Error codes in responses. */
-export const ERROR_CODES = ['bad_request', 'not_found', 'failed', 'engine_restarted'] as const;

@@ -1,11 +1,13 @@
 // Runs a registered job (engine/jobs/registry.ts) in a child Node process and
-// mirrors it as a job of the service: progress in, cancel out. A cancelled job
-// gets time to stop cleanly (a training run writes its pause checkpoint), then
-// is killed; a crashed child fails its job with the reason.
+// mirrors it as a job of the service: progress in, cancel out, the result
+// checked against its schema. A cancelled job gets time to stop cleanly (a
+// training run writes its pause checkpoint), then is killed; a crashed child
+// fails its job with the reason.
 import path from 'node:path';
 import { fork } from 'node:child_process';
 import type { BackendName } from '../backend/select';
 import { CancelledError, type JobContext, type JobProgress } from '../jobs/job';
+import { CHILD_JOBS, type ChildKind, type ChildParams, type ChildResult } from '../jobs/registry';
 
 const CHILD = path.resolve(import.meta.dirname, '../jobs/child.ts');
 /** How long a cancelled job may take to write its last checkpoint before it is killed. */
@@ -13,7 +15,7 @@ const STOP_GRACE_MS = 120_000;
 
 type ChildMessage = { type: 'progress'; progress: JobProgress } | { type: 'done'; result: unknown } | { type: 'failed'; error: string; cancelled: boolean };
 
-export function runInChild(kind: string, params: unknown, opts: { home: string; backend?: BackendName }, ctx: JobContext): Promise<unknown> {
+export function runInChild<K extends ChildKind>(kind: K, params: ChildParams<K>, opts: { home: string; backend?: BackendName }, ctx: JobContext): Promise<ChildResult<K>> {
   return new Promise((resolve, reject) => {
     const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let settled = false;
@@ -31,7 +33,12 @@ export function runInChild(kind: string, params: unknown, opts: { home: string; 
     ctx.signal.addEventListener('abort', onAbort);
     child.on('message', (m: ChildMessage) => {
       if (m.type === 'progress') ctx.progress(m.progress);
-      else if (m.type === 'done') finish(() => resolve(m.result));
+      else if (m.type === 'done') {
+        const result = CHILD_JOBS[kind].result.safeParse(m.result);
+        // Parsed by K's own result schema (TypeScript sees the union of every kind's here).
+        if (result.success) finish(() => resolve(result.data as ChildResult<K>));
+        else finish(() => reject(new Error(`the ${kind} job's result is not what the protocol says: ${result.error.issues[0].path.join('.')}: ${result.error.issues[0].message}`)));
+      }
       else if (m.type === 'failed') finish(() => reject(m.cancelled ? new CancelledError(m.error) : new Error(m.error)));
     });
     child.on('exit', (code, signal) => {

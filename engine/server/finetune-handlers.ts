@@ -3,11 +3,12 @@
 // resume runs (in a child process), compare base and fine-tuned answers.
 import path from 'node:path';
 import type { EngineService } from './service';
-import type { DatasetInspection, FinetuneEstimate, FinetuneRequest, CompareRow } from '../protocol/protocol';
+import type { DatasetInspection, FinetuneEstimate, FinetuneRequest, CompareRow, ValidParams } from '../protocol/protocol';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import { parseDataset, rowSegments, tokenizeRows } from '../train/datasets';
 import { estimateRun, prepareData } from '../train/run';
-import { FinetuneConfig, type FinetuneInput } from '../train/config';
+import type { FinetuneConfig } from '../train/config';
+import { KindedError } from '../errors';
 import { totalSteps } from '../train/trainer';
 import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
@@ -21,7 +22,7 @@ function templateOf(dir: string) {
   return { tok, template: loadChatTemplate(dir, tok.idToPiece(tok.bosId), tok.idToPiece(tok.eosId)) };
 }
 
-export function inspectDataset(modelDir: string, file: string, maxSeqLen: number, lossOn: 'answers' | 'all'): DatasetInspection {
+export function inspectDataset(modelDir: string, file: string, maxSeqLen: number, lossOn: FinetuneConfig['lossOn']): DatasetInspection {
   const parsed = parseDataset(path.resolve(file));
   const base = {
     file: parsed.file,
@@ -44,26 +45,15 @@ export function inspectDataset(modelDir: string, file: string, maxSeqLen: number
   return { ...base, summary, preview };
 }
 
-/** The engine's run configuration for a wizard request. */
-export function finetuneInput(svc: EngineService, r: FinetuneRequest): FinetuneInput {
-  const model = svc.store.models.get(r.modelId);
-  return {
-    model: model.path,
-    data: r.data,
-    val: r.val ?? null,
-    valFraction: r.valFraction,
-    method: r.method,
-    lora: r.lora,
-    maxSeqLen: r.maxSeqLen,
-    lossOn: r.lossOn,
-    packing: r.packing,
-    train: r.train,
-  };
+/** The engine's run configuration for a wizard request: the same, with the model's folder. */
+function finetuneConfig(svc: EngineService, r: FinetuneRequest): FinetuneConfig {
+  const { modelId, ...config } = r;
+  return { ...config, model: svc.store.models.get(modelId).path };
 }
 
 export function estimateFinetune(svc: EngineService, r: FinetuneRequest): FinetuneEstimate {
   try {
-    const cfg = FinetuneConfig.parse(finetuneInput(svc, r));
+    const cfg = finetuneConfig(svc, r);
     const data = prepareData(cfg);
     const est = estimateRun(cfg, data);
     const m = est.memory;
@@ -84,21 +74,21 @@ export function estimateFinetune(svc: EngineService, r: FinetuneRequest): Finetu
 }
 
 export function startFinetuneJob(svc: EngineService, r: FinetuneRequest): { jobId: string } {
-  const input = finetuneInput(svc, r);
+  const config = finetuneConfig(svc, r);
   const name = svc.store.models.get(r.modelId).name;
-  const jobId = svc.jobs.start('finetune', `fine-tuning ${name}`, (ctx) => runInChild('finetune', input, svc.childOptions(), ctx), 'train');
+  const jobId = svc.jobs.start('finetune', `fine-tuning ${name}`, (ctx) => runInChild('finetune', config, svc.childOptions(), ctx), 'train');
   return { jobId };
 }
 
 export function resumeFinetuneJob(svc: EngineService, runId: number): { jobId: string } {
   const run = svc.store.runs.get(runId);
-  if (run.status !== 'paused' && run.status !== 'interrupted') throw new Error(`run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  if (run.status !== 'paused' && run.status !== 'interrupted') throw new KindedError('conflict', `run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
   const jobId = svc.jobs.start('finetune', `fine-tuning (run ${runId}, resumed)`, (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx), 'train');
   return { jobId };
 }
 
 /** Greedy answers of both models to each prompt, through the same chat template. */
-export function compareJob(svc: EngineService, p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }): { jobId: string } {
+export function compareJob(svc: EngineService, p: ValidParams<'finetune.compare'>): { jobId: string } {
   const baseDir = svc.store.models.get(p.baseModelId).path;
   const jobId = svc.jobs.start('compare', 'comparing base and fine-tuned answers', async (ctx) => {
     const rows: CompareRow[] = p.prompts.map((prompt) => ({ prompt, base: '', tuned: '' }));

@@ -3,10 +3,10 @@
 // can be cancelled. Work runs one job at a time per lane (a model computes one
 // thing at a time; downloads need not wait for it).
 import crypto from 'node:crypto';
-import type { JobSnapshot } from '../protocol/protocol';
+import type { JobKind, JobResult, JobSnapshot } from '../protocol/protocol';
 import { CancelledError, type JobContext, type JobProgress } from '../jobs/job';
 
-export type JobWork = (ctx: JobContext) => Promise<unknown>;
+export type JobWork<K extends JobKind> = (ctx: JobContext) => Promise<JobResult<K>>;
 
 interface Job {
   snapshot: JobSnapshot;
@@ -20,13 +20,15 @@ export class JobManager {
   constructor(private readonly announce: (job: JobSnapshot) => void) {}
 
   /**
-   * Starts `work` after the jobs already queued in `lane`. Progress events are
-   * throttled to ~10 per second; the last state is always announced.
+   * Starts `work` after the jobs already queued in `lane`; its result is of
+   * the type the protocol gives jobs of `kind`. Progress events are throttled
+   * to ~10 per second; the last state is always announced.
    */
-  start(kind: string, title: string, work: JobWork, lane = 'compute'): string {
+  start<K extends JobKind>(kind: K, title: string, work: JobWork<K>, lane = 'compute'): string {
     const id = crypto.randomUUID();
     const controller = new AbortController();
-    const job: Job = { snapshot: { id, kind, title, state: 'running', startedAt: Date.now() }, controller };
+    // A snapshot of kind K (TypeScript does not narrow the union by a generic kind).
+    const job: Job = { snapshot: { id, kind, title, state: 'running', startedAt: Date.now() } as JobSnapshot, controller };
     this.jobs.set(id, job);
     let lastSent = 0;
     const ctx: JobContext = {
@@ -59,8 +61,9 @@ export class JobManager {
     return id;
   }
 
-  private finish(job: Job, state: JobSnapshot['state'], extra: Partial<JobSnapshot>): void {
-    job.snapshot = { ...job.snapshot, state, ...extra };
+  /** `extra.result` is of the job's kind (start's signature sees to it). */
+  private finish(job: Job, state: JobSnapshot['state'], extra: { result?: unknown; error?: string }): void {
+    job.snapshot = { ...job.snapshot, state, ...extra } as JobSnapshot;
     this.announce(job.snapshot);
     // Keep finished jobs a while for late listeners, then forget them.
     setTimeout(() => this.jobs.delete(job.snapshot.id), 60_000).unref();

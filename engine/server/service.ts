@@ -5,7 +5,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
 import type { Store } from '../store/store';
 import type { Message, Model, SamplingSettings } from '../store/records';
 import { checkpointAsModel } from '../train/run';
@@ -13,7 +12,8 @@ import { backendInfo } from '../backend/select';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { ChatTemplate, loadChatTemplate } from '../chat/template';
-import { requests, type AnswerStarted, type FinetuneRequest, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type Method, type ModelDetails } from '../protocol/protocol';
+import { requests, type AnswerStarted, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type ErrorCode, type Handler, type Handlers, type Method, type ModelDetails, type Result, type ValidParams } from '../protocol/protocol';
+import { errorKind, KindedError, type ErrorKind } from '../errors';
 import { JobManager } from './jobs';
 import { ModelHost } from './model-host';
 import { readModelFolder } from '../folder/kind';
@@ -24,7 +24,8 @@ import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
 import { runInChild } from './child-jobs';
-import type { ConvertJobParams, EvalJobParams, InspectJobParams, QuantizeJobParams } from '../jobs/registry';
+import type { ChildParams } from '../jobs/registry';
+import type { EvalTarget } from '../eval/record';
 import { isRepoId } from '../hub/api';
 import { pullModel } from '../hub/pull';
 import { PRESET_NAMES, preset } from '../model/presets';
@@ -32,14 +33,17 @@ import { costTable } from '../inspect/schedule-costs';
 import { CANCEL } from '../train/trainer';
 import type { BackendName } from '../backend/select';
 
+/** A request the service refused or failed, as the protocol's error answer says it. */
 export class RequestError extends Error {
   constructor(
     message: string,
-    readonly code: 'bad_request' | 'not_found' | 'failed' = 'failed',
+    readonly code: ErrorCode = 'failed',
   ) {
     super(message);
   }
 }
+
+const CODE_OF_KIND: Record<ErrorKind, ErrorCode> = { not_found: 'not_found', bad_input: 'bad_request', conflict: 'conflict', busy: 'busy' };
 
 function folderBytes(dir: string): number {
   let n = 0;
@@ -56,13 +60,11 @@ function storedSampling(s: Partial<Sampling> | SamplingSettings): SamplingSettin
   return seed === null || seed === undefined ? rest : { ...rest, seed };
 }
 
-type Handler = (params: never) => unknown | Promise<unknown>;
-
 export class EngineService {
   readonly events = new EventEmitter();
   readonly jobs: JobManager;
   private readonly host = new ModelHost();
-  private readonly handlers: Record<Method, Handler>;
+  private readonly handlers: Handlers;
 
   constructor(
     readonly store: Store,
@@ -72,16 +74,16 @@ export class EngineService {
     this.handlers = {
       'engine.status': () => this.status(),
       'models.list': () => this.store.models.list(),
-      'models.get': ({ id }: { id: number }) => this.modelDetails(id),
-      'models.import': (p: { path: string; name?: string }) => this.importModel(p.path, p.name),
-      'models.remove': ({ id }: { id: number }) => {
+      'models.get': ({ id }) => this.modelDetails(id),
+      'models.import': (p) => this.importModel(p.path, p.name),
+      'models.remove': ({ id }) => {
         if (this.host.loaded?.modelId === id) this.host.unload();
         this.store.models.remove(id);
         this.emit({ type: 'models' });
         return { removed: true };
       },
-      'chats.list': ({ search }: { search?: string }) => this.store.chats.list({ search }),
-      'chats.create': (p: z.infer<(typeof requests)['chats.create']['params']>) => {
+      'chats.list': ({ search }) => this.store.chats.list({ search }),
+      'chats.create': (p) => {
         const model = this.store.models.get(p.modelId);
         const chat = this.store.chats.create({
           title: p.title ?? 'New chat',
@@ -92,20 +94,20 @@ export class EngineService {
         this.emit({ type: 'chat', chatId: chat.id });
         return this.chatView(chat.id);
       },
-      'chats.get': ({ id, leafId }: { id: number; leafId?: number }) => this.chatView(id, leafId),
-      'chats.update': (p: z.infer<(typeof requests)['chats.update']['params']>) => {
+      'chats.get': ({ id, leafId }) => this.chatView(id, leafId),
+      'chats.update': (p) => {
         const current = this.store.chats.get(p.id);
         const { id, ...patch } = p;
         this.store.chats.update(id, { ...patch, sampling: patch.sampling ? storedSampling({ ...current.sampling, ...patch.sampling }) : undefined });
         this.emit({ type: 'chat', chatId: id });
         return this.chatView(id);
       },
-      'chats.remove': ({ id }: { id: number }) => {
+      'chats.remove': ({ id }) => {
         this.store.chats.remove(id);
         this.emit({ type: 'chat', chatId: id });
         return { removed: true };
       },
-      'chats.export': (p: { id: number; leafId?: number; format: 'markdown' | 'json' }) => {
+      'chats.export': (p) => {
         const view = this.chatView(p.id, p.leafId);
         const thread = view.thread.map((mid) => view.messages.find((m) => m.id === mid)!);
         const safe = view.chat.title.replace(/[^\w\- ]+/g, '').trim() || `chat-${view.chat.id}`;
@@ -113,7 +115,7 @@ export class EngineService {
           ? { filename: `${safe}.json`, content: chatToJson(view.chat, thread, view.template) }
           : { filename: `${safe}.md`, content: chatToMarkdown(view.chat, thread, this.modelName(view.chat.modelId)) };
       },
-      'chat.send': (p: { chatId: number; content: string; parentId?: number | null }) => {
+      'chat.send': (p) => {
         const requestedAt = performance.now();
         const chat = this.store.chats.get(p.chatId);
         const parentId = p.parentId !== undefined ? p.parentId : this.currentLeaf(chat.id);
@@ -122,51 +124,51 @@ export class EngineService {
         const started = this.startAnswer(chat.id, user, requestedAt);
         return { ...started, userMessageId: user.id, messages: [user, ...started.messages] };
       },
-      'chat.regenerate': ({ chatId, messageId }: { chatId: number; messageId: number }) => {
+      'chat.regenerate': ({ chatId, messageId }) => {
         const old = this.store.messages.get(messageId);
         if (old.chatId !== chatId || old.role !== 'assistant' || old.parentId === null) {
-          throw new RequestError(`message ${messageId} is not an answer in chat ${chatId}`, 'bad_request');
+          throw new KindedError('bad_input', `message ${messageId} is not an answer in chat ${chatId}`);
         }
         return this.startAnswer(chatId, this.store.messages.get(old.parentId));
       },
-      'chat.edit': ({ chatId, messageId, content }: { chatId: number; messageId: number; content: string }) => {
+      'chat.edit': ({ chatId, messageId, content }) => {
         const old = this.store.messages.get(messageId);
-        if (old.chatId !== chatId || old.role !== 'user') throw new RequestError(`message ${messageId} is not a question in chat ${chatId}`, 'bad_request');
+        if (old.chatId !== chatId || old.role !== 'user') throw new KindedError('bad_input', `message ${messageId} is not a question in chat ${chatId}`);
         const user = this.store.messages.add({ chatId, parentId: old.parentId, role: 'user', content });
         const started = this.startAnswer(chatId, user);
         return { ...started, userMessageId: user.id, messages: [user, ...started.messages] };
       },
       'jobs.list': () => this.jobs.list(),
-      'jobs.cancel': ({ jobId, mode }: { jobId: string; mode: 'pause' | 'cancel' }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
-      'datasets.inspect': (p: { path: string; modelId: number; maxSeqLen: number; lossOn: 'answers' | 'all' }) =>
+      'jobs.cancel': ({ jobId, mode }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
+      'datasets.inspect': (p) =>
         inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
-      'datasets.upload': ({ name, content }: { name: string; content: string }) => {
+      'datasets.upload': ({ name, content }) => {
         const safe = path.basename(name).replace(/[^\w.\- ]+/g, '_');
         const file = path.join(this.store.layout.datasets, `${Date.now()}-${safe}`);
         writeFileAtomic(file, content);
         return { path: file };
       },
-      'finetune.estimate': (p: FinetuneRequest) => estimateFinetune(this, p),
-      'finetune.start': (p: FinetuneRequest) => startFinetuneJob(this, p),
-      'finetune.resume': ({ runId }: { runId: number }) => resumeFinetuneJob(this, runId),
-      'finetune.compare': (p: { baseModelId: number; tunedPath: string; prompts: string[]; maxNewTokens: number }) => compareJob(this, p),
+      'finetune.estimate': (p) => estimateFinetune(this, p),
+      'finetune.start': (p) => startFinetuneJob(this, p),
+      'finetune.resume': ({ runId }) => resumeFinetuneJob(this, runId),
+      'finetune.compare': (p) => compareJob(this, p),
       'resources.list': () => bundledResources(),
-      'presets.list': () => PRESET_NAMES,
-      'inspect.costs': (p: { preset?: string; modelId?: number; repeats: number; contextTokens: number }) => {
+      'presets.list': () => [...PRESET_NAMES],
+      'inspect.costs': (p) => {
         const config = p.preset ? preset(p.preset) : readModelFolder(this.architectureDir(this.requireModelId(p.modelId))).config;
         return costTable(config, p.repeats, Math.min(p.contextTokens, config.maxPositions));
       },
-      'inspect.start': (p: { preset?: string; modelId?: number; strategy?: InspectJobParams['strategy']; repeats?: number; probeText?: string; latency: boolean }) => {
+      'inspect.start': (p) => {
         const target = p.preset ?? this.architectureDir(this.requireModelId(p.modelId));
         if (p.preset) preset(p.preset); // validates the name
-        const params: InspectJobParams = { target, strategy: p.strategy, repeats: p.repeats, probeText: p.probeText, latency: p.latency };
+        const params = { target, strategy: p.strategy, repeats: p.repeats, probeText: p.probeText, latency: p.latency };
         const jobId = this.jobs.start('inspect', `inspecting ${p.preset ?? path.basename(target)}${p.latency ? ' (with latency)' : ''}`, (ctx) => runInChild('inspect', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
-      'convert.start': (p: { modelId: number; operation: 'share' | 'unshare'; strategy: 'immediate' | 'repeat_all' | 'reverse'; pick: 'every-other' | 'average' }) => {
+      'convert.start': (p) => {
         const model = this.store.models.get(p.modelId);
         const suffix = p.operation === 'share' ? `shared-${p.strategy}-${p.pick}` : 'unshared';
-        const params: ConvertJobParams = {
+        const params: ChildParams<'convert'> = {
           modelDir: model.path,
           outDir: path.join(this.store.layout.models, `${path.basename(model.path)}-${suffix}-${Date.now().toString(36)}`),
           conversion: p.operation === 'share' ? { operation: 'share', strategy: p.strategy, pick: p.pick } : { operation: 'unshare' },
@@ -175,18 +177,18 @@ export class EngineService {
         const jobId = this.jobs.start('convert', `${p.operation === 'share' ? 'sharing' : 'unsharing'} ${model.name}`, (ctx) => runInChild('convert', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
-      'quantize.start': (p: { modelId: number; method: string; groupSize?: number; keepEmbeddingFp: boolean; evalText?: string }) => {
+      'quantize.start': (p) => {
         const model = this.store.models.get(p.modelId);
         const evalText = p.evalText ?? bundledResources().evalTexts[0]?.path;
-        if (!evalText) throw new RequestError('no evaluation text: pick one (none is bundled)', 'bad_request');
+        if (!evalText) throw new KindedError('bad_input', 'no evaluation text: pick one (none is bundled)');
         const suffix = `${p.method}${p.method === 'w4' && p.groupSize ? `-g${p.groupSize}` : ''}${p.keepEmbeddingFp ? '-fpemb' : ''}`;
         const outDir = path.join(this.store.layout.models, `${path.basename(model.path)}-${suffix}`);
-        const params: QuantizeJobParams = { modelDir: model.path, outDir, method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp, evalText };
+        const params = { modelDir: model.path, outDir, method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp, evalText };
         const jobId = this.jobs.start('quantize', `quantizing ${model.name} (${p.method})`, (ctx) => runInChild('quantize', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
-      'hub.pull': (p: { repo: string; revision?: string; token?: string }) => {
-        if (!isRepoId(p.repo)) throw new RequestError(`"${p.repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`, 'bad_request');
+      'hub.pull': (p) => {
+        if (!isRepoId(p.repo)) throw new KindedError('bad_input', `"${p.repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`);
         const params = { store: this.store, repo: p.repo, revision: p.revision, token: p.token };
         const title = `downloading ${p.repo}${p.revision ? `@${p.revision}` : ''}`;
         const jobId = this.jobs.start('pull', title, async (ctx) => {
@@ -196,8 +198,8 @@ export class EngineService {
         }, 'download');
         return { jobId };
       },
-      'eval.start': (p: { modelId?: number; checkpointId?: number; text?: string; tasks?: string; limit?: number }) => {
-        let target: EvalJobParams['target'];
+      'eval.start': (p) => {
+        let target: EvalTarget;
         let name: string;
         if (p.checkpointId !== undefined) {
           const c = this.store.checkpoints.get(p.checkpointId);
@@ -209,34 +211,34 @@ export class EngineService {
           name = m.name;
         }
         const text = p.tasks === undefined ? (p.text ?? bundledResources().evalTexts[0]?.path) : undefined;
-        if (p.tasks === undefined && !text) throw new RequestError('no evaluation text: pick one (none is bundled)', 'bad_request');
-        for (const f of [text, p.tasks]) if (f !== undefined && !fs.existsSync(f)) throw new RequestError(`${f}: not found`, 'bad_request');
-        const params: EvalJobParams = { target, text, tasks: p.tasks, limit: p.limit };
+        if (p.tasks === undefined && !text) throw new KindedError('bad_input', 'no evaluation text: pick one (none is bundled)');
+        for (const f of [text, p.tasks]) if (f !== undefined && !fs.existsSync(f)) throw new KindedError('bad_input', `${f}: not found`);
+        const params = { target, text, tasks: p.tasks, limit: p.limit };
         const jobId = this.jobs.start('eval', `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`, (ctx) => runInChild('eval', params, this.childOptions(), ctx), 'train');
         return { jobId };
       },
-      'checkpoints.asModel': ({ checkpointId }: { checkpointId: number }) => this.checkpointModel(checkpointId),
+      'checkpoints.asModel': ({ checkpointId }) => this.checkpointModel(checkpointId),
       'runs.list': () => this.store.runs.list(),
-      'runs.get': ({ id }: { id: number }) => ({
+      'runs.get': ({ id }) => ({
         run: this.store.runs.get(id),
         checkpoints: this.store.checkpoints.list(id),
         metrics: this.store.metrics.names(id),
       }),
-      'runs.curve': ({ id, name }: { id: number; name: string }) => this.store.metrics.curve(id, name),
-      'reports.list': (p: { modelId?: number; kind?: string }) => this.store.reports.list(p as never),
+      'runs.curve': ({ id, name }) => this.store.metrics.curve(id, name),
+      'reports.list': (p) => this.store.reports.list(p),
     };
   }
 
   private requireModelId(id: number | undefined): number {
-    if (id === undefined) throw new RequestError('give a preset or a modelId', 'bad_request');
+    if (id === undefined) throw new KindedError('bad_input', 'give a preset or a modelId');
     return id;
   }
 
   /** A checkpoint as a model to chat with: recorded once, as "<base>-run<R>-step<S>". */
   private async checkpointModel(checkpointId: number): Promise<Model> {
     const c = this.store.checkpoints.get(checkpointId);
-    if (c.kind === 'quantized') throw new RequestError(`checkpoint ${c.id} is not a training checkpoint`, 'bad_request');
-    if (!fs.existsSync(c.path)) throw new RequestError(`checkpoint ${c.id}: ${c.path} is gone (cleaned up?)`, 'not_found');
+    if (c.kind === 'quantized') throw new KindedError('bad_input', `checkpoint ${c.id} is not a training checkpoint`);
+    if (!fs.existsSync(c.path)) throw new KindedError('not_found', `checkpoint ${c.id}: ${c.path} is gone (cleaned up?)`);
     const suffix = `-run${c.runId}-step${c.step}`;
     const known = this.store.models.list().find((m) => m.runId === c.runId && m.name.endsWith(suffix));
     if (known) return known;
@@ -259,22 +261,27 @@ export class EngineService {
     this.events.emit('event', event);
   }
 
-  /** Validates and answers one request. Throws RequestError for bad input. */
+  /** Validates and answers one request; throws RequestError with the code of the failure's kind. */
   async handle(method: string, params: unknown): Promise<unknown> {
-    const spec = (requests as Record<string, { params: z.ZodType }>)[method];
-    if (!spec) throw new RequestError(`unknown method "${method}"`, 'bad_request');
-    const parsed = spec.params.safeParse(params ?? {});
+    if (!Object.hasOwn(requests, method)) throw new RequestError(`unknown method "${method}"`, 'bad_request');
+    try {
+      return await this.answer(method as Method, params);
+    } catch (err) {
+      if (err instanceof RequestError) throw err;
+      const kind = errorKind(err);
+      throw new RequestError(err instanceof Error ? err.message.split('\n')[0] : String(err), kind ? CODE_OF_KIND[kind] : 'failed');
+    }
+  }
+
+  private answer<M extends Method>(method: M, params: unknown): Result<M> | Promise<Result<M>> {
+    const parsed = requests[method].params.safeParse(params ?? {});
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
       throw new RequestError(`${method}: invalid "${issue.path.join('.') || 'params'}": ${issue.message}`, 'bad_request');
     }
-    try {
-      return await this.handlers[method as Method](parsed.data as never);
-    } catch (err) {
-      if (err instanceof RequestError) throw err;
-      const msg = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      throw new RequestError(msg, /not found|no (model|chat|message|run)/i.test(msg) ? 'not_found' : 'failed');
-    }
+    const handler: Handler<M> = this.handlers[method];
+    // Parsed by M's own schema (TypeScript sees the union of every method's params here).
+    return handler(parsed.data as ValidParams<M>);
   }
 
   status(): EngineStatus {
@@ -307,7 +314,7 @@ export class EngineService {
       folder = readModelFolder(abs);
       checked = checkModelFolder(folder);
     } catch (e) {
-      throw new RequestError(`cannot import: ${(e as Error).message.split('\n')[0]}`, 'bad_request');
+      throw new KindedError('bad_input', `cannot import: ${(e as Error).message.split('\n')[0]}`);
     }
     const model = this.store.models.add({
       name: name ?? path.basename(abs),
@@ -353,7 +360,7 @@ export class EngineService {
   private templateFor(chat: { chatTemplate: string | null; modelId: number | null }, model?: { template: ChatTemplate }): ChatTemplate {
     if (chat.chatTemplate) return new ChatTemplate(chat.chatTemplate, model?.template.bosToken ?? '<s>', model?.template.eosToken ?? '</s>', 'custom');
     if (model) return model.template;
-    if (chat.modelId === null) throw new RequestError('this chat has no model', 'bad_request');
+    if (chat.modelId === null) throw new KindedError('bad_input', 'this chat has no model');
     return loadChatTemplate(readModelFolder(this.store.models.get(chat.modelId).path).tokenizerDir);
   }
 
@@ -394,7 +401,7 @@ export class EngineService {
   /** Starts the answer to `user`; `requestedAt` is when the request came (time to first token counts from it). */
   private startAnswer(chatId: number, user: Message, requestedAt = performance.now()): AnswerStarted {
     const chat = this.store.chats.get(chatId);
-    if (chat.modelId === null) throw new RequestError('pick a model for this chat first', 'bad_request');
+    if (chat.modelId === null) throw new KindedError('bad_input', 'pick a model for this chat first');
     const modelRow = this.store.models.get(chat.modelId);
     const answer = this.store.messages.add({ chatId, parentId: user.id, role: 'assistant', content: '' });
     this.emit({ type: 'chat', chatId });

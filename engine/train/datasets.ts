@@ -16,6 +16,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { z } from 'zod';
+import { KindedError } from '../errors';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { ROLES, type ChatMessage, type ChatTemplate } from '../chat/template';
 import type { TokenizedExample } from './batching';
@@ -98,7 +99,7 @@ function parseRow(value: unknown, line: number): Row | string {
 
 /** Reads and validates a .jsonl (or .json lines) or .txt dataset. Never throws for bad rows: they become issues. */
 export function parseDataset(file: string): ParsedDataset {
-  if (!fs.existsSync(file)) throw new Error(`${file}: dataset file not found`);
+  if (!fs.existsSync(file)) throw new KindedError('not_found', `${file}: dataset file not found`);
   const bytes = fs.readFileSync(file);
   const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
   const lines = bytes.toString('utf8').split(/\r?\n/);
