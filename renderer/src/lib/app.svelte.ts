@@ -1,9 +1,13 @@
 // App-wide state: the engine status, the model list, notices, the route.
-import type { EngineStatus, JobSnapshot, Model } from '../../../engine/protocol/protocol';
+import type { EngineStatus, JobKind, JobSnapshot, Model } from '../../../engine/protocol/protocol';
 import { engine } from './client';
 
 export const PAGES = ['models', 'chat', 'finetune', 'quantize', 'inspector', 'runs'] as const;
 export type Page = (typeof PAGES)[number];
+
+/** A snapshot of a job of `kind`: its result has that kind's type. */
+export type JobOf<K extends JobKind> = Extract<JobSnapshot, { kind: K }>;
+const isKind = <K extends JobKind>(job: JobSnapshot, kind: K): job is JobOf<K> => job.kind === kind;
 
 export interface Notice {
   id: number;
@@ -47,6 +51,12 @@ class AppState {
     setInterval(() => {
       if (this.connected) void this.loadStatus();
     }, 3000);
+  }
+
+  /** The job `id` as last announced, if it is one of `kind`. */
+  job<K extends JobKind>(id: string | null, kind: K): JobOf<K> | undefined {
+    const job = id ? this.jobs[id] : undefined;
+    return job && isKind(job, kind) ? job : undefined;
   }
 
   go(page: Page, arg?: string | number): void {

@@ -3,7 +3,7 @@
 // preload bridge in the desktop shell. When the engine goes away every
 // pending call fails at once (nothing waits forever) and the client
 // reconnects; the UI shows a notice meanwhile.
-import type { EngineEvent, Method, Params, Result, ServerFrame } from '../../../engine/protocol/protocol';
+import type { EngineEvent, ErrorCode, Method, Params, Result, ServerFrame } from '../../../engine/protocol/protocol';
 
 /** What the Electron preload exposes on window (see electron/preload.ts). */
 export interface DesktopBridge {
@@ -26,7 +26,7 @@ declare global {
 export class EngineError extends Error {
   constructor(
     message: string,
-    readonly code: string,
+    readonly code: ErrorCode,
   ) {
     super(message);
   }
