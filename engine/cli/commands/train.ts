@@ -9,13 +9,52 @@ import { LINEAR_KEYS, type LinearKey } from '../../model/layout';
 import { mergeLoraFolder } from '../../train/lora';
 import { DECAYS } from '../../train/schedule';
 import { estimateRun, prepareData, resumeFinetune, startFinetune } from '../../train/run';
-import { FinetuneConfig, type FinetuneInput } from '../../train/config';
+import { z } from 'zod';
+import { FinetuneConfig } from '../../train/config';
 import { formatIssues, parseDataset } from '../../train/datasets';
 import { cliJob } from '../progress';
 import { UsageError } from '../errors';
 import { parseNumber, printJson } from '../format';
 
 type Opts = Record<string, string | boolean | undefined>;
+
+/** What every setting is when no flag sets it: the configuration schema's defaults (model and data have none). */
+const DEFAULTS = FinetuneConfig.parse({ model: '-', data: '-' });
+
+/** A flag that sets the number at `path` of FinetuneConfig; its help is given the schema's default. */
+function numberFlag(flag: string, path: string[], help: (d: unknown) => string): { path: string[]; option: Option } {
+  return { path, option: new Option(flag, help(valueAt(DEFAULTS, path))) };
+}
+
+const NUMBER_FLAGS = [
+  numberFlag('--val-fraction <f>', ['valFraction'], (d) => `share of --data held out for validation (default ${d})`),
+  numberFlag('--epochs <n>', ['train', 'epochs'], (d) => `passes over the data (default ${d})`),
+  numberFlag('--max-steps <n>', ['train', 'maxSteps'], () => 'optimizer steps (instead of --epochs)'),
+  numberFlag('--lr <rate>', ['train', 'lr'], (d) => `peak learning rate (default ${d})`),
+  numberFlag('--warmup-steps <n>', ['train', 'warmupSteps'], (d) => `linear warmup steps (default ${d})`),
+  numberFlag('--batch-size <n>', ['train', 'batchSize'], (d) => `sequences per micro-batch (default ${d})`),
+  numberFlag('--grad-accum <n>', ['train', 'gradAccum'], (d) => `micro-batches per optimizer step (default ${d})`),
+  numberFlag('--max-seq-len <n>', ['maxSeqLen'], (d) => `tokens per sequence; longer rows are cut (default ${d})`),
+  numberFlag('--weight-decay <w>', ['train', 'adamw', 'weightDecay'], (d) => `AdamW decoupled weight decay (default ${d}; not on norms)`),
+  numberFlag('--max-grad-norm <n>', ['train', 'maxGradNorm'], (d) => `clip the global gradient norm (default ${d}, 0 = off)`),
+  numberFlag('--lora-rank <r>', ['lora', 'rank'], (d) => `LoRA rank (default ${d})`),
+  numberFlag('--lora-alpha <a>', ['lora', 'alpha'], (d) => `LoRA alpha (default ${d})`),
+  numberFlag('--lora-dropout <p>', ['lora', 'dropout'], (d) => `LoRA dropout (default ${d})`),
+  numberFlag('--seed <n>', ['train', 'seed'], (d) => `seed for the split, shuffling, LoRA init and dropout (default ${d})`),
+  numberFlag('--eval-every <n>', ['train', 'evalEvery'], (d) => `validation every N steps (default ${d}, 0 = at the end only)`),
+  numberFlag('--save-every <n>', ['train', 'saveEvery'], (d) => `checkpoint every N steps (default ${d}, 0 = off)`),
+  numberFlag('--save-every-minutes <m>', ['train', 'saveEveryMinutes'], (d) => `checkpoint every M minutes (default ${d}, 0 = off)`),
+  numberFlag('--keep-last <k>', ['train', 'keepLast'], (d) => `checkpoints kept besides the best (default ${d})`),
+];
+
+function valueAt(obj: unknown, p: string[]): unknown {
+  return p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
+}
+
+function setAt(obj: Record<string, unknown>, p: string[], value: unknown): void {
+  const parent = p.slice(0, -1).reduce((o, k) => (o[k] ??= {}) as Record<string, unknown>, obj);
+  parent[p[p.length - 1]] = value;
+}
 
 function targets(s: string): LinearKey[] {
   const list = s.split(',').map((t) => t.trim()).filter(Boolean);
@@ -24,77 +63,49 @@ function targets(s: string): LinearKey[] {
   return list as LinearKey[];
 }
 
-/** The run configuration from the flags (unset flags keep FinetuneConfig's defaults). */
-function configFrom(model: string, o: Opts): FinetuneInput {
-  const num = (flag: string, key: string, opts: { integer?: boolean; min?: number; max?: number } = {}) =>
-    o[key] === undefined ? undefined : parseNumber(o[key] as string, flag, opts);
+/** A setting the schema refuses, said as the flag that set it. */
+function flagError(issue: z.core.$ZodIssue, o: Opts): UsageError {
+  const f = NUMBER_FLAGS.find((x) => x.path.join('.') === issue.path.join('.'));
+  if (!f) return new UsageError(`finetune: ${issue.path.join('.')}: ${issue.message}`);
+  const name = f.option.long!;
+  const raw = o[f.option.attributeName()];
+  if (issue.code === 'too_small') return new UsageError(`${name}: ${raw} is ${issue.inclusive ? 'below the minimum' : 'not above'} ${issue.minimum}`);
+  if (issue.code === 'too_big') return new UsageError(`${name}: ${raw} is ${issue.inclusive ? 'above the maximum' : 'not below'} ${issue.maximum}`);
+  if (issue.code === 'invalid_type' && issue.expected === 'int') return new UsageError(`${name}: "${raw}" is not an integer`);
+  return new UsageError(`${name}: ${issue.message}`);
+}
+
+/** The run configuration from the flags: unset flags keep the schema's defaults, set ones are held to its bounds. */
+function configFrom(model: string, o: Opts): FinetuneConfig {
   if (o.epochs !== undefined && o.maxSteps !== undefined) throw new UsageError('finetune: give --epochs or --max-steps, not both');
-  return {
-    model,
-    data: o.data as string,
-    val: (o.val as string | undefined) ?? null,
-    valFraction: num('--val-fraction', 'valFraction', { min: 0, max: 0.5 }),
-    method: o.method as FinetuneConfig['method'] | undefined,
-    lora: {
-      rank: num('--lora-rank', 'loraRank', { integer: true, min: 1 }),
-      alpha: num('--lora-alpha', 'loraAlpha', { min: 0 }),
-      dropout: num('--lora-dropout', 'loraDropout', { min: 0, max: 1 }),
-      targets: o.loraTargets === undefined ? undefined : targets(o.loraTargets as string),
-    },
-    maxSeqLen: num('--max-seq-len', 'maxSeqLen', { integer: true, min: 2 }),
-    lossOn: o.lossOn as FinetuneConfig['lossOn'] | undefined,
-    packing: o.packing === true,
-    gradMode: o.gradMode as FinetuneConfig['gradMode'] | undefined, // commander checked the choices
-    train: {
-      epochs: num('--epochs', 'epochs', { integer: true, min: 1 }),
-      maxSteps: num('--max-steps', 'maxSteps', { integer: true, min: 1 }),
-      lr: num('--lr', 'lr', { min: 0 }),
-      warmupSteps: num('--warmup-steps', 'warmupSteps', { integer: true, min: 0 }),
-      decay: o.schedule as FinetuneConfig['train']['decay'] | undefined,
-      batchSize: num('--batch-size', 'batchSize', { integer: true, min: 1 }),
-      gradAccum: num('--grad-accum', 'gradAccum', { integer: true, min: 1 }),
-      adamw: { weightDecay: num('--weight-decay', 'weightDecay', { min: 0 }) },
-      maxGradNorm: num('--max-grad-norm', 'maxGradNorm', { min: 0 }),
-      seed: num('--seed', 'seed', { integer: true }),
-      evalEvery: num('--eval-every', 'evalEvery', { integer: true, min: 0 }),
-      saveEvery: num('--save-every', 'saveEvery', { integer: true, min: 0 }),
-      saveEveryMinutes: num('--save-every-minutes', 'saveEveryMinutes', { min: 0 }),
-      keepLast: num('--keep-last', 'keepLast', { integer: true, min: 1 }),
-    },
-  };
+  // commander checked the choices of --method, --schedule, --loss-on and --grad-mode
+  const input: Record<string, unknown> = { model, data: o.data, val: o.val ?? null, method: o.method, lossOn: o.lossOn, packing: o.packing === true, gradMode: o.gradMode };
+  if (o.schedule !== undefined) setAt(input, ['train', 'decay'], o.schedule);
+  if (o.loraTargets !== undefined) setAt(input, ['lora', 'targets'], targets(o.loraTargets as string));
+  for (const f of NUMBER_FLAGS) {
+    const raw = o[f.option.attributeName()];
+    if (raw !== undefined) setAt(input, f.path, parseNumber(raw as string, f.option.long!));
+  }
+  const parsed = FinetuneConfig.safeParse(input);
+  if (!parsed.success) throw flagError(parsed.error.issues[0], o);
+  return parsed.data;
 }
 
 export function registerTrainCommands(program: Command): void {
-  program
+  const finetune = program
     .command('finetune')
     .description('fine-tune a model (LoRA or full) on a JSONL/TXT dataset; Ctrl-C pauses with a checkpoint')
     .argument('[model]', 'base model folder (not needed with --resume)')
     .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
-    .option('--val <file>', 'validation data (default: --val-fraction of --data)')
-    .option('--val-fraction <f>', 'share of --data held out for validation (default 0.1)')
-    .addOption(new Option('--method <method>', 'what is trained').choices(['lora', 'full']))
-    .option('--epochs <n>', 'passes over the data (default 1)')
-    .option('--max-steps <n>', 'optimizer steps (instead of --epochs)')
-    .option('--lr <rate>', 'peak learning rate (default 2e-4)')
-    .option('--warmup-steps <n>', 'linear warmup steps (default 0)')
-    .addOption(new Option('--schedule <decay>', 'decay after warmup (default cosine)').choices(DECAYS))
-    .option('--batch-size <n>', 'sequences per micro-batch (default 4)')
-    .option('--grad-accum <n>', 'micro-batches per optimizer step (default 1)')
-    .option('--max-seq-len <n>', 'tokens per sequence; longer rows are cut (default 512)')
-    .option('--weight-decay <w>', 'AdamW decoupled weight decay (default 0.01; not on norms)')
-    .option('--max-grad-norm <n>', 'clip the global gradient norm (default 1, 0 = off)')
-    .option('--lora-rank <r>', 'LoRA rank (default 8)')
-    .option('--lora-alpha <a>', 'LoRA alpha (default 16)')
-    .option('--lora-dropout <p>', 'LoRA dropout (default 0)')
-    .option('--lora-targets <list>', `LoRA target layers among ${LINEAR_KEYS.join(',')} (default q,v)`)
-    .addOption(new Option('--loss-on <what>', 'tokens the loss covers (default answers)').choices(['answers', 'all']))
+    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
+  for (const f of NUMBER_FLAGS) finetune.addOption(f.option);
+  finetune
+    .addOption(new Option('--method <method>', `what is trained (default ${DEFAULTS.method})`).choices(FinetuneConfig.shape.method.unwrap().options))
+    .addOption(new Option('--schedule <decay>', `decay after warmup (default ${DEFAULTS.train.decay})`).choices(DECAYS))
+    .option('--lora-targets <list>', `LoRA target layers among ${LINEAR_KEYS.join(',')} (default ${DEFAULTS.lora.targets.join(',')})`)
+    .addOption(new Option('--loss-on <what>', `tokens the loss covers (default ${DEFAULTS.lossOn})`).choices(FinetuneConfig.shape.lossOn.unwrap().options))
     .option('--packing', 'pack several examples into each sequence')
-    .option('--seed <n>', 'seed for the split, shuffling, LoRA init and dropout (default 0)')
-    .option('--eval-every <n>', 'validation every N steps (default 50, 0 = at the end only)')
-    .option('--save-every <n>', 'checkpoint every N steps (default 100, 0 = off)')
-    .option('--save-every-minutes <m>', 'checkpoint every M minutes (default 10, 0 = off)')
-    .option('--keep-last <k>', 'checkpoints kept besides the best (default 2)')
-    .addOption(new Option('--grad-mode <mode>', 'tape (fast) or recompute (less memory); default: chosen by the memory estimate').choices(['auto', 'tape', 'recompute']))
+    .addOption(new Option('--grad-mode <mode>', 'tape (fast) or recompute (less memory); default: chosen by the memory estimate').choices(FinetuneConfig.shape.gradMode.unwrap().options))
     .option('--resume <runId>', 'continue a paused or interrupted run')
     .option('--check', 'validate the data and estimate memory and time, then stop')
     .option('--json', 'print the outcome as JSON (no progress bar)')
@@ -110,7 +121,7 @@ export function registerTrainCommands(program: Command): void {
       const backend = await initBackend(g.backend);
       if (o.check) {
         if (!input) throw new UsageError('finetune: --check needs <model> and --data, not --resume');
-        return check(FinetuneConfig.parse(input), o.json === true);
+        return check(input, o.json === true);
       }
       const store = openStore({ home: g.home });
       const job = cliJob('finetune', { quiet: o.json === true });
