@@ -19,6 +19,7 @@ import { FinetuneConfig, FinetuneOutcome } from '../train/config';
 import { JobProgress } from '../jobs/job';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
+export type { EvalReport } from '../eval/report';
 
 // ---- shared shapes -------------------------------------------------------
 

@@ -54,6 +54,8 @@ export const MessageTimings = z.looseObject({
   tokensPerSecond: z.number().min(0).optional(),
   /** The answer was stopped before it ended by itself. */
   stopped: z.boolean().optional(),
+  /** Earliest turns of the conversation left out of the prompt to fit the model's context. */
+  droppedTurns: z.number().int().min(0).optional(),
 });
 export type MessageTimings = z.infer<typeof MessageTimings>;
 

@@ -1,16 +1,6 @@
 // Evaluation reports (engine/eval/report.ts) as the UI shows them: what was
 // measured on, and the headline number.
-import type { Report } from '../../../engine/protocol/protocol';
-
-interface EvalBody {
-  type: 'perplexity' | 'multiple_choice';
-  text?: { path: string };
-  tasksFile?: { path: string; items: number };
-  ppl?: number;
-  tokens?: number;
-  overall?: { items: number; acc: number; accNorm: number };
-  runtime: { name: string };
-}
+import type { EvalReport, Report } from '../../../engine/protocol/protocol';
 
 const fileName = (p: string): string => p.split(/[\\/]/).pop() ?? p;
 
@@ -24,13 +14,14 @@ export interface EvalSummary {
 }
 
 export function evalSummary(r: Report): EvalSummary {
-  const b = r.body as unknown as EvalBody;
+  // An evaluation report's body is the EvalReport the engine recorded (engine/eval/record.ts).
+  const b = r.body as unknown as EvalReport;
   if (b.type === 'perplexity') {
-    return { data: `${fileName(b.text!.path)} (${b.tokens} tokens)`, result: `ppl ${b.ppl!.toFixed(2)}`, value: b.ppl!, runtime: b.runtime.name };
+    return { data: `${fileName(b.text.path)} (${b.tokens} tokens)`, result: `ppl ${b.ppl.toFixed(2)}`, value: b.ppl, runtime: b.runtime.name };
   }
-  const o = b.overall!;
+  const o = b.overall;
   return {
-    data: `${fileName(b.tasksFile!.path)} (${o.items} items)`,
+    data: `${fileName(b.tasksFile.path)} (${o.items} items)`,
     result: `acc ${(100 * o.acc).toFixed(1)}% · acc_norm ${(100 * o.accNorm).toFixed(1)}%`,
     value: o.accNorm,
     runtime: b.runtime.name,
