@@ -12,6 +12,7 @@ import { listTempLeftovers } from '../engine/io/atomic';
 import { homeLayout } from '../engine/store/home';
 import { openStore } from '../engine/store/open';
 import { BATCH_STEPS, METRICS, metricValue } from './helpers/store-crash-plan';
+import { verifyCheckpoint } from './helpers/verify-checkpoint';
 
 const WRITER = path.join(import.meta.dirname, 'helpers', 'store-crash-writer.ts');
 /**
@@ -70,7 +71,7 @@ async function checkAfterKill(home: string): Promise<void> {
     expect(store.runs.get(run.id).status).toBe('interrupted');
 
     for (const c of store.checkpoints.list(run.id)) {
-      expect(await store.checkpoints.verify(c.id), `checkpoint at step ${c.step}`).toMatchObject({ ok: true });
+      expect(await verifyCheckpoint(store.checkpoints.get(c.id)), `checkpoint at step ${c.step}`).toMatchObject({ ok: true });
     }
     const runDir = path.join(layout.checkpoints, String(run.id));
     expect(listTempLeftovers(runDir)).toEqual([]);

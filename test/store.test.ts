@@ -23,6 +23,7 @@ import {
   RUN_TRANSITIONS,
 } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
+import { verifyCheckpoint } from './helpers/verify-checkpoint';
 
 let home: string;
 const opened: Store[] = [];
@@ -386,9 +387,9 @@ describe('checkpoints', () => {
       .join('');
     expect(c.sha256).toBe(crypto.createHash('sha256').update(manifest).digest('hex'));
     expect(c.metrics).toEqual({ loss: 1.5, val_loss: null });
-    expect(await s.checkpoints.verify(c.id)).toMatchObject({ ok: true });
+    expect(await verifyCheckpoint(s.checkpoints.get(c.id))).toMatchObject({ ok: true });
     fs.appendFileSync(path.join(c.path, 'adapter_config.json'), ' ');
-    expect(await s.checkpoints.verify(c.id)).toMatchObject({ ok: false });
+    expect(await verifyCheckpoint(s.checkpoints.get(c.id))).toMatchObject({ ok: false });
     // stored relative to the home
     const db = raw();
     expect(db.prepare('SELECT path FROM checkpoints WHERE id = ?').pluck().get(c.id)).toBe(`checkpoints/${run.id}/step-100`);
@@ -421,7 +422,7 @@ describe('checkpoints', () => {
 
     expect(s.checkpoints.list(run.id).map((c) => c.step)).toEqual([1]);
     expect(fs.readdirSync(path.join(home, 'checkpoints', String(run.id)))).toEqual(['step-1']);
-    expect(await s.checkpoints.verify(good.id)).toMatchObject({ ok: true });
+    expect(await verifyCheckpoint(s.checkpoints.get(good.id))).toMatchObject({ ok: true });
     s.close();
 
     s = open();
@@ -490,7 +491,7 @@ describe('reconcile and gc', () => {
     expect(fs.existsSync(sc.liveTemp)).toBe(true);
     expect(fs.existsSync(s.runs.dirFor(sc.run.id))).toBe(true);
     expect(s.checkpoints.list(sc.run.id).map((c) => c.id)).toEqual([sc.kept.id]);
-    expect(await s.checkpoints.verify(sc.kept.id)).toMatchObject({ ok: true });
+    expect(await verifyCheckpoint(s.checkpoints.get(sc.kept.id))).toMatchObject({ ok: true });
     expect(fs.existsSync(s.models.get(sc.model.id).path)).toBe(true);
     expect(reconcile(s, { graceMs: 0 }).orphans).toEqual([sc.recent]);
   });

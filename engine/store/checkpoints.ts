@@ -130,12 +130,4 @@ export class CheckpointsRepo {
   forget(id: number): void {
     this.sql.tx(() => this.sql.q('DELETE FROM checkpoints WHERE id = ?').run(id));
   }
-
-  /** Re-hashes the folder and compares it with the recorded sha256 and size. */
-  async verify(id: number): Promise<{ ok: boolean; sha256: string | null; bytes: number | null }> {
-    const c = this.get(id);
-    if (!fs.existsSync(c.path)) return { ok: false, sha256: null, bytes: null };
-    const d = await digestFolder(c.path);
-    return { ok: d.sha256 === c.sha256 && d.bytes === c.bytes, sha256: d.sha256, bytes: d.bytes };
-  }
 }

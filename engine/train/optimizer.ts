@@ -16,8 +16,6 @@ export interface AdamWOptions {
   weightDecay: number;
 }
 
-export const DEFAULT_ADAMW: AdamWOptions = { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
-
 /**
  * Hugging Face Trainer's grouping: weight decay on everything but biases and
  * normalization gains (MobileLLM's RMSNorm weights). Embeddings are decayed.
