@@ -13,7 +13,7 @@
 // entropy of each head, and the similarity of every pair of hidden states.
 import * as tf from '@tensorflow/tfjs';
 import { type MobileLLM } from '../model/model';
-import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
+import { LINEAR_KEYS, blockPrefix, linearModule, type LinearKey } from '../model/layout';
 import type { BlockUpdates } from '../model/block';
 import { usesPerBlock } from '../model/sharing';
 import { HISTOGRAM_BINS, sig4, type ActivationAnalysis, type TensorStats, type WeightAnalysis } from './schema';
@@ -85,19 +85,6 @@ export function tensorStats(name: string, shape: number[], values: ArrayLike<num
   return { name, shape, norm: sig4(Math.sqrt(sumSq)), mean: sig4(mean), std: sig4(Math.sqrt(dev / n)), min: sig4(min), max: sig4(max), histogram };
 }
 
-/** A block's tensors in the order they run, as checkpoint names within the block. */
-const BLOCK_TENSORS = [
-  'input_layernorm',
-  LINEAR_NAMES.q,
-  LINEAR_NAMES.k,
-  LINEAR_NAMES.v,
-  LINEAR_NAMES.o,
-  'post_attention_layernorm',
-  LINEAR_NAMES.gate,
-  LINEAR_NAMES.up,
-  LINEAR_NAMES.down,
-].map((n) => `${n}.weight`);
-
 /** Block-to-block similarity of every projection, and every tensor's statistics. Dense float weights only. */
 export function weightAnalysis(model: MobileLLM): WeightAnalysis {
   const params = model.namedParams();
@@ -114,20 +101,22 @@ export function weightAnalysis(model: MobileLLM): WeightAnalysis {
   };
   const grams = new Map<LinearKey, number[][]>();
   for (const key of LINEAR_KEYS) {
-    grams.set(key, gram(Array.from({ length: N }, (_, b) => param(`model.layers.${b}.${LINEAR_NAMES[key]}.weight`).tensor)));
+    grams.set(key, gram(Array.from({ length: N }, (_, b) => param(`${linearModule(b, key)}.weight`).tensor)));
   }
   // All seven matrices of a block as one vector: the Gram matrices add up.
   const all = Array.from({ length: N }, (_, i) => Array.from({ length: N }, (_, j) => LINEAR_KEYS.reduce((s, k) => s + grams.get(k)![i][j], 0)));
   const sim = (key: LinearKey) => cosines(grams.get(key)!);
   const uses = usesPerBlock(model.schedule, N);
+  const specs = model.specs();
   return {
     similarity: { q: sim('q'), k: sim('k'), v: sim('v'), o: sim('o'), gate: sim('gate'), up: sim('up'), down: sim('down'), all: cosines(all) },
     blocks: uses.map((layers, b) => ({
       block: b,
       layers,
-      tensors: BLOCK_TENSORS.map((t) => stats(`model.layers.${b}.${t}`, t)),
+      // in the order they run, labelled by their name within the block
+      tensors: specs.filter((s) => s.block === b).map((s) => stats(s.name, s.name.slice(blockPrefix(b).length + 1))),
     })),
-    globals: ['model.embed_tokens.weight', 'model.norm.weight', 'lm_head.weight'].filter((n) => params.has(n)).map((n) => stats(n)),
+    globals: specs.filter((s) => s.block === undefined).map((s) => stats(s.name)),
   };
 }
 

@@ -5,17 +5,17 @@
 import * as tf from '@tensorflow/tfjs';
 import { effectiveDepth, type MobileLLMConfig } from './config';
 import { MobileLLM, weightsFromCheckpoint } from './model';
-import { expectedShapes } from './layout';
+import { tensorSpecs, type Layout } from './layout';
 
-export function randomModel(c: MobileLLMConfig, seed = 0, wrap?: (t: tf.Tensor, name: string) => tf.Tensor): MobileLLM {
-  const shapes = expectedShapes(c);
+export function randomModel(c: MobileLLMConfig, seed = 0, wrap?: (t: tf.Tensor, name: string) => tf.Tensor, layout?: Layout): MobileLLM {
+  const specs = new Map(tensorSpecs(c, layout).map((s) => [s.name, s]));
   const residualStd = 0.02 / Math.sqrt(2 * effectiveDepth(c));
   let n = 0;
   const get = (name: string) => {
-    const shape = shapes.get(name)!;
-    if (shape.length === 1) return tf.ones(shape);
-    const std = /(o_proj|down_proj)\.weight$/.test(name) ? residualStd : 0.02;
-    return tf.truncatedNormal(shape, 0, std, 'float32', seed * 1000 + n++);
+    const s = specs.get(name)!;
+    if (s.kind === 'norm') return tf.ones(s.shape);
+    const std = s.kind === 'linear' && (s.key === 'o' || s.key === 'down') ? residualStd : 0.02;
+    return tf.truncatedNormal(s.shape, 0, std, 'float32', seed * 1000 + n++);
   };
-  return new MobileLLM(c, weightsFromCheckpoint(c, get, wrap));
+  return new MobileLLM(c, weightsFromCheckpoint(c, get, wrap, layout), layout);
 }

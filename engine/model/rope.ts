@@ -5,16 +5,47 @@
 // runs as a single kernel and differentiates for free (entries ±1 and 0: exact).
 import * as tf from '@tensorflow/tfjs';
 
+/**
+ * cos and sin of position × θ^(−2i/d) for positions offset … offset+T−1 and
+ * i < d/2, each [T, d/2], rounded to float32 at each step as transformers
+ * computes them. The one RoPE table of both runtimes.
+ */
+export function ropeAngles(headDim: number, theta: number, offset: number, T: number): { cos: Float32Array; sin: Float32Array } {
+  const half = headDim / 2;
+  const cos = new Float32Array(T * half);
+  const sin = new Float32Array(T * half);
+  for (let i = 0; i < half; i++) {
+    const invFreq = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / headDim)));
+    for (let t = 0; t < T; t++) {
+      const angle = Math.fround((offset + t) * invFreq);
+      cos[t * half + i] = Math.cos(angle);
+      sin[t * half + i] = Math.sin(angle);
+    }
+  }
+  return { cos, sin };
+}
+
+/** Both halves of the head repeat a table: [rows, d/2] → [rows, d]. */
+export function fullWidth(t: Float32Array, half: number): Float32Array {
+  const rows = t.length / half;
+  const out = new Float32Array(rows * half * 2);
+  for (let r = 0; r < rows; r++) {
+    const row = t.subarray(r * half, (r + 1) * half);
+    out.set(row, r * 2 * half);
+    out.set(row, r * 2 * half + half);
+  }
+  return out;
+}
+
 export class Rope {
-  private readonly invFreq: Float64Array;
   /** [d, d] with rotate_half(x) = x · P */
   readonly rotateHalf: tf.Tensor2D;
 
-  constructor(readonly headDim: number, theta: number) {
+  constructor(
+    readonly headDim: number,
+    readonly theta: number,
+  ) {
     const half = headDim / 2;
-    this.invFreq = new Float64Array(half);
-    // As transformers computes it, in float32: 1 / θ^(2i/d)
-    for (let i = 0; i < half; i++) this.invFreq[i] = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / headDim)));
     const p = new Float32Array(headDim * headDim);
     for (let j = 0; j < half; j++) {
       p[(j + half) * headDim + j] = -1; // out[j]        = −x[j + d/2]
@@ -26,20 +57,9 @@ export class Rope {
   /** cos and sin for positions offset … offset+T−1, each [T, d]. */
   table(offset: number, T: number): { cos: tf.Tensor2D; sin: tf.Tensor2D } {
     const d = this.headDim;
-    const half = d / 2;
-    const cos = new Float32Array(T * d);
-    const sin = new Float32Array(T * d);
-    for (let t = 0; t < T; t++) {
-      for (let i = 0; i < half; i++) {
-        // position × inv_freq rounded to float32, as transformers does
-        const angle = Math.fround((offset + t) * this.invFreq[i]);
-        cos[t * d + i] = cos[t * d + i + half] = Math.cos(angle);
-        sin[t * d + i] = sin[t * d + i + half] = Math.sin(angle);
-      }
-    }
-    return { cos: tf.tensor2d(cos, [T, d]), sin: tf.tensor2d(sin, [T, d]) };
+    const { cos, sin } = ropeAngles(d, this.theta, offset, T);
+    return { cos: tf.tensor2d(fullWidth(cos, d / 2), [T, d]), sin: tf.tensor2d(fullWidth(sin, d / 2), [T, d]) };
   }
-
   /** x [B, T, heads, d]; cos/sin [T, d] → [B, T, heads, d] */
   apply(x: tf.Tensor4D, cos: tf.Tensor2D, sin: tf.Tensor2D): tf.Tensor4D {
     return tf.tidy(() => {

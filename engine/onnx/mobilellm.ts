@@ -30,6 +30,8 @@
 // Quantized weights stay integer (linear.ts, quantized.ts).
 import type { MobileLLMConfig } from '../model/config';
 import type { MobileLLM } from '../model/model';
+import { fullWidth, ropeAngles } from '../model/rope';
+import { LINEAR_NAMES, blockPrefix, linearModule, type LinearKey } from '../model/layout';
 import { DataType } from './proto';
 import { GraphBuilder, MS_DOMAIN, attr } from './graph';
 import { linearOp, paramBytes, tableOps, type WeightOptions } from './linear';
@@ -80,38 +82,10 @@ function canUseGqa(headDim: number): boolean {
   return headDim % 16 === 0;
 }
 
-/** cos and sin of position × inverse frequency, [maxPositions, d/2] (as transformers computes them, in float32). */
-function ropeTables(headDim: number, theta: number, maxPositions: number): { cos: Float32Array; sin: Float32Array } {
-  const half = headDim / 2;
-  const cos = new Float32Array(maxPositions * half);
-  const sin = new Float32Array(maxPositions * half);
-  for (let i = 0; i < half; i++) {
-    const invFreq = Math.fround(1 / Math.fround(theta ** Math.fround((2 * i) / headDim)));
-    for (let p = 0; p < maxPositions; p++) {
-      const angle = Math.fround(p * invFreq);
-      cos[p * half + i] = Math.cos(angle);
-      sin[p * half + i] = Math.sin(angle);
-    }
-  }
-  return { cos, sin };
-}
-
-/** Both halves of the head repeat the table: [maxPositions, d/2] → [maxPositions, d]. */
-function fullWidth(t: Float32Array, half: number): Float32Array {
-  const rows = t.length / half;
-  const out = new Float32Array(rows * half * 2);
-  for (let r = 0; r < rows; r++) {
-    const row = t.subarray(r * half, (r + 1) * half);
-    out.set(row, r * 2 * half);
-    out.set(row, r * 2 * half + half);
-  }
-  return out;
-}
-
 /** A physical block's weights in the graph, applied by every effective layer that runs it. */
 interface BlockOps {
-  inputNorm: string;
-  postNorm: string;
+  /** The block's norm gains by layout key (input, post). */
+  norms: Record<string, string>;
   qkv: (x: string) => string; // [B, T, H] → [B, T, (nh + 2·nkv)·d]
   o: (x: string) => string;
   gate: (x: string) => string;
@@ -149,26 +123,32 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
   const pastLen = g.op1('Sub', [totalLen, g.op1('Shape', [ids], { start: attr.int(1), end: attr.int(2) })]);
   const newRows = (present: string, name: string) => g.op('Slice', [present, pastLen, totalLen, i64(2)], {}, { outputs: [name] })[0];
 
-  // ---- weights (each physical block once)
-  const norm = (module: string) => g.initializer(`${module}.weight`, DataType.FLOAT, [H], paramBytes(params.get(module) as FloatParam));
-  const embed = tableOps(g, 'model.embed_tokens', params.get('model.embed_tokens'), wopts);
+  // ---- weights (each physical block once): every tensor of the layout is an initializer
+  const norms = new Map<string, string>(); // module → initializer
+  for (const s of params.specs) {
+    if (s.kind === 'norm') norms.set(s.module, g.initializer(s.name, DataType.FLOAT, s.shape, paramBytes(params.get(s.module) as FloatParam)));
+  }
+  const table = (kind: 'embedding' | 'head') => {
+    const { module } = params.specs.find((s) => s.kind === kind)!;
+    return tableOps(g, module, params.get(module), wopts);
+  };
+  const embed = table('embedding');
   const blockOps: BlockOps[] = Array.from({ length: c.numBlocks }, (_, i) => {
-    const p = `model.layers.${i}`;
-    /** Linear `name` applying the weights of `modules`, fused side by side. */
-    const lin = (name: string, ...modules: string[]) => linearOp(g, `${p}.${name}`, modules.map((m) => params.get(`${p}.${m}`)), wopts);
+    const specs = params.specs.filter((s) => s.block === i);
+    /** Linear `name` applying the weights of linears `keys`, fused side by side. */
+    const lin = (name: string, ...keys: LinearKey[]) => linearOp(g, `${blockPrefix(i)}.${name}`, keys.map((k) => params.get(linearModule(i, k))), wopts);
     return {
-      inputNorm: norm(`${p}.input_layernorm`),
-      postNorm: norm(`${p}.post_attention_layernorm`),
-      qkv: lin('self_attn.qkv_proj', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj'),
-      o: lin('self_attn.o_proj', 'self_attn.o_proj'),
-      gate: lin('mlp.gate_proj', 'mlp.gate_proj'),
-      up: lin('mlp.up_proj', 'mlp.up_proj'),
-      down: lin('mlp.down_proj', 'mlp.down_proj'),
+      norms: Object.fromEntries(specs.flatMap((s) => (s.kind === 'norm' ? [[s.key, norms.get(s.module)!]] : []))),
+      qkv: lin('self_attn.qkv_proj', 'q', 'k', 'v'),
+      o: lin(LINEAR_NAMES.o, 'o'),
+      gate: lin(LINEAR_NAMES.gate, 'gate'),
+      up: lin(LINEAR_NAMES.up, 'up'),
+      down: lin(LINEAR_NAMES.down, 'down'),
     };
   });
-  const finalNorm = norm('model.norm');
-  const head = c.shareEmbedding ? embed : tableOps(g, 'lm_head', params.get('lm_head'), wopts);
-  const rope = ropeTables(d, c.ropeTheta, c.maxPositions);
+  const finalNorm = norms.get(params.specs.find((s) => s.kind === 'norm' && s.block === undefined)!.module)!;
+  const head = c.shareEmbedding ? embed : table('head');
+  const rope = ropeAngles(d, c.ropeTheta, 0, c.maxPositions);
 
   // ---- RMSNorm and the residual stream
   const eps = c.rmsNormEps;
@@ -253,10 +233,10 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
   params.schedule.forEach((blockIndex, l) => {
     const b = blockOps[blockIndex];
     g.scope = `layers.${l}`;
-    if (l === 0) normed = rmsNorm(x, b.inputNorm);
-    else ({ sum: x, normed } = addNorm(x, pending, b.inputNorm));
+    if (l === 0) normed = rmsNorm(x, b.norms.input);
+    else ({ sum: x, normed } = addNorm(x, pending, b.norms.input));
     const a = attend(b, normed, l);
-    ({ sum: x, normed } = addNorm(x, a, b.postNorm));
+    ({ sum: x, normed } = addNorm(x, a, b.norms.post));
     const gate = b.gate(normed);
     const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]);
     pending = b.down(g.op1('Mul', [silu, b.up(normed)]));

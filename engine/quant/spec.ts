@@ -21,7 +21,8 @@
 //   }
 // Tensor names and layouts: see checkpoint.ts.
 import { z } from 'zod';
-import { LINEAR_KEYS, LINEAR_NAMES } from '../model/layout';
+import { blockPrefix, tensorSpecs } from '../model/layout';
+import { NO_SHARING } from '../model/sharing';
 import type { MobileLLMConfig } from '../model/config';
 
 export const QUANT_METHODS = ['w8a8', 'w8', 'w4'] as const;
@@ -41,18 +42,16 @@ export function parseMethod(s: string): QuantMethod {
   throw new Error(`unknown quantization method "${s}" (expected ${QUANT_METHODS.join(', ')})`);
 }
 
-/** Input widths of every layer that would be quantized (the group size must divide each). */
+/**
+ * Every layer that would be quantized, named as `quantized_modules` names
+ * them (within a block, e.g. "mlp.up_proj", then "embed_tokens" and an untied
+ * "lm_head"), with its input width (the group size must divide each).
+ */
 function quantizedInputWidths(c: MobileLLMConfig, keepEmbeddingFp: boolean): Map<string, number> {
-  const H = c.hiddenSize;
-  const widths = new Map<string, number>();
-  for (const key of LINEAR_KEYS) {
-    widths.set(LINEAR_NAMES[key], key === 'o' ? c.numHeads * c.headDim : key === 'down' ? c.intermediateSize : H);
-  }
-  if (!keepEmbeddingFp) {
-    widths.set('embed_tokens', H);
-    if (!c.shareEmbedding) widths.set('lm_head', H);
-  }
-  return widths;
+  const specs = tensorSpecs({ ...c, numBlocks: 1, sharing: NO_SHARING });
+  const linears = specs.filter((s) => s.kind === 'linear').map((s) => [s.module.slice(blockPrefix(0).length + 1), s.shape[1]] as const);
+  const tables = keepEmbeddingFp ? [] : specs.filter((s) => s.kind === 'embedding' || s.kind === 'head').map((s) => [s.module.replace(/^model\./, ''), s.shape[1]] as const);
+  return new Map([...linears, ...tables]);
 }
 
 /**
@@ -89,9 +88,7 @@ export function resolveSpec(
 
 /** Module names (relative to a block, or embed_tokens / lm_head) that a spec quantizes. */
 export function quantizedModules(spec: QuantSpec, c: MobileLLMConfig): string[] {
-  const mods: string[] = LINEAR_KEYS.map((k) => LINEAR_NAMES[k]);
-  if (!spec.keepEmbeddingFp) mods.push('embed_tokens', ...(c.shareEmbedding ? [] : ['lm_head']));
-  return mods;
+  return [...quantizedInputWidths(c, spec.keepEmbeddingFp).keys()];
 }
 
 const ActivationBlock = z.object({
@@ -144,7 +141,7 @@ export function parseQuantizationBlock(json: unknown, c: MobileLLMConfig, source
   }
   const b = parsed.data;
   const mods = new Set(b.quantized_modules);
-  const linears = LINEAR_KEYS.map((k) => LINEAR_NAMES[k]);
+  const linears = [...quantizedInputWidths(c, true).keys()];
   const missing = linears.find((m) => !mods.has(m));
   if (missing) throw new Error(`${source}: quantization.quantized_modules lacks "${missing}" (every linear layer is quantized)`);
   const spec: QuantSpec = { method: b.method, groupSize: b.group_size, keepEmbeddingFp: !mods.has('embed_tokens') };
