@@ -10,9 +10,13 @@
 //   w8a8                  the activations quantized per token, asymmetric uint8
 //                         min-max as engine/quant simulates it (QuantizeLinear with
 //                         one scale and zero point per row), then MatMulInteger
-//                         (uint8 × int8 → int32) against the int8 codes [K, N],
-//                         the zero point's term z·Σₖ codeₖₙ subtracted in int32,
-//                         and one multiply by (row scale × channel scale).
+//                         (uint8 × uint8 → int32) against the codes [K, N] stored
+//                         as code + 128 with weight zero point 128, the activation
+//                         zero point's term z·Σₖ codeₖₙ subtracted in int32, and
+//                         one multiply by (row scale × channel scale). (uint8 ×
+//                         int8 would be faster on VNNI, but on AVX2-only CPUs
+//                         ONNX Runtime's u8s8 kernel sums pairs of products in
+//                         int16, which saturates: logits off by ~15 %.)
 //
 // The plain operator set has no MatMulNBits: there the same uint8 blocks are
 // dequantized with standard operators and multiplied in float (a reference
@@ -223,13 +227,15 @@ export class W8A8Weight {
       write: (dst) => {
         let col = 0;
         for (const w of this.int8()) {
-          const bytes = new Uint8Array(w.codes.buffer, w.codes.byteOffset, w.codes.byteLength);
-          for (let k = 0; k < this.K; k++) dst.set(bytes.subarray(k * w.outFeatures, (k + 1) * w.outFeatures), k * this.N + col);
+          for (let k = 0; k < this.K; k++) {
+            const row = w.codes.subarray(k * w.outFeatures, (k + 1) * w.outFeatures);
+            for (let j = 0; j < row.length; j++) dst[k * this.N + col + j] = row[j] + 128;
+          }
           col += w.outFeatures;
         }
       },
     };
-    this.codes = g.initializer(`${name}.qweight`, DataType.INT8, [this.K, this.N], data);
+    this.codes = g.initializer(`${name}.qweight`, DataType.UINT8, [this.K, this.N], data); // code + 128
     this.scales = g.floats(`${name}.scales`, [this.N], Float32Array.from(this.int8().flatMap((w) => [...w.scales])));
   }
 
@@ -255,7 +261,7 @@ export class W8A8Weight {
   matMul(x: string): string {
     const g = this.g;
     const { q, scale, zero } = quantizePerToken(g, x);
-    const acc = g.op1('MatMulInteger', [q, this.codes]); // Σₖ qₘₖ·cₖₙ, int32 [M, N]
+    const acc = g.op1('MatMulInteger', [q, this.codes, '', g.constant(DataType.UINT8, [128], true)]); // Σₖ qₘₖ·cₖₙ, int32 [M, N]
     const centred = g.op1('Sub', [acc, g.op1('Mul', [zero, this.columnSums])]); // Σₖ (qₘₖ − zₘ)·cₖₙ
     const asFloat = g.op1('Cast', [centred], { to: attr.int(DataType.FLOAT) });
     return g.op1('Mul', [g.op1('Mul', [asFloat, scale]), this.scales]);
@@ -266,6 +272,7 @@ export class W8A8Weight {
     const g = this.g;
     const cols = g.op1('Transpose', [g.op1('Gather', [this.codes, ids], { axis: attr.int(1) })], { perm: attr.ints([1, 2, 0]) }); // [B, T, K]
     const s = g.op1('Unsqueeze', [g.op1('Gather', [this.scales, ids]), g.int64([-1])]); // [B, T, 1]
-    return g.op1('Mul', [g.op1('Cast', [cols], { to: attr.int(DataType.FLOAT) }), s]);
+    const codes = g.op1('Sub', [g.op1('Cast', [cols], { to: attr.int(DataType.FLOAT) }), g.float(128)]);
+    return g.op1('Mul', [codes, s]);
   }
 }
