@@ -171,16 +171,21 @@ describe.each([
   });
 });
 
-it('a quantized folder on disk runs on ONNX Runtime (mlw generate/score path)', async () => {
-  const base = randomModel(nanoConfig({ vocabSize: 2000, numBlocks: 2, maxPositions: 256 }), 4);
-  const q = await quantizeModel(base, resolveSpec(base.config, { method: 'w4', groupSize: 32 }), quietContext(), { cacheBytes: 0 });
-  const dir = path.join(tmp, 'w4');
+it.each([
+  { method: 'w4', groupSize: 32, keepEmbeddingFp: false, shareEmbedding: true },
+  { method: 'w8', keepEmbeddingFp: true, shareEmbedding: false },
+  { method: 'w8a8', keepEmbeddingFp: false, shareEmbedding: false },
+])('a quantized folder on disk ($method, float table $keepEmbeddingFp) runs on ONNX Runtime, read from the file (mlw generate/score path)', async ({ shareEmbedding, ...opts }) => {
+  const base = randomModel(nanoConfig({ vocabSize: 2000, numBlocks: 2, maxPositions: 256, shareEmbedding }), 4);
+  const q = await quantizeModel(base, resolveSpec(base.config, opts), quietContext(), { cacheBytes: 0 });
+  const dir = path.join(tmp, `disk-${opts.method}`);
   await saveQuantizedModel(q, dir);
   const ids = [1, 5, 900, 33, 1999, 4];
   const folder = readModelFolder(dir);
   const { runtime } = await openRuntime(folder, { runtime: 'onnx', onnx: { nbitsCompute: 'float32' } });
   const { runtime: sim } = await openRuntime(folder, { runtime: 'tfjs' });
   const [a, b] = await Promise.all([runtime.score(ids), sim.score(ids)]);
-  expect(maxAbsDiff(a.logprobs, b.logprobs)).toBeLessThan(1e-4);
+  // w8a8: activation codes rounded at a tie or a min/max in float32 vs the simulation's order (measured 1.6e-3); weight-only kinds agree to 1e-4
+  expect(maxAbsDiff(a.logprobs, b.logprobs)).toBeLessThan(opts.method === 'w8a8' ? 1e-2 : 1e-4);
   await Promise.all([runtime.dispose(), sim.dispose(), base.dispose(), q.model.dispose()]);
 });

@@ -17,8 +17,8 @@ import { loadModelFolder } from './load';
 
 /**
  * Opens a folder on ONNX Runtime with as few copies of the weights alive as
- * it can. Float weights go from the file straight into the serialized graph,
- * tensor by tensor. Quantized codes and merged adapters are built on
+ * it can. Float weights and quantized codes go from the file straight into
+ * the serialized graph, tensor by tensor. A merged adapter is built on
  * TensorFlow.js's plain-JS cpu backend, whose memory goes back to the
  * allocator (the wasm backend's heap never shrinks), and disposed as soon as
  * the graph is serialized, before ONNX Runtime makes its copy.
@@ -26,8 +26,8 @@ import { loadModelFolder } from './load';
 export async function openOnnxRuntime(folder: ModelFolder, opts: OnnxSessionOptions = {}): Promise<OnnxRuntime> {
   await loadOrt(); // fail before loading anything if ONNX Runtime is missing
   let graph: ExportedGraph;
-  if (folder.kind === 'float') {
-    const params = checkpointParams(folder.dir);
+  if (folder.kind !== 'adapter') {
+    const params = checkpointParams(folder.dir, folder.quantization);
     try {
       graph = exportGraph(params, opts);
     } finally {

@@ -1,7 +1,7 @@
 // The parameters the exporter reads, by Hugging Face module name, from one of
-// two places: a MobileLLM in memory (float or quantized), or a float
-// checkpoint folder read tensor by tensor while the graph is serialized — so
-// that exporting from disk never holds a second copy of the weights.
+// two places: a MobileLLM in memory (float or quantized), or a float or
+// quantized checkpoint folder read tensor by tensor while the graph is
+// serialized — so that exporting from disk builds no model first.
 import * as tf from '@tensorflow/tfjs';
 import { layerSchedule, type MobileLLMConfig } from '../model/config';
 import { DenseLinear, type Linear } from '../model/linear';
@@ -10,7 +10,11 @@ import { weightOf, type MobileLLM } from '../model/model';
 import { tensorSpecs, type Layout, type TensorSpec } from '../model/layout';
 import { checkTensorNames, openWeights, readConfig } from '../io/checkpoint';
 import { toFloat32 } from '../io/raw-tensor';
-import { QuantizedLinear } from '../quant/quantized-linear';
+import { DequantCache, QuantizedLinear } from '../quant/quantized-linear';
+import { checkQuantizedTensors, readWeight } from '../quant/checkpoint';
+import { activationQuant } from '../quant/quantize';
+import type { QuantSpec } from '../quant/spec';
+import type { TensorSource } from '../io/tensor-source';
 
 /**
  * A float parameter: its shape as the model holds it (2-D ones transposed to
@@ -66,27 +70,41 @@ function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
+/** A float tensor of a checkpoint, read from the file when the exporter asks ([out, in] → held [in, out]). */
+function fileParam(source: TensorSource, name: string): FloatParam {
+  const { shape } = source.info(name);
+  const read = () => toFloat32(source.read(name), `${source.path}: ${name}`);
+  if (shape.length === 1) return { shape, values: read };
+  const [rows, cols] = shape;
+  return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
+}
+
 /**
- * The parameters of a float checkpoint folder (any format and dtype
- * loadModel reads), read from the file when the exporter asks for them.
- * Call close() when the export is done.
+ * The parameters of a float or quantized checkpoint folder (any format and
+ * dtype loadModel reads), read from the file while the graph is serialized —
+ * float tensors when the exporter asks for them, a quantized matrix's codes
+ * when its layer is built — so that no model is built first. `quantization`:
+ * the folder's spec (engine/folder), null for a float folder. Call close()
+ * when the export is done.
  */
-export function checkpointParams(dir: string, layout?: Layout): ModelParams & { close(): void } {
+export function checkpointParams(dir: string, quantization: QuantSpec | null = null, layout?: Layout): ModelParams & { close(): void } {
   const config = readConfig(dir);
   const { source } = openWeights(dir);
   try {
-    checkTensorNames(source, config, layout);
+    if (quantization) checkQuantizedTensors(source, config, quantization, layout);
+    else checkTensorNames(source, config, layout);
   } catch (err) {
     source.close();
     throw err;
   }
-  const get = (module: string): FloatParam => {
-    const name = `${module}.weight`;
-    const { shape } = source.info(name);
-    const read = () => toFloat32(source.read(name), `${source.path}: ${name}`);
-    if (shape.length === 1) return { shape, values: read };
-    const [rows, cols] = shape; // [out, in] → held [in, out]
-    return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
+  const specs = tensorSpecs(config, layout);
+  const byModule = new Map(specs.map((s) => [s.module, s]));
+  const act = quantization ? activationQuant(quantization) : 'none';
+  const noCache = new DequantCache(0);
+  const get = (module: string): WeightParam => {
+    const s = byModule.get(module)!;
+    const isCodes = quantization && (s.kind === 'linear' || ((s.kind === 'embedding' || s.kind === 'head') && !quantization.keepEmbeddingFp));
+    return isCodes ? new QuantizedLinear(readWeight(source, module, quantization), act, noCache) : fileParam(source, s.name);
   };
-  return { config, specs: tensorSpecs(config, layout), schedule: layerSchedule(config), get, close: () => source.close() };
+  return { config, specs, schedule: layerSchedule(config), get, close: () => source.close() };
 }

@@ -175,7 +175,8 @@ export async function saveQuantizedModel(q: QuantizedModel, dir: string, opts: S
 
 // ------------------------------------------------------------ loading
 
-function readWeight(source: TensorSource, name: string, spec: QuantSpec): QuantizedWeight {
+/** The codes of quantized matrix `name` (no suffix), in memory layout. */
+export function readWeight(source: TensorSource, name: string, spec: QuantSpec): QuantizedWeight {
   const q = source.read(`${name}.qweight`);
   const scalesRaw = source.read(`${name}.scales`);
   const scales = toFloat32(scalesRaw, `${source.path}: ${name}.scales`);
