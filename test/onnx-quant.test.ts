@@ -185,7 +185,7 @@ it.each([
   const { runtime } = await openRuntime(folder, { runtime: 'onnx', onnx: { nbitsCompute: 'float32' } });
   const { runtime: sim } = await openRuntime(folder, { runtime: 'tfjs' });
   const [a, b] = await Promise.all([runtime.score(ids), sim.score(ids)]);
-  // w8a8: activation codes rounded at a tie or a min/max in float32 vs the simulation's order (measured 1.6e-3); weight-only kinds agree to 1e-4
+  // w8a8: integer kernel vs the float simulation, not bit-equal (measured 1.6e-3; the in-memory cases above allow 2 % RMS); weight-only kinds agree to 1e-4
   expect(maxAbsDiff(a.logprobs, b.logprobs)).toBeLessThan(opts.method === 'w8a8' ? 1e-2 : 1e-4);
   await Promise.all([runtime.dispose(), sim.dispose(), base.dispose(), q.model.dispose()]);
 });
