@@ -13,6 +13,9 @@ import { startWebServer, type WebServer } from '../engine/server/web';
 import { z } from 'zod';
 import { JobSnapshot, requests, type EngineEvent, type ServerFrame } from '../engine/protocol/protocol';
 import { tinyChatModel } from './helpers/web';
+import { tinyModelDir } from './helpers/train-fixtures';
+import { loadModel } from '../engine/io/checkpoint';
+import { applyLora, writeAdapterFiles } from '../engine/train/lora';
 
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-model-')));
 
@@ -100,6 +103,31 @@ describe('engine service over a socket', () => {
     expect(await c.call('finetune.start', { modelId: 1, data: 'd.jsonl', lora: { dropout: 0.95 } })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^finetune\.start: invalid "lora\.dropout"/) } });
     expect(await c.call('models.import', { path: '/does/not/exist' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) } });
     c.ws.close();
+  });
+
+  describe('model folders', () => {
+    let c: Client;
+    let tmp: string;
+    beforeAll(async () => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-folders-'));
+      c = await Client.open(wsUrl());
+    });
+    afterAll(() => {
+      c.ws.close();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('answers not_found for a model whose folder is gone, bad_request for an adapter whose base is', async () => {
+      const float = tinyModelDir(tmp);
+      const adapter = tinyAdapterDir(tmp, float);
+      const [gone, orphan] = [await c.ok<{ id: number }>('models.import', { path: float }), await c.ok<{ id: number }>('models.import', { path: adapter })];
+      expect((await c.ok<unknown[]>('inspect.costs', { modelId: orphan.id })).length).toBeGreaterThan(0);
+      fs.rmSync(float, { recursive: true });
+      expect(await c.call('inspect.costs', { modelId: gone.id })).toMatchObject({ error: { code: 'not_found', message: `${float}: folder not found` } });
+      expect(await c.call('inspect.costs', { modelId: orphan.id })).toMatchObject({
+        error: { code: 'bad_request', message: `${adapter}: the adapter's base model ${float} is not on this machine` },
+      });
+    });
   });
 
   describe.skipIf(!modelDir)('chat jobs', () => {
@@ -226,3 +254,15 @@ describe('the UI reaches the engine only through the protocol', () => {
     expect(seen.size).toBeGreaterThan(1);
   });
 });
+
+/** A LoRA adapter folder of the float model at `base` (B is zero: the merged model is the base). */
+function tinyAdapterDir(parent: string, base: string): string {
+  const { model } = loadModel(base);
+  const adapters = applyLora(model, { rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v'] }, { seed: 1 }, (t) => t);
+  const dir = path.join(parent, 'adapter');
+  fs.mkdirSync(dir);
+  writeAdapterFiles(adapters, dir, base);
+  adapters.remove();
+  model.dispose();
+  return dir;
+}
