@@ -105,31 +105,6 @@ describe('engine service over a socket', () => {
     c.ws.close();
   });
 
-  describe('model folders', () => {
-    let c: Client;
-    let tmp: string;
-    beforeAll(async () => {
-      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-folders-'));
-      c = await Client.open(wsUrl());
-    });
-    afterAll(() => {
-      c.ws.close();
-      fs.rmSync(tmp, { recursive: true, force: true });
-    });
-
-    it('answers not_found for a model whose folder is gone, bad_request for an adapter whose base is', async () => {
-      const float = tinyModelDir(tmp);
-      const adapter = tinyAdapterDir(tmp, float);
-      const [gone, orphan] = [await c.ok<{ id: number }>('models.import', { path: float }), await c.ok<{ id: number }>('models.import', { path: adapter })];
-      expect((await c.ok<unknown[]>('inspect.costs', { modelId: orphan.id })).length).toBeGreaterThan(0);
-      fs.rmSync(float, { recursive: true });
-      expect(await c.call('inspect.costs', { modelId: gone.id })).toMatchObject({ error: { code: 'not_found', message: `${float}: folder not found` } });
-      expect(await c.call('inspect.costs', { modelId: orphan.id })).toMatchObject({
-        error: { code: 'bad_request', message: `${adapter}: the adapter's base model ${float} is not on this machine` },
-      });
-    });
-  });
-
   describe.skipIf(!modelDir)('chat jobs', () => {
     let c: Client;
     let chatId: number;
@@ -211,6 +186,42 @@ describe('engine service over a socket', () => {
       const estimate = await c.ok<{ ok: boolean; totalSteps: number }>('finetune.estimate', { modelId: model.id, data: datasets[0].path, train: { maxSteps: 3 } });
       expect(estimate).toMatchObject({ ok: true, totalSteps: 3 });
     });
+  });
+
+  describe('model folders', () => {
+    let c: Client;
+    let tmp: string;
+    beforeAll(async () => {
+      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-folders-'));
+      c = await Client.open(wsUrl());
+    });
+    afterAll(() => {
+      c.ws.close();
+      fs.rmSync(tmp, { recursive: true, force: true });
+    });
+
+    it('answers not_found for a model whose folder is gone, bad_request for an adapter whose base is', async () => {
+      const float = tinyModelDir(tmp);
+      const adapter = tinyAdapterDir(tmp, float);
+      const [gone, orphan] = [await c.ok<{ id: number }>('models.import', { path: float }), await c.ok<{ id: number }>('models.import', { path: adapter })];
+      expect((await c.ok<unknown[]>('inspect.costs', { modelId: orphan.id })).length).toBeGreaterThan(0);
+      fs.rmSync(float, { recursive: true });
+      expect(await c.call('inspect.costs', { modelId: gone.id })).toMatchObject({ error: { code: 'not_found', message: `${float}: folder not found` } });
+      expect(await c.call('inspect.costs', { modelId: orphan.id })).toMatchObject({
+        error: { code: 'bad_request', message: `${adapter}: the adapter's base model ${float} is not on this machine` },
+      });
+    });
+
+    it('inspects an adapter as the adapter (merged into its base), recorded on the adapter', async () => {
+      const float = tinyModelDir(path.join(tmp, 'inspected'));
+      const adapter = tinyAdapterDir(path.join(tmp, 'inspected'), float);
+      const model = await c.ok<{ id: number }>('models.import', { path: adapter });
+      const { jobId } = await c.ok<{ jobId: string }>('inspect.start', { modelId: model.id });
+      const end = await c.jobEnd(jobId);
+      expect(end.job.state).toBe('done');
+      expect(end.job.kind === 'inspect' && end.job.result?.target).toEqual({ kind: 'folder', name: 'adapter', path: adapter });
+      expect((await c.ok<{ kind: string }[]>('reports.list', { modelId: model.id })).map((r) => r.kind)).toEqual(['inspection']);
+    }, 60_000);
   });
 });
 

@@ -155,11 +155,12 @@ export class EngineService {
       'resources.list': () => bundledResources(),
       'presets.list': () => [...PRESET_NAMES],
       'inspect.costs': (p) => {
-        const config = p.preset ? preset(p.preset) : readModelFolder(this.architectureDir(this.requireModelId(p.modelId))).config;
+        const config = p.preset ? preset(p.preset) : readModelFolder(this.store.models.get(this.requireModelId(p.modelId)).path).config; // an adapter's: its base's
         return costTable(config, p.repeats, Math.min(p.contextTokens, config.maxPositions));
       },
       'inspect.start': (p) => {
-        const target = p.preset ?? this.architectureDir(this.requireModelId(p.modelId));
+        // A model's own folder, as `mlw inspect` is given it: an adapter is analysed merged into its base.
+        const target = p.preset ?? this.store.models.get(this.requireModelId(p.modelId)).path;
         if (p.preset) preset(p.preset); // validates the name
         const params = { target, strategy: p.strategy, repeats: p.repeats, probeText: p.probeText, latency: p.latency };
         const jobId = this.jobs.start('inspect', `inspecting ${p.preset ?? path.basename(target)}${p.latency ? ' (with latency)' : ''}`, (ctx) => runInChild('inspect', params, this.childOptions(), ctx), 'train');
@@ -245,11 +246,6 @@ export class EngineService {
     const model = await checkpointAsModel(this.store, this.store.runs.get(c.runId), c.path, c.kind, suffix);
     this.emit({ type: 'models' });
     return model;
-  }
-
-  /** The folder with a model's architecture (its base model's, for an adapter). */
-  private architectureDir(modelId: number): string {
-    return readModelFolder(this.store.models.get(modelId).path).modelDir;
   }
 
   /** How child-process jobs find the store and backend of this engine. */
