@@ -14,17 +14,17 @@ import { SafetensorsFile } from '../engine/io/safetensors';
 import { toFloat32 } from '../engine/io/raw-tensor';
 import { MobileLLM, weightsFromCheckpoint } from '../engine/model/model';
 import { TokenEmbedding } from '../engine/model/embedding';
+import { SHARED_STRATEGIES, type SharedStrategy } from '../engine/model/sharing';
 import { quietContext } from '../engine/jobs/job';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer';
 import { openStore } from '../engine/store/open';
-import { convertJob, shareModel, unshareModel, type SharedStrategy } from '../engine/inspect/convert';
+import { convertJob, shareModel, unshareModel } from '../engine/inspect/convert';
 import { recordConversion } from '../engine/inspect/record';
 import { ConversionReport, type BlockPick } from '../engine/inspect/schema';
 import { goldenDir, goldenTensors, maxAbsDiff, type GoldenCase } from './helpers/golden';
 import { TEST_BACKENDS } from './helpers/backends';
 
 const LS_CASES: GoldenCase[] = ['tiny-ls-immediate', 'tiny-ls-repeat-all', 'tiny-ls-reverse'];
-const STRATEGIES: SharedStrategy[] = ['immediate', 'repeat_all', 'reverse'];
 const PICKS: BlockPick[] = ['every-other', 'average'];
 
 function goldenIds(name: GoldenCase): tf.Tensor2D {
@@ -106,7 +106,7 @@ describe.each(TEST_BACKENDS)('backend %s', (backend) => {
     });
   });
 
-  describe.each(STRATEGIES)('share tiny-gqa with %s', (strategy) => {
+  describe.each(SHARED_STRATEGIES)('share tiny-gqa with %s', (strategy) => {
     it.each(PICKS)('%s: equals the model built by hand from the checkpoint', (pick) => {
       const m = loadModel(goldenDir('tiny-gqa')).model;
       const ids = goldenIds('tiny-gqa');

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configFromHf, configToHf, countParams, effectiveDepth } from '../engine/model/config';
 import { preset, PRESET_NAMES } from '../engine/model/presets';
-import { sharingSchedule, usesPerBlock } from '../engine/model/sharing';
+import { SHARED_STRATEGIES, sharingSchedule, usesPerBlock } from '../engine/model/sharing';
 import { GOLDEN } from './helpers/golden';
 
 const counts = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'param-counts.json'), 'utf8')).configs as Record<
@@ -83,7 +83,8 @@ describe('sharing schedules', () => {
   it('handles other repeat counts and uses every block `repeats` times', () => {
     expect(sharingSchedule(2, { strategy: 'immediate', repeats: 3 })).toEqual([0, 0, 0, 1, 1, 1]);
     expect(sharingSchedule(2, { strategy: 'reverse', repeats: 3 })).toEqual([0, 1, 1, 0, 0, 1]);
-    for (const strategy of ['immediate', 'repeat_all', 'reverse'] as const) {
+    expect(SHARED_STRATEGIES).toEqual(['immediate', 'repeat_all', 'reverse']);
+    for (const strategy of SHARED_STRATEGIES) {
       for (const repeats of [1, 2, 4]) {
         const s = sharingSchedule(5, { strategy, repeats });
         expect(s.length).toBe(5 * repeats);

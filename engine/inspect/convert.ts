@@ -18,15 +18,13 @@ import { countParams, type MobileLLMConfig } from '../model/config';
 import { TokenEmbedding } from '../model/embedding';
 import { DenseLinear, type Linear } from '../model/linear';
 import { MobileLLM, buildWeights, layerOf, normOf } from '../model/model';
-import { NO_SHARING, type SharingStrategy } from '../model/sharing';
+import { NO_SHARING, type SharedStrategy } from '../model/sharing';
 import { saveModel } from '../io/checkpoint';
 import { readModelFolder } from '../folder/kind';
 import { loadModelFolder } from '../folder/load';
 import type { JobContext } from '../jobs/job';
 import { perplexity } from '../quant/evaluate';
 import { ConversionReport, type BlockPick } from './schema';
-
-export type SharedStrategy = Exclude<SharingStrategy, 'none'>;
 
 export type Conversion = { operation: 'share'; strategy: SharedStrategy; pick: BlockPick } | { operation: 'unshare' };
 

@@ -19,13 +19,11 @@
 // often it runs) but all of the per-token work, and the KV cache: each
 // effective layer sees different inputs, so it keeps its own keys and values.
 import { countParams, type MobileLLMConfig } from '../model/config';
-import { sharingSchedule, type LayerSharing, type SharingStrategy } from '../model/sharing';
+import { SHARED_STRATEGIES, sharingSchedule, type LayerSharing } from '../model/sharing';
 import { COST_DTYPES, type BytesPerDtype, type CostDtype, type CostVariant, type StrategyCosts } from './schema';
 
 /** Storage per value; int4 counts the 4-bit codes only (group scales come on top). */
 export const BYTES_PER_VALUE: Record<CostDtype, number> = { fp32: 4, fp16: 2, int8: 1, int4: 0.5 };
-
-export const SHARED_STRATEGIES = ['immediate', 'repeat_all', 'reverse'] as const satisfies readonly SharingStrategy[];
 
 /** FLOPs per token as a function of the keys each query sees: linear + head + attentionPerKey · keys. */
 export type FlopCoefficients = Omit<StrategyCosts['flops'], 'atContext'>;

@@ -11,6 +11,9 @@
 
 export const SHARING_STRATEGIES = ['none', 'immediate', 'repeat_all', 'reverse'] as const;
 export type SharingStrategy = (typeof SHARING_STRATEGIES)[number];
+/** A strategy that shares layers: any but 'none'. */
+export type SharedStrategy = Exclude<SharingStrategy, 'none'>;
+export const SHARED_STRATEGIES: readonly SharedStrategy[] = SHARING_STRATEGIES.filter((s): s is SharedStrategy => s !== 'none');
 
 export interface LayerSharing {
   strategy: SharingStrategy;

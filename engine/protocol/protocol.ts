@@ -12,7 +12,7 @@ import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, Ru
 import { InspectReport, StrategyCosts, ConversionReport, BLOCK_PICKS } from '../inspect/schema';
 import { QuantReport } from '../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../quant/spec';
-import { SHARING_STRATEGIES } from '../model/sharing';
+import { SHARED_STRATEGIES, SHARING_STRATEGIES } from '../model/sharing';
 import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome } from '../train/config';
@@ -319,7 +319,7 @@ export const requests = {
     params: z.object({
       modelId: id,
       operation: z.enum(['share', 'unshare']),
-      strategy: SharingStrategy.exclude(['none']).default('immediate'),
+      strategy: z.enum(SHARED_STRATEGIES).default('immediate'),
       pick: z.enum(BLOCK_PICKS).default('every-other'),
     }),
     result: JobStarted,

@@ -2,15 +2,14 @@
 import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
-import { SHARING_STRATEGIES, sharingSchedule, type LayerSharing, type SharingStrategy } from '../../model/sharing';
+import { SHARED_STRATEGIES, SHARING_STRATEGIES, sharingSchedule, type LayerSharing, type SharedStrategy, type SharingStrategy } from '../../model/sharing';
 import { PRESET_NAMES } from '../../model/presets';
 import { loadTokenizer } from '../../tokenizer/tokenizer';
 import { readModelFolder } from '../../folder/kind';
 import { openStore } from '../../store/open';
 import { inspect, isPresetName, type InspectOptions } from '../../inspect/report';
-import { convertJob, type Conversion, type SharedStrategy } from '../../inspect/convert';
+import { convertJob, type Conversion } from '../../inspect/convert';
 import { recordConversion, recordInspection } from '../../inspect/record';
-import { SHARED_STRATEGIES } from '../../inspect/schedule-costs';
 import { BLOCK_PICKS, type BlockPick, type ConversionReport, type InspectReport, type StrategyCosts } from '../../inspect/schema';
 import { cliJob } from '../progress';
 import { UsageError } from '../errors';
