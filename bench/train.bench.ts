@@ -16,7 +16,7 @@ import { applyLora } from '../engine/train/lora';
 import { trainable } from '../engine/train/backprop';
 import { measureMatmulRate, planTraining } from '../engine/train/estimate';
 import { train, type MetricPoint } from '../engine/train/trainer';
-import { DEFAULT_TRAIN_OPTIONS } from '../engine/train/config';
+import { DEFAULT_TRAIN_OPTIONS, LoraSettings } from '../engine/train/config';
 import { rngFor } from '../engine/train/rng';
 import { median, peakRssMb, type Emit } from './harness';
 import type { Suite } from './suites';
@@ -41,7 +41,7 @@ async function measure(shape: ShapeName, method: 'full' | 'lora'): Promise<Measu
   const info = await initBackend();
   const plan = planTraining(config, { method, loraRank: 8, loraTargets: ['q', 'v'], batchSize: B, seqLen: T }, info.name, measureMatmulRate());
   const model = randomModel(config, 1, method === 'full' ? trainable : undefined);
-  const adapters = method === 'lora' ? applyLora(model, { rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] }, { seed: 0 }, trainable) : null;
+  const adapters = method === 'lora' ? applyLora(model, LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] }), { seed: 0 }, trainable) : null;
   const params = adapters ? adapters.params() : new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor]));
   const random = rngFor(0, 7);
   const rows = Array.from({ length: B * (steps + 1) }, () => ({

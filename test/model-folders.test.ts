@@ -15,6 +15,7 @@ import { quietContext } from '../engine/jobs/job';
 import { saveQuantizedModel } from '../engine/quant/checkpoint';
 import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
+import { LoraSettings } from '../engine/train/config';
 import { ADAPTER_CONFIG, applyLora, writeAdapterFiles } from '../engine/train/lora';
 import { FIXTURES } from './helpers/golden';
 import { tempDir, tinyModelDir, tinyTokenizerJson } from './helpers/train-fixtures';
@@ -41,7 +42,7 @@ beforeAll(async () => {
   await saveQuantizedModel(q, dirs.quantized, { tokenizerFrom: dirs.float });
   q.model.dispose();
   // An adapter that changes the model: B drawn at random instead of zero.
-  const adapters = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targets: ['q', 'v', 'down'] }, { seed: 1 }, (t) => tf.variable(t));
+  const adapters = applyLora(model, LoraSettings.parse({ rank: 4, alpha: 8, dropout: 0, targets: ['q', 'v', 'down'] }), { seed: 1 }, (t) => tf.variable(t));
   for (const [name, t] of adapters.params()) if (name.includes('lora_B')) (t as tf.Variable).assign(tf.randomNormal(t.shape, 0, 0.2, 'float32', 7));
   dirs.adapter = path.join(tmp, 'adapter');
   fs.mkdirSync(dirs.adapter);

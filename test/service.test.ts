@@ -15,6 +15,7 @@ import { JobSnapshot, requests, type EngineEvent, type ServerFrame } from '../en
 import { tinyChatModel } from './helpers/web';
 import { tinyModelDir } from './helpers/train-fixtures';
 import { loadModel } from '../engine/io/checkpoint';
+import { LoraSettings } from '../engine/train/config';
 import { applyLora, writeAdapterFiles } from '../engine/train/lora';
 
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-svc-model-')));
@@ -269,7 +270,7 @@ describe('the UI reaches the engine only through the protocol', () => {
 /** A LoRA adapter folder of the float model at `base` (B is zero: the merged model is the base). */
 function tinyAdapterDir(parent: string, base: string): string {
   const { model } = loadModel(base);
-  const adapters = applyLora(model, { rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v'] }, { seed: 1 }, (t) => t);
+  const adapters = applyLora(model, LoraSettings.parse({ rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v'] }), { seed: 1 }, (t) => t);
   const dir = path.join(parent, 'adapter');
   fs.mkdirSync(dir);
   writeAdapterFiles(adapters, dir, base);

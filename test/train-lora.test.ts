@@ -13,6 +13,7 @@ import type { LinearKey } from '../engine/model/layout';
 import { NO_SHARING } from '../engine/model/sharing';
 import { preset } from '../engine/model/presets';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraDropout, applyLora, loadAdapter, mergeLoraFolder, readAdapterConfig, writeAdapterFiles, type LoraAdapters } from '../engine/train/lora';
+import { LoraSettings } from '../engine/train/config';
 import { lossAndGrads } from '../engine/train/backprop';
 import { disposeMicroBatch, microBatch } from '../engine/train/batching';
 import { trainableParams } from '../engine/train/estimate';
@@ -50,7 +51,7 @@ describe('parameter counts (exact)', () => {
     ['tiny-untied-mha', 2, ['down'], 3 * 2 * (128 + 48)],
   ] as [GoldenCase, number, LinearKey[], number][])('%s rank %d on %j: %d', (name, rank, targets, count) => {
     const { model } = loadModel(goldenDir(name));
-    const adapters = applyLora(model, { rank, alpha: 16, dropout: 0, targets }, { seed: 0 });
+    const adapters = applyLora(model, LoraSettings.parse({ rank, alpha: 16, dropout: 0, targets }), { seed: 0 });
     expect(adapters.count()).toBe(count);
     expect(trainableParams(model.config, { method: 'lora', loraRank: rank, loraTargets: targets, batchSize: 1, seqLen: 1 })).toBe(count);
     adapters.remove();
@@ -66,7 +67,7 @@ describe('adapters', () => {
   it('start from the base model exactly (B = 0), and are removed cleanly', () => {
     const { model } = loadModel(goldenDir('tiny-gqa'));
     const base = logits(model);
-    const adapters = applyLora(model, { rank: 8, alpha: 16, dropout: 0.1, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] }, { seed: 1 }, variable);
+    const adapters = applyLora(model, LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0.1, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] }), { seed: 1 }, variable);
     expect(maxAbsDiff(logits(model), base)).toBe(0);
     randomizeB(adapters, 3);
     expect(maxAbsDiff(logits(model), base)).toBeGreaterThan(1e-3);
@@ -77,7 +78,7 @@ describe('adapters', () => {
 
   it('a layer-shared block gets the sum of the gradients of its uses', () => {
     const { model } = loadModel(goldenDir('tiny-ls-repeat-all')); // blocks 0,1,2,0,1,2
-    const shared = applyLora(model, { rank: 4, alpha: 8, dropout: 0, targets: ['q', 'down'] }, { seed: 2 }, variable);
+    const shared = applyLora(model, LoraSettings.parse({ rank: 4, alpha: 8, dropout: 0, targets: ['q', 'down'] }), { seed: 2 }, variable);
     randomizeB(shared, 5);
     // The same network unrolled: one block (and one copy of the adapter) per effective layer.
     const w = model.weights;
@@ -137,7 +138,7 @@ describe('PEFT files', () => {
 
   beforeAll(() => {
     const { model } = loadModel(base);
-    const adapters = applyLora(model, { rank: 4, alpha: 32, dropout: 0.05, targets: ['q', 'v', 'up'] }, { seed: 4 }, variable);
+    const adapters = applyLora(model, LoraSettings.parse({ rank: 4, alpha: 32, dropout: 0.05, targets: ['q', 'v', 'up'] }), { seed: 4 }, variable);
     randomizeB(adapters, 9);
     expected = logits(model);
     dir = path.join(tmp, 'adapter');

@@ -51,11 +51,15 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = TrainOptions.parse({});
 export const LoraSettings = z.object({
   rank: int.min(1).max(256).default(8),
   alpha: z.number().positive().default(16),
-  /** Below 1: at 1 every input would be dropped. */
+  /** Probability of zeroing an input of the update path (training only); below 1: at 1 every input would be dropped. */
   dropout: z.number().min(0).max(0.9).default(0),
   targets: z.array(z.enum(LINEAR_KEYS)).min(1).default(['q', 'v']),
+  /** Rank-stabilized scaling α/√r instead of α/r. */
   rslora: z.boolean().default(false),
 });
+export type LoraSettings = z.infer<typeof LoraSettings>;
+
+export const DEFAULT_LORA: LoraSettings = LoraSettings.parse({});
 
 /** Everything a run needs, as stored in runs.config (and read back on resume). */
 export const FinetuneConfig = z.object({

@@ -26,7 +26,8 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { countParams, effectiveDepth, type MobileLLMConfig } from '../model/config';
 import type { GradMode } from './backprop';
-import { LINEAR_KEYS, type LinearKey } from '../model/layout';
+import { LINEAR_KEYS, linearShapes, type LinearKey } from '../model/layout';
+import { DEFAULT_LORA } from './config';
 import { CHUNK_LOGITS, KEEP_PROBS } from './loss';
 
 const ACT_FACTOR = 4;
@@ -39,7 +40,7 @@ const SLACK = 1.2;
 
 export interface TrainShape {
   method: 'full' | 'lora';
-  /** LoRA only. */
+  /** LoRA only; the fine-tuning configuration's defaults when not given. */
   loraRank?: number;
   loraTargets?: LinearKey[];
   batchSize: number;
@@ -58,27 +59,18 @@ export interface MemoryEstimate {
   trainableParams: number;
 }
 
-/** [in, out] of each linear of a block. */
-function linearShapes(c: MobileLLMConfig): Record<LinearKey, [number, number]> {
-  const H = c.hiddenSize;
-  const q = c.numHeads * c.headDim;
-  const kv = c.numKvHeads * c.headDim;
-  const I = c.intermediateSize;
-  return { q: [H, q], k: [H, kv], v: [H, kv], o: [q, H], gate: [H, I], up: [H, I], down: [I, H] };
-}
-
 export function trainableParams(c: MobileLLMConfig, s: TrainShape): number {
   if (s.method === 'full') return countParams(c).total;
   const shapes = linearShapes(c);
-  const r = s.loraRank ?? 8;
-  return c.numBlocks * (s.loraTargets ?? ['q', 'v']).reduce((n, k) => n + r * (shapes[k][0] + shapes[k][1]), 0);
+  const r = s.loraRank ?? DEFAULT_LORA.rank;
+  return c.numBlocks * (s.loraTargets ?? DEFAULT_LORA.targets).reduce((n, k) => n + r * (shapes[k][0] + shapes[k][1]), 0);
 }
 
 /** Elements of the largest trainable tensor: the embedding (full), one adapter matrix (LoRA). */
 function largestTrainable(c: MobileLLMConfig, s: TrainShape): number {
   if (s.method === 'full') return c.vocabSize * c.hiddenSize;
   const shapes = linearShapes(c);
-  return (s.loraRank ?? 8) * Math.max(...(s.loraTargets ?? ['q', 'v']).map((k) => Math.max(...shapes[k])));
+  return (s.loraRank ?? DEFAULT_LORA.rank) * Math.max(...(s.loraTargets ?? DEFAULT_LORA.targets).map((k) => Math.max(...shapes[k])));
 }
 
 export function estimateMemory(c: MobileLLMConfig, s: TrainShape, mode: GradMode): MemoryEstimate {

@@ -25,24 +25,13 @@ import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { float32Raw, toFloat32, type RawTensor } from '../io/raw-tensor';
 import { loadModel, saveModel } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
+import type { LoraSettings } from './config';
 import { RNG, mixSeed, rngFor } from './rng';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
 
-export interface LoraOptions {
-  rank: number;
-  alpha: number;
-  /** Probability of zeroing an input of the update path (training only). */
-  dropout: number;
-  targets: LinearKey[];
-  /** Rank-stabilized scaling α/√r instead of α/r. */
-  rslora?: boolean;
-}
-
-export const DEFAULT_LORA: LoraOptions = { rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] };
-
-export function loraScale(o: Pick<LoraOptions, 'rank' | 'alpha' | 'rslora'>): number {
+export function loraScale(o: Pick<LoraSettings, 'rank' | 'alpha' | 'rslora'>): number {
   return o.rslora ? o.alpha / Math.sqrt(o.rank) : o.alpha / o.rank;
 }
 
@@ -108,7 +97,7 @@ function setBlockLinear(b: BlockWeights, key: LinearKey, lin: Linear): void {
 export class LoraAdapters {
   constructor(
     readonly model: MobileLLM,
-    readonly options: LoraOptions,
+    readonly options: LoraSettings,
     readonly dropout: LoraDropout,
     /** [block][key] → adapter */
     readonly layers: Map<LinearKey, LoraLinear>[],
@@ -165,7 +154,7 @@ export class LoraAdapters {
  */
 export function applyLora(
   model: MobileLLM,
-  options: LoraOptions,
+  options: LoraSettings,
   init: { seed: number } | { weights: Map<string, tf.Tensor2D> },
   wrap: (t: tf.Tensor2D) => tf.Tensor2D = (t) => t,
 ): LoraAdapters {
@@ -243,7 +232,7 @@ const AdapterConfigSchema = z.looseObject({
 });
 
 export interface AdapterInfo {
-  options: LoraOptions;
+  options: LoraSettings;
   /** Where the base model was when the adapter was trained (a folder, or a hub id). */
   baseModel: string | null;
 }
@@ -270,7 +259,7 @@ export function readAdapterConfig(dir: string): AdapterInfo {
   };
 }
 
-export function adapterConfigJson(options: LoraOptions, baseModel: string): Record<string, unknown> {
+export function adapterConfigJson(options: LoraSettings, baseModel: string): Record<string, unknown> {
   return {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
@@ -281,7 +270,7 @@ export function adapterConfigJson(options: LoraOptions, baseModel: string): Reco
     target_modules: options.targets.map(peftModuleName),
     bias: 'none',
     fan_in_fan_out: false,
-    use_rslora: options.rslora ?? false,
+    use_rslora: options.rslora,
     use_dora: false,
     init_lora_weights: true,
     inference_mode: true,

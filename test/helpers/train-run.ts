@@ -6,10 +6,11 @@ import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { loadModel } from '../../engine/io/checkpoint';
 import type { TokenizedExample } from '../../engine/train/batching';
-import { applyLora, loadAdapter, type LoraOptions } from '../../engine/train/lora';
+import { applyLora, loadAdapter } from '../../engine/train/lora';
 import { readOptimizerState, readTrainerState } from '../../engine/train/checkpoints';
 import type { MetricPoint, RunLog, TrainInputs } from '../../engine/train/trainer';
-import { DEFAULT_TRAIN_OPTIONS, type TrainOptions } from '../../engine/train/config';
+import { DEFAULT_TRAIN_OPTIONS, LoraSettings, type TrainOptions } from '../../engine/train/config';
+import type { z } from 'zod';
 import { trainable as variable, type GradMode } from '../../engine/train/backprop';
 import { rngFor } from '../../engine/train/rng';
 import { goldenDir, type GoldenCase } from './golden';
@@ -51,7 +52,7 @@ export function randomSequences(n: number, length: number, vocab: number, seed: 
 
 export interface TinyRun {
   method: 'full' | 'lora';
-  lora?: LoraOptions;
+  lora?: z.input<typeof LoraSettings>;
   options: Partial<TrainOptions>;
   gradMode?: GradMode;
   train: TokenizedExample[];
@@ -73,7 +74,7 @@ export function tinyInputs(r: TinyRun): TrainInputs {
     trainable = new Map([...model.namedParams()].map(([n, p]) => [n, p.tensor as tf.Variable]));
   } else {
     model = loadModel(base).model;
-    adapters = r.from ? loadAdapter(model, r.from, variable) : applyLora(model, r.lora!, { seed: 0 }, variable);
+    adapters = r.from ? loadAdapter(model, r.from, variable) : applyLora(model, LoraSettings.parse(r.lora), { seed: 0 }, variable);
     trainable = new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable]));
   }
   return {
