@@ -21,7 +21,9 @@ import {
   RUN_KINDS,
   RUN_STATUSES,
   RUN_TRANSITIONS,
+  requireResumable,
 } from '../engine/store/records';
+import { errorKind } from '../engine/errors';
 import type { Store } from '../engine/store/store';
 import { verifyCheckpoint } from './helpers/verify-checkpoint';
 
@@ -334,6 +336,30 @@ describe('runs', () => {
     expect(s.checkpoints.resumePoint(withCkpt.id)?.step).toBe(20);
     // resuming claims it again for this process
     expect(s.runs.setStatus(withCkpt.id, 'running').owner?.pid).toBe(process.pid);
+  });
+
+  it('resume only when paused or interrupted (else a conflict), and are not removed while a live process runs them (busy)', () => {
+    const s = open();
+    const run = s.runs.create({ kind: 'finetune' });
+    const refusal = (fn: () => void) => {
+      try {
+        fn();
+      } catch (e) {
+        return { kind: errorKind(e), message: (e as Error).message };
+      }
+      return null;
+    };
+    expect(refusal(() => requireResumable(s.runs.get(run.id)))).toEqual({ kind: 'conflict', message: `run ${run.id} is queued; only paused or interrupted runs can be resumed` });
+    s.runs.setStatus(run.id, 'running');
+    expect(refusal(() => s.runs.remove(run.id))).toEqual({ kind: 'busy', message: `run ${run.id} is running (pid ${process.pid})` });
+    s.runs.setStatus(run.id, 'interrupted');
+    expect(refusal(() => requireResumable(s.runs.get(run.id)))).toBeNull();
+    s.runs.setStatus(run.id, 'running');
+    s.runs.setStatus(run.id, 'paused');
+    expect(s.runs.resumable().map((r) => r.id)).toEqual([run.id]);
+    expect(refusal(() => requireResumable(s.runs.get(run.id)))).toBeNull();
+    s.runs.remove(run.id);
+    expect(s.runs.ids().size).toBe(0);
   });
 
   it('are not touched by a reader', () => {

@@ -8,7 +8,7 @@
 // This module is imported by the renderer: it may import zod, types, and the
 // engine's Node-free schema modules (each imports only zod and its kind).
 import { z } from 'zod';
-import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, Run } from '../store/records';
+import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, RESUMABLE_STATUSES, Run } from '../store/records';
 import { InspectReport, StrategyCosts, ConversionReport, BLOCK_PICKS } from '../inspect/schema';
 import { QuantReport } from '../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../quant/spec';
@@ -52,6 +52,8 @@ export const SharingStrategy = z.enum(SHARING_STRATEGIES);
 export const LoraTarget = z.enum(LINEAR_KEYS);
 export const QuantMethod = z.enum(QUANT_METHODS);
 export const Decay = z.enum(DECAYS);
+/** The run statuses a run resumes from. */
+export const ResumableStatus = z.enum(RESUMABLE_STATUSES);
 export type SharingStrategy = z.infer<typeof SharingStrategy>;
 export type QuantMethod = z.infer<typeof QuantMethod>;
 

@@ -8,7 +8,7 @@ import { loadTokenizer } from '../tokenizer/tokenizer';
 import { parseDataset, rowSegments, tokenizeRows } from '../train/datasets';
 import { estimateRun, prepareData } from '../train/run';
 import type { FinetuneConfig } from '../train/config';
-import { KindedError } from '../errors';
+import { requireResumable } from '../store/records';
 import { totalSteps } from '../train/trainer';
 import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
@@ -82,7 +82,7 @@ export function startFinetuneJob(svc: EngineService, r: FinetuneRequest): { jobI
 
 export function resumeFinetuneJob(svc: EngineService, runId: number): { jobId: string } {
   const run = svc.store.runs.get(runId);
-  if (run.status !== 'paused' && run.status !== 'interrupted') throw new KindedError('conflict', `run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  requireResumable(run);
   const jobId = svc.jobs.start('finetune', `fine-tuning (run ${runId}, resumed)`, (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx), 'train');
   return { jobId };
 }

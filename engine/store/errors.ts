@@ -52,6 +52,15 @@ export class InvalidTransitionError extends StoreError {
   }
 }
 
+/** A run that a live process is running: it cannot be removed under it. */
+export class RunBusyError extends StoreError {
+  override name = 'RunBusyError';
+  readonly kind: ErrorKind = 'busy';
+  constructor(runId: number, pid: number | undefined) {
+    super(`run ${runId} is running (pid ${pid})`);
+  }
+}
+
 /** A JSON column holds something its schema rejects (written by hand or by another version). */
 export class BadRecordError extends StoreError {
   override name = 'BadRecordError';

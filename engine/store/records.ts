@@ -6,6 +6,7 @@
 //
 // Imported by the protocol, hence by the renderer: zod and Node-free modules only.
 import { z } from 'zod';
+import { KindedError } from '../errors';
 import { BadRecordError } from './errors';
 
 // These lists must match the CHECK constraints in migrations.ts.
@@ -34,6 +35,17 @@ export const RUN_TRANSITIONS: Record<RunStatus, readonly RunStatus[]> = {
   cancelled: [],
 };
 export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'failed', 'cancelled'];
+/** A run in one of these continues from its newest checkpoint: paused on purpose, or interrupted by a crash. */
+export const RESUMABLE_STATUSES = ['paused', 'interrupted'] as const satisfies readonly RunStatus[];
+
+export function isResumable(status: RunStatus): boolean {
+  return (RESUMABLE_STATUSES as readonly RunStatus[]).includes(status);
+}
+
+/** Refuses (a conflict) to resume a run that is not paused or interrupted. */
+export function requireResumable(run: { id: number; status: RunStatus }): void {
+  if (!isResumable(run.status)) throw new KindedError('conflict', `run ${run.id} is ${run.status}; only ${RESUMABLE_STATUSES.join(' or ')} runs can be resumed`);
+}
 
 export const JsonObject = z.record(z.string(), z.unknown());
 export type JsonObject = z.infer<typeof JsonObject>;

@@ -2,10 +2,11 @@
 // runs, their status transitions and the process that owns a running one.
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidTransitionError, NotFoundError, StoreError } from './errors';
+import { InvalidTransitionError, NotFoundError, RunBusyError, StoreError } from './errors';
 import { currentProcess, isProcessAlive } from './liveness';
 import {
   JsonObject,
+  RESUMABLE_STATUSES,
   RUN_TRANSITIONS,
   TERMINAL_STATUSES,
   parseJsonColumn,
@@ -150,8 +151,8 @@ export class RunsRepo {
   /** Runs that can be continued: paused or interrupted. Newest first. */
   resumable(): Run[] {
     const rows = this.sql
-      .q(`SELECT * FROM runs WHERE status IN ('paused', 'interrupted') ORDER BY id DESC`)
-      .all() as RunRow[];
+      .q(`SELECT * FROM runs WHERE status IN (${RESUMABLE_STATUSES.map(() => '?').join(', ')}) ORDER BY id DESC`)
+      .all(...RESUMABLE_STATUSES) as RunRow[];
     return rows.map(this.toRun);
   }
 
@@ -167,7 +168,7 @@ export class RunsRepo {
    */
   remove(id: number): void {
     const run = this.get(id);
-    if (run.status === 'running' && this.ownerAlive(run)) throw new StoreError(`run ${id} is running (pid ${run.owner?.pid})`);
+    if (run.status === 'running' && this.ownerAlive(run)) throw new RunBusyError(id, run.owner?.pid);
     this.sql.tx(() => this.sql.q('DELETE FROM runs WHERE id = ?').run(id));
     fs.rmSync(path.join(this.sql.layout.checkpoints, String(id)), { recursive: true, force: true });
     fs.rmSync(this.dirFor(id), { recursive: true, force: true });

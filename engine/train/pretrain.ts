@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Store } from '../store/store';
+import { requireResumable } from '../store/records';
 import type { JobContext } from '../jobs/job';
 import type { MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
@@ -157,7 +158,7 @@ export interface PretrainOutcome {
 function resumedConfig(store: Store, runId: number): PretrainConfig {
   const run = store.runs.get(runId);
   if (run.kind !== 'pretrain') throw new Error(`run ${runId} is a ${run.kind} run, not a pre-training run`);
-  if (run.status !== 'paused' && run.status !== 'interrupted') throw new Error(`run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  requireResumable(run);
   const parsed = PretrainConfig.safeParse(run.config);
   if (!parsed.success) throw new Error(`run ${runId}: its stored configuration is invalid (${parsed.error.issues[0].path.join('.')})`);
   return parsed.data;

@@ -16,7 +16,7 @@ import { type MobileLLM } from '../model/model';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
-import type { Dataset, Model, Run } from '../store/records';
+import { requireResumable, type Dataset, type Model, type Run } from '../store/records';
 import { loadChatTemplate } from '../chat/template';
 import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
 import type { TokenizedExample } from './batching';
@@ -158,7 +158,7 @@ export async function startFinetune(store: Store, input: FinetuneInput, ctx: Job
 export async function resumeFinetune(store: Store, runId: number, ctx: JobContext): Promise<FinetuneOutcome> {
   const run = store.runs.get(runId);
   if (run.kind !== 'finetune') throw new Error(`run ${runId} is a ${run.kind} run, not a fine-tuning run`);
-  if (run.status !== 'paused' && run.status !== 'interrupted') throw new Error(`run ${runId} is ${run.status}; only paused or interrupted runs can be resumed`);
+  requireResumable(run);
   const parsed = FinetuneConfig.safeParse(run.config);
   if (!parsed.success) throw new Error(`run ${runId}: its stored configuration is invalid (${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message})`);
   const cfg = parsed.data;

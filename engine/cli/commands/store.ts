@@ -6,7 +6,7 @@ import { moveDatabaseAside } from '../../store/database';
 import { CorruptDatabaseError } from '../../store/errors';
 import { openStore } from '../../store/open';
 import { collectGarbage } from '../../store/reconcile';
-import { RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
+import { isResumable, RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
 import type { Store } from '../../store/store';
 import { UsageError } from '../errors';
 import { printJson } from '../format';
@@ -170,7 +170,7 @@ export function registerStoreCommands(program: Command): void {
           run,
           metrics: store.metrics.latest(run.id),
           checkpoints: store.checkpoints.list(run.id),
-          resumeFrom: ['paused', 'interrupted'].includes(run.status) ? store.checkpoints.resumePoint(run.id) : null,
+          resumeFrom: isResumable(run.status) ? store.checkpoints.resumePoint(run.id) : null,
         };
         if ((cmd.optsWithGlobals() as StoreOpts).json) return printJson(detail);
         const lines: [string, string][] = [
