@@ -15,10 +15,10 @@ import { EvalReport, type PerplexityReport, type TasksReport } from '../engine/e
 import { loadModel } from '../engine/io/checkpoint';
 import { quietContext } from '../engine/jobs/job';
 import type { InferenceRuntime, RuntimeName } from '../engine/runtime/runtime';
-import { createRuntime } from '../engine/runtime/select';
 import { openStore } from '../engine/store/open';
 import { FIXTURES, goldenDir, goldenExpected, goldenTensors } from './helpers/golden';
 import { tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
+import { createRuntime } from './helpers/model-runtime';
 
 const RUNTIMES: RuntimeName[] = ['tfjs', 'onnx'];
 

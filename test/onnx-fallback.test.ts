@@ -4,7 +4,7 @@
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { initBackend } from '../engine/backend/select';
 import { loadModel } from '../engine/io/checkpoint';
-import { createRuntime } from '../engine/runtime/select';
+import { createRuntime } from './helpers/model-runtime';
 import { main } from '../engine/cli/main';
 import { goldenDir } from './helpers/golden';
 

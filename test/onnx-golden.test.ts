@@ -8,8 +8,9 @@ import { loadModel } from '../engine/io/checkpoint';
 import { countParams } from '../engine/model/config';
 import { generate } from '../engine/generate/generate';
 import { exportMobileLLM, ONNX_OPS } from '../engine/onnx/mobilellm';
-import { OnnxRuntime } from '../engine/runtime/onnx';
+import type { OnnxRuntime } from '../engine/runtime/onnx';
 import { GOLDEN_CASES, goldenDir, goldenExpected, goldenTensors, maxAbsDiff } from './helpers/golden';
+import { onnxRuntime } from './helpers/model-runtime';
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 };
 
@@ -25,7 +26,7 @@ describe.each(ONNX_OPS)('%s operators', (ops) => {
 
     beforeAll(async () => {
       const { model } = loadModel(goldenDir(name));
-      runtime = await OnnxRuntime.create(model, { ops });
+      runtime = await onnxRuntime(model, { ops });
       model.dispose();
     });
     afterAll(async () => {

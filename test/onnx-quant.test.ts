@@ -35,11 +35,10 @@ import { GraphBuilder } from '../engine/onnx/graph';
 import { DataType } from '../engine/onnx/proto';
 import { linearOp } from '../engine/onnx/linear';
 import { ONNX_OPS, exportMobileLLM } from '../engine/onnx/mobilellm';
-import { OnnxModelSession } from '../engine/onnx/session';
 import type { NBitsCompute } from '../engine/onnx/quantized';
-import { OnnxRuntime } from '../engine/runtime/onnx';
 import { generate } from '../engine/generate/generate';
 import { maxAbsDiff } from './helpers/golden';
+import { onnxRuntime, onnxSession } from './helpers/model-runtime';
 
 const METHODS = [
   { method: 'w8' },
@@ -133,7 +132,7 @@ describe.each([
       const scale = rms(want);
       for (const ops of ONNX_OPS) {
         for (const nbitsCompute of ['float32', 'int8'] as const) {
-          const s = await OnnxModelSession.create(q.model, { ops, nbitsCompute });
+          const s = await onnxSession(q.model, { ops, nbitsCompute });
           const got = await s.forward(ids, s.newCache(), ids.length);
           await s.dispose();
           const what = `${ops}, ${nbitsCompute}`;
@@ -164,7 +163,7 @@ describe.each([
     const q = await quantizeModel(base, resolveSpec(base.config, { method: 'w4', groupSize: 32 }), quietContext(), { cacheBytes: 0 });
     const opts = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, maxNewTokens: 12, stopAtEos: false };
     const want = await generate(q.model, [1, 77, 300], opts);
-    const runtime = await OnnxRuntime.create(q.model, { nbitsCompute: 'float32' });
+    const runtime = await onnxRuntime(q.model, { nbitsCompute: 'float32' });
     expect((await generate(runtime, [1, 77, 300], opts)).ids).toEqual(want.ids);
     await runtime.dispose();
     q.model.dispose();

@@ -10,13 +10,12 @@ import { randomModel } from '../engine/model/init';
 import { nanoConfig } from '../engine/model/presets';
 import type { MobileLLM } from '../engine/model/model';
 import { ONNX_OPS } from '../engine/onnx/mobilellm';
-import { OnnxModelSession } from '../engine/onnx/session';
-import { OnnxRuntime } from '../engine/runtime/onnx';
+import type { OnnxModelSession } from '../engine/onnx/session';
 import { TfjsRuntime } from '../engine/runtime/tfjs';
-import { createRuntime } from '../engine/runtime/select';
 import { openRuntime } from '../engine/folder/inference';
 import { readModelFolder } from '../engine/folder/kind';
 import { goldenDir, maxAbsDiff } from './helpers/golden';
+import { createRuntime, onnxRuntime, onnxSession } from './helpers/model-runtime';
 
 beforeAll(async () => {
   await initBackend();
@@ -25,7 +24,7 @@ beforeAll(async () => {
 const SEQ = [1, 17, 33, 250, 7, 99, 401, 12, 5, 64, 300];
 
 async function session(model: MobileLLM, ops: (typeof ONNX_OPS)[number]): Promise<OnnxModelSession> {
-  return OnnxModelSession.create(model, { ops });
+  return onnxSession(model, { ops });
 }
 
 describe.each(ONNX_OPS)('%s operators', (ops) => {
@@ -100,7 +99,7 @@ it('the contrib graph falls back to plain attention when head_dim is not a multi
 });
 
 it('scores like TensorFlow.js (1e-4)', async () => {
-  const onnx = await OnnxRuntime.create(loadModel(goldenDir('tiny-realvocab')).model);
+  const onnx = await onnxRuntime(loadModel(goldenDir('tiny-realvocab')).model);
   const tfjs = new TfjsRuntime(loadModel(goldenDir('tiny-realvocab')).model);
   const ids = [1, 450, 4996, 17354, 1701, 29916, 432, 17204, 975, 278, 17366, 11203, 29889];
   const [a, b] = await Promise.all([onnx.score(ids), tfjs.score(ids)]);

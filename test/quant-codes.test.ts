@@ -4,7 +4,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../engine/backend/select';
-import { dequantize, dequantizeColumns, matvec, packInt4, quantizeInt4, quantizeInt8, unpackInt4, type QuantizedWeight } from '../engine/quant/codes';
+import { dequantize, dequantizeColumns, matvec, packInt4, quantizeInt4, quantizeInt8, type QuantizedWeight } from '../engine/quant/codes';
+import { unpackInt4 } from './helpers/int4';
 import { DequantCache, FROM_CODES_MAX_ROWS, QuantizedLinear, fakeQuantPerToken } from '../engine/quant/quantized-linear';
 import { TEST_BACKENDS } from './helpers/backends';
 

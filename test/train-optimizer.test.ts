@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../engine/backend/select';
 import { loadModel } from '../engine/io/checkpoint';
-import { causalLmLoss } from '../engine/model/loss';
+import { causalLmLoss } from './helpers/causal-lm-loss';
 import type { MobileLLM } from '../engine/model/model';
 import { AdamW, clipGlobalNorm, decaysByDefault } from '../engine/train/optimizer';
 import { learningRate } from '../engine/train/schedule';

@@ -86,29 +86,6 @@ export function toFloat32(t: RawTensor, name = 'tensor'): Float32Array {
   }
 }
 
-/** Integer values (int64 must fit in 2^53). */
-export function toInt32(t: RawTensor, name = 'tensor'): Int32Array {
-  switch (t.dtype) {
-    case 'I32':
-      return view(t, (b, o, n) => new Int32Array(b, o, n), 4);
-    case 'I64': {
-      const big = view(t, (b, o, n) => new BigInt64Array(b, o, n), 8);
-      const out = new Int32Array(big.length);
-      for (let i = 0; i < big.length; i++) out[i] = Number(big[i]);
-      return out;
-    }
-    case 'I16':
-      return Int32Array.from(view(t, (b, o, n) => new Int16Array(b, o, n), 2));
-    case 'I8':
-      return Int32Array.from(new Int8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength));
-    case 'U8':
-    case 'BOOL':
-      return Int32Array.from(t.data);
-    default:
-      throw new Error(`${name}: expected an integer tensor, got dtype ${t.dtype}`);
-  }
-}
-
 /** float32 → float16 bits, round to nearest even (for saving float16 checkpoints). */
 export function f32ToF16Bits(values: Float32Array): Uint16Array {
   const f = new Float32Array(1);

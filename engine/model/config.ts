@@ -58,8 +58,6 @@ const HfConfigSchema = z
   })
   .passthrough();
 
-export type HfConfig = z.input<typeof HfConfigSchema>;
-
 /** Parses a config.json object. `source` names the file in error messages. */
 export function configFromHf(json: unknown, source = 'config.json'): MobileLLMConfig {
   const parsed = HfConfigSchema.safeParse(json);

@@ -4,8 +4,7 @@
 import os from 'node:os';
 import type { Tensor } from 'onnxruntime-node';
 import type { MobileLLMConfig } from '../model/config';
-import type { MobileLLM } from '../model/model';
-import { WEIGHTS_FILE, exportMobileLLM, type ExportOptions, type ExportedGraph, type GraphSignature } from './mobilellm';
+import { WEIGHTS_FILE, type ExportOptions, type ExportedGraph, type GraphSignature } from './mobilellm';
 import { loadOrt, type Ort } from './ort';
 
 export interface OnnxSessionOptions extends ExportOptions {
@@ -108,12 +107,6 @@ export class OnnxModelSession {
     readonly signature: GraphSignature,
     readonly threads: number,
   ) {}
-
-  /** Exports `model` and opens it in ONNX Runtime. The tfjs model is not needed once this resolves. */
-  static async create(model: MobileLLM, opts: OnnxSessionOptions = {}): Promise<OnnxModelSession> {
-    await loadOrt(); // fail before the export if ONNX Runtime is missing
-    return OnnxModelSession.open(exportMobileLLM(model, opts), opts);
-  }
 
   /**
    * Opens an exported graph. Hold no other reference to `graph`: its weights

@@ -397,8 +397,7 @@ export type EngineEvent =
  * kinds an engine error carries (engine/errors.ts), any other failure, and
  * (client side) an engine that went away.
  */
-export const ERROR_CODES = ['bad_request', 'not_found', 'conflict', 'busy', 'failed', 'engine_restarted'] as const;
-export type ErrorCode = (typeof ERROR_CODES)[number];
+export type ErrorCode = 'bad_request' | 'not_found' | 'conflict' | 'busy' | 'failed' | 'engine_restarted';
 
 export type RequestFrame = { id: number; method: string; params: unknown };
 export type ResponseFrame = { id: number; result: unknown } | { id: number; error: { message: string; code: ErrorCode } };

@@ -128,21 +128,6 @@ export function packInt4(codes: Uint8Array, rows: number, cols: number): Uint8Ar
   return out;
 }
 
-/** The inverse of packInt4. */
-export function unpackInt4(packed: Uint8Array, rows: number, cols: number): Uint8Array {
-  if (rows % 2 !== 0) throw new Error(`int4 packing pairs input features: the input width must be even, got ${rows}`);
-  if (packed.length !== (rows / 2) * cols) throw new Error(`int4 unpacking: ${packed.length} bytes for a ${rows}×${cols} matrix`);
-  const codes = new Uint8Array(rows * cols);
-  for (let k = 0; k < rows / 2; k++) {
-    for (let j = 0; j < cols; j++) {
-      const b = packed[k * cols + j];
-      codes[2 * k * cols + j] = b & 15;
-      codes[(2 * k + 1) * cols + j] = b >> 4;
-    }
-  }
-  return codes;
-}
-
 /** ŵ [in, out] written into `out` (allocated when not given). The hot loop of every quantized matmul. */
 export function dequantize(q: QuantizedWeight, out = new Float32Array(q.inFeatures * q.outFeatures)): Float32Array {
   const O = q.outFeatures;

@@ -1,7 +1,6 @@
 // The ONNX Runtime runtime: the model exported to one ONNX graph, run by
 // onnxruntime-node on the CPU with every core.
 import type { MobileLLMConfig } from '../model/config';
-import type { MobileLLM } from '../model/model';
 import { checkScorable, scoresFromLogits, type TokenScores } from './score';
 import type { ExportedGraph } from '../onnx/mobilellm';
 import { OnnxCache, OnnxModelSession, type OnnxSessionOptions } from '../onnx/session';
@@ -14,11 +13,6 @@ export class OnnxRuntime implements InferenceRuntime {
 
   get config(): MobileLLMConfig {
     return this.session.config;
-  }
-
-  /** Builds the session from `model`; the tfjs model is not needed (nor disposed) afterwards. */
-  static async create(model: MobileLLM, opts: OnnxSessionOptions = {}): Promise<OnnxRuntime> {
-    return new OnnxRuntime(await OnnxModelSession.create(model, opts));
   }
 
   /** Opens a graph exported by engine/onnx (hold no other reference to it: its weights are dropped once the session holds them). */

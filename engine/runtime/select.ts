@@ -1,10 +1,7 @@
 // Picks the inference runtime: ONNX Runtime when onnxruntime-node loads here,
 // else TensorFlow.js. Forced with --runtime / MLW_RUNTIME; a forced runtime
 // that fails is an error, not a silent fallback. Always says what it chose.
-import type { MobileLLM } from '../model/model';
 import type { OnnxSessionOptions } from '../onnx/session';
-import { OnnxRuntime } from './onnx';
-import { TfjsRuntime } from './tfjs';
 import { RUNTIME_NAMES, type InferenceRuntime, type RuntimeName } from './runtime';
 
 export function parseRuntimeName(value: string, source: string): RuntimeName {
@@ -49,23 +46,4 @@ export async function startRuntime(
     }
   }
   return { runtime: start.tfjs(), skipped };
-}
-
-/**
- * Starts a runtime for `model` and hands the model to it: the tfjs runtime
- * disposes it with itself; the onnx runtime disposes it as soon as ONNX
- * Runtime holds the weights (so one copy stays in memory).
- */
-export async function createRuntime(model: MobileLLM, opts: RuntimeOptions = {}): Promise<RuntimeChoice> {
-  return startRuntime(
-    {
-      onnx: async () => {
-        const runtime = await OnnxRuntime.create(model, opts.onnx);
-        model.dispose();
-        return runtime;
-      },
-      tfjs: () => new TfjsRuntime(model),
-    },
-    opts,
-  );
 }

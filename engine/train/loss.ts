@@ -1,7 +1,7 @@
 // The output head and the next-token cross-entropy as one differentiable op,
 // computed in row chunks so that the [N, V] logits never exist whole (with a
-// 32k vocabulary they are 131 MB per 1024 tokens, and autodiff through
-// engine/model/loss.ts keeps a dozen of them plus an [N, V] one-hot).
+// 32k vocabulary they are 131 MB per 1024 tokens, and autodiff through a
+// plain logsumexp − target-logit loss keeps a dozen of them plus an [N, V] one-hot).
 //
 //   loss = Σ_i w_i · (logsumexp(h_i·W) − (h_i·W)[t_i]) / denom
 //   ∂loss/∂logits_i = w_i/denom · (softmax(h_i·W) − onehot(t_i))

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { SafetensorsFile } from '../../engine/io/safetensors';
-import { toFloat32, toInt32 } from '../../engine/io/raw-tensor';
+import { toFloat32 } from '../../engine/io/raw-tensor';
 
 export const FIXTURES = path.resolve(import.meta.dirname, '../fixtures');
 export const GOLDEN = path.join(FIXTURES, 'golden');
@@ -57,7 +57,8 @@ export function goldenTensors(c: GoldenCase): { get(name: string): GoldenTensor;
     },
     ids() {
       const raw = st.read('input_ids');
-      return { values: toInt32(raw, 'input_ids'), shape: raw.shape };
+      if (raw.dtype !== 'I64') throw new Error(`input_ids: expected int64 (as PyTorch writes them), got ${raw.dtype}`);
+      return { values: Int32Array.from(new BigInt64Array(raw.data.slice().buffer), Number), shape: raw.shape };
     },
     names: () => st.names(),
   };

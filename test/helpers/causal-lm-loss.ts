@@ -1,6 +1,10 @@
 // Next-token cross-entropy: position t predicts token t+1 (Hugging Face's
 // causal-LM loss with labels = input_ids), averaged over the positions whose
 // weight is non-zero (e.g. only the answer tokens of a chat example).
+//
+// The plain version, differentiated by tfjs autodiff: a reference for the
+// tests (the gradients against PyTorch's, the optimizer's steps). The trainer
+// uses engine/train/loss.ts, the head and the loss fused in row chunks.
 import * as tf from '@tensorflow/tfjs';
 
 /** logits [N, V], targets [N] (int32), weights [N] (0/1) → mean NLL (scalar). */
