@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../engine/backend/select';
 import { readModelFolder, UnusableFolderError } from '../engine/folder/kind';
 import { loadModel } from '../engine/io/checkpoint';
+import type { InspectReport } from '../engine/inspect/schema';
 import { quietContext } from '../engine/jobs/job';
 import { saveQuantizedModel } from '../engine/quant/checkpoint';
 import { quantizeModel } from '../engine/quant/quantize';
@@ -67,8 +68,8 @@ async function byKind<K extends string, T>(keys: K[], fn: (k: K) => Promise<T>):
   return out;
 }
 
-/** `mlw … --json` that must succeed: its JSON. */
-async function ok(args: string[]): Promise<Record<string, any>> {
+/** `mlw … --json` that must succeed: its JSON, read as `T` (the fields a test looks at). */
+async function ok<T>(args: string[]): Promise<T> {
   const r = await mlwHere(['--home', home, ...args, '--json']);
   expect(r.code, r.stderr).toBe(0);
   return JSON.parse(r.stdout);
@@ -82,6 +83,10 @@ async function refused(args: string[]): Promise<string> {
   expect(r.stderr.endsWith('\n') && !r.stderr.slice(0, -1).includes('\n')).toBe(true);
   return r.stderr.trim();
 }
+
+/** What the tests read of `mlw score --json` and `mlw info --json`. */
+type Scores = { logprobs: number[]; nll: number };
+type Info = { kind: string; format: string; quantization: { method: string } | null; adapter: Record<string, unknown> | null; params: unknown; schedule: number[] };
 
 const IDS = '1,5,9,33,270,300';
 const commands = (dir: string, out: string): [string, string[]][] => [
@@ -141,7 +146,7 @@ function adapterOf(base: string): string {
 
 describe('every command on every kind of folder', () => {
   it('mlw score: each kind scores; the adapter as its merged model', async () => {
-    const s = await byKind([...KINDS, 'merged'], (k) => ok(['score', dirs[k], '--ids', IDS]));
+    const s = await byKind([...KINDS, 'merged'], (k) => ok<Scores>(['score', dirs[k], '--ids', IDS]));
     for (const k of KINDS) expect(s[k].logprobs).toHaveLength(5);
     expect(Math.abs(s.adapter.nll - s.merged.nll)).toBeLessThan(1e-4);
     expect(Math.abs(s.adapter.nll - s.float.nll)).toBeGreaterThan(1e-2); // the adapter changes the model
@@ -149,20 +154,20 @@ describe('every command on every kind of folder', () => {
   });
 
   it('mlw tokenize: the adapter uses its base model’s tokenizer', async () => {
-    const t = await byKind(KINDS, (k) => ok(['tokenize', dirs[k], '--text', '3+4=7']));
+    const t = await byKind(KINDS, (k) => ok<{ ids: number[] }>(['tokenize', dirs[k], '--text', '3+4=7']));
     expect(t.float.ids.length).toBeGreaterThan(3);
     for (const k of KINDS) expect(t[k].ids).toEqual(t.float.ids);
   });
 
   it('mlw info: kind, format and quantization; an adapter shows its base architecture and its LoRA options', async () => {
-    const { float, quantized, adapter, shared } = await byKind(KINDS, (k) => ok(['info', dirs[k]]));
+    const { float, quantized, adapter, shared } = await byKind(KINDS, (k) => ok<Info>(['info', dirs[k]]));
     expect([float, quantized, adapter, shared].map((i) => [i.kind, i.format])).toEqual([
       ['float', 'safetensors'],
       ['quantized', 'safetensors'],
       ['adapter', 'peft-lora'],
       ['float', 'safetensors'],
     ]);
-    expect(quantized.quantization.method).toBe('w8a8');
+    expect(quantized.quantization!.method).toBe('w8a8');
     expect(adapter.adapter).toMatchObject({ base: path.resolve(dirs.float), rank: 4, alpha: 8, targets: ['q', 'v', 'down'] });
     expect(adapter.params).toEqual(float.params);
     expect(shared.schedule).toEqual([0, 0, 1, 1, 2, 2]);
@@ -170,13 +175,13 @@ describe('every command on every kind of folder', () => {
   });
 
   it('mlw generate: each kind generates; the adapter the tokens of its merged model', async () => {
-    const g = await byKind([...KINDS, 'merged'], (k) => ok(['generate', dirs[k], '--prompt-ids', '1,5,9', '--max-new-tokens', '4', '--temperature', '0', '--no-eos']));
+    const g = await byKind([...KINDS, 'merged'], (k) => ok<{ ids: number[] }>(['generate', dirs[k], '--prompt-ids', '1,5,9', '--max-new-tokens', '4', '--temperature', '0', '--no-eos']));
     for (const k of KINDS) expect(g[k].ids).toHaveLength(4);
     expect(g.adapter.ids).toEqual(g.merged.ids);
   });
 
   it('mlw eval: each kind evaluates and is recorded; the adapter has its merged model’s perplexity', async () => {
-    const e = await byKind([...KINDS, 'merged'], (k) => ok(['eval', dirs[k], '--text', TEXT, '--window', '32']));
+    const e = await byKind([...KINDS, 'merged'], (k) => ok<{ reportId: number; model: { format: string }; ppl: number }>(['eval', dirs[k], '--text', TEXT, '--window', '32']));
     for (const k of KINDS) expect(e[k].reportId).toBeGreaterThan(0);
     expect(e.adapter.model.format).toBe('peft-lora');
     expect(Math.abs(e.adapter.ppl - e.merged.ppl)).toBeLessThan(1e-3 * e.merged.ppl);
@@ -185,13 +190,13 @@ describe('every command on every kind of folder', () => {
   it('mlw quantize: float, shared and adapter (merged first) are quantized; a quantized folder is refused', async () => {
     const out = (k: string) => path.join(tmp, `q-${k}`);
     for (const k of ['float', 'shared', 'adapter'] as const) {
-      const r = await ok(['quantize', dirs[k], '--method', 'w8', '--eval-text', SHORT_TEXT, '--out', out(k)]);
+      const r = await ok<{ output: { path: string } }>(['quantize', dirs[k], '--method', 'w8', '--eval-text', SHORT_TEXT, '--out', out(k)]);
       expect(r.output.path).toBe(path.resolve(out(k)));
       expect(readModelFolder(out(k)).quantization?.method).toBe('w8');
     }
     // The adapter's quantized model scores as its merged model does, give or take int8 rounding.
-    const a = await ok(['score', out('adapter'), '--ids', IDS]);
-    const m = await ok(['score', dirs.merged, '--ids', IDS]);
+    const a = await ok<Scores>(['score', out('adapter'), '--ids', IDS]);
+    const m = await ok<Scores>(['score', dirs.merged, '--ids', IDS]);
     expect(Math.abs(a.nll - m.nll)).toBeLessThan(0.05 * m.nll);
     expect(await refused(['quantize', dirs.quantized, '--method', 'w8', '--eval-text', SHORT_TEXT, '--out', out('again')])).toBe(
       `mlw: error: ${dirs.quantized}: already quantized (w8a8); quantize the float model it was made from`,
@@ -199,11 +204,11 @@ describe('every command on every kind of folder', () => {
   });
 
   it('mlw inspect: float, shared and adapter (merged) are analysed; a quantized folder is refused', async () => {
-    const { float, adapter, shared, merged } = await byKind(['float', 'adapter', 'shared', 'merged'], (k) => ok(['inspect', dirs[k], '--probe-ids', IDS]));
-    expect(shared.analysis.schedule).toEqual([0, 0, 1, 1, 2, 2]);
+    const { float, adapter, shared, merged } = await byKind(['float', 'adapter', 'shared', 'merged'], (k) => ok<InspectReport>(['inspect', dirs[k], '--probe-ids', IDS]));
+    expect(shared.analysis!.schedule).toEqual([0, 0, 1, 1, 2, 2]);
     expect(adapter.target.path).toBe(path.resolve(dirs.adapter));
-    expect(adapter.analysis.weights).toEqual(merged.analysis.weights);
-    expect(adapter.analysis.weights).not.toEqual(float.analysis.weights);
+    expect(adapter.analysis!.weights).toEqual(merged.analysis!.weights);
+    expect(adapter.analysis!.weights).not.toEqual(float.analysis!.weights);
     expect(await refused(['inspect', dirs.quantized, '--probe-ids', IDS])).toBe(
       `mlw: error: ${dirs.quantized}: a quantized model; the analysis needs float weights (inspect its float source, or a preset for costs)`,
     );

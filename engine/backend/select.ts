@@ -116,7 +116,7 @@ export async function initBackend(forced?: BackendName): Promise<BackendInfo> {
       return current;
     } catch (err) {
       const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
-      if (requested) throw new Error(`backend "${name}" could not start: ${why}`);
+      if (requested) throw new Error(`backend "${name}" could not start: ${why}`, { cause: err });
       skipped.push(`${name}: ${why}`);
     }
   }

@@ -57,7 +57,7 @@ export class ChatTemplate {
     try {
       this.template = new Template(source);
     } catch (e) {
-      throw new Error(`${origin}: chat template does not parse: ${(e as Error).message.split('\n')[0]}`);
+      throw new Error(`${origin}: chat template does not parse: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     }
   }
 
@@ -81,7 +81,7 @@ export class ChatTemplate {
     try {
       return this.template.render({ messages, bos_token: this.bosToken, eos_token: this.eosToken, add_generation_prompt: addGenerationPrompt });
     } catch (e) {
-      throw new Error(`${this.origin}: chat template failed: ${(e as Error).message.split('\n')[0]}`);
+      throw new Error(`${this.origin}: chat template failed: ${(e as Error).message.split('\n')[0]}`, { cause: e });
     }
   }
 
@@ -130,7 +130,7 @@ export function loadChatTemplate(modelDir: string, bos = '<s>', eos = '</s>'): C
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
   const parsed = TokenizerConfigSchema.safeParse(json);
   if (!parsed.success) {

@@ -132,12 +132,12 @@ export function convertJsonl(format: ConvertFormat, text: string, task: string, 
     try {
       json = JSON.parse(line);
     } catch (e) {
-      throw new Error(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+      throw new Error(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
     }
     try {
       rows.push(convertRow(format, json, task));
     } catch (e) {
-      throw new Error(`${where}: not a ${format} row: ${(e as Error).message}`);
+      throw new Error(`${where}: not a ${format} row: ${(e as Error).message}`, { cause: e });
     }
   });
   if (!rows.length) throw new Error(`${source}: no rows`);

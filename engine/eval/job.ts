@@ -43,7 +43,7 @@ function tokenizerFor(dir: string, why: string): Tokenizer {
   try {
     return loadTokenizer(dir);
   } catch (e) {
-    throw new Error(`${why} needs the model's tokenizer: ${(e as Error).message.split('\n')[0]}`);
+    throw new Error(`${why} needs the model's tokenizer: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
 }
 

@@ -82,7 +82,7 @@ export function parseTaskRow(line: string, where: string): TaskRow {
   try {
     json = JSON.parse(line);
   } catch (e) {
-    throw new Error(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
   const parsed = schemaFor(json).safeParse(json);
   if (!parsed.success) {

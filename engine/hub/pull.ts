@@ -73,7 +73,7 @@ async function withPullLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(fs.readFileSync(lock, 'utf8'));
-      if (Number.isInteger(pid) && pid > 0 && isLocalPidAlive(pid)) throw new Error(`${dir}: process ${pid} is downloading into this folder (if it is not, delete ${lock})`);
+      if (Number.isInteger(pid) && pid > 0 && isLocalPidAlive(pid)) throw new Error(`${dir}: process ${pid} is downloading into this folder (if it is not, delete ${lock})`, { cause: err });
       fs.rmSync(lock, { force: true });
     }
   }
@@ -121,7 +121,7 @@ function notMobileLLM<T>(where: string, check: () => T): T {
   try {
     return check();
   } catch (e) {
-    throw new Error(`${where} is not a loadable MobileLLM: ${(e as Error).message.split('\n')[0]}`);
+    throw new Error(`${where} is not a loadable MobileLLM: ${(e as Error).message.split('\n')[0]}`, { cause: e });
   }
 }
 

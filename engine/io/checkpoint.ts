@@ -64,7 +64,7 @@ function readIndex(file: string): Record<string, string> {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
   const map = (json as { weight_map?: unknown })?.weight_map;
   if (typeof map !== 'object' || map === null || !Object.values(map).every((v) => typeof v === 'string')) {
@@ -98,7 +98,7 @@ export function readConfigJson(dir: string): Record<string, unknown> {
   try {
     return JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
 }
 

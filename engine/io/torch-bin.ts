@@ -693,7 +693,7 @@ function openZip(file: string): ZipReader {
     }
     // The legacy format is a bare pickle stream (PROTO 2 first).
     if (head[0] === OP.PROTO && head[1] === 2) {
-      throw new Error(`${file}: legacy (pre-PyTorch-1.6) torch.save format, which is not supported; re-save it with a recent PyTorch or convert it to safetensors`);
+      throw new Error(`${file}: legacy (pre-PyTorch-1.6) torch.save format, which is not supported; re-save it with a recent PyTorch or convert it to safetensors`, { cause: err });
     }
     throw err;
   }

@@ -41,7 +41,7 @@ export async function startRuntime(
     try {
       return { runtime: await start.onnx(), skipped };
     } catch (err) {
-      if (forced === 'onnx') throw new Error(`runtime "onnx" could not start: ${firstLine(err)}`);
+      if (forced === 'onnx') throw new Error(`runtime "onnx" could not start: ${firstLine(err)}`, { cause: err });
       skipped.push(`onnx: ${firstLine(err)}`);
     }
   }

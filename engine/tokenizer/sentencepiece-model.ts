@@ -150,7 +150,7 @@ class WireReader {
     try {
       return utf8.decode(this.bytesField());
     } catch (e) {
-      if (e instanceof TypeError) throw new Error(`invalid UTF-8 in string at byte ${start}`);
+      if (e instanceof TypeError) throw new Error(`invalid UTF-8 in string at byte ${start}`, { cause: e });
       throw e;
     }
   }

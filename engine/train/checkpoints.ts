@@ -60,7 +60,7 @@ export function readTrainerState(dir: string): TrainerState {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
   const parsed = TrainerState.safeParse(json);
   if (!parsed.success) throw new Error(`${file}: invalid "${parsed.error.issues[0].path.join('.')}": ${parsed.error.issues[0].message}`);

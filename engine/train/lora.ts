@@ -244,7 +244,7 @@ export function readAdapterConfig(dir: string): AdapterInfo {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`${file}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
   const parsed = AdapterConfigSchema.safeParse(json);
   if (!parsed.success) {

@@ -38,7 +38,7 @@ export function registerHubCommands(program: Command): void {
         try {
           r = await pullModel({ store, repo, revision: o.revision, token: o.token, endpoint }, job.ctx);
         } catch (err) {
-          if (err instanceof CancelledError) throw new Error(`pull ${repo}: stopped; run the same command again to resume`);
+          if (err instanceof CancelledError) throw new Error(`pull ${repo}: stopped; run the same command again to resume`, { cause: err });
           throw err;
         } finally {
           job.finish();

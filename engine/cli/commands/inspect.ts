@@ -143,7 +143,7 @@ function tokenizerFor(dir: string, why: string) {
   try {
     return loadTokenizer(dir);
   } catch (e) {
-    throw new Error(`${why} needs the model's tokenizer: ${(e as Error).message}`);
+    throw new Error(`${why} needs the model's tokenizer: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -37,7 +37,7 @@ function tokenizerOrUsage(dir: string, why: string): Tokenizer {
   try {
     return loadTokenizer(dir);
   } catch (e) {
-    throw new Error(`${why} needs a tokenizer: ${(e as Error).message}`);
+    throw new Error(`${why} needs a tokenizer: ${(e as Error).message}`, { cause: e });
   }
 }
 

@@ -51,7 +51,7 @@ export function registerQuantizeCommands(program: Command): void {
       try {
         tokenizer = loadTokenizer(folder.tokenizerDir);
       } catch (e) {
-        throw new Error(`--eval-text needs the model's tokenizer: ${(e as Error).message}`);
+        throw new Error(`--eval-text needs the model's tokenizer: ${(e as Error).message}`, { cause: e });
       }
       const evalIds = tokenizer.encode(fs.readFileSync(o.evalText, 'utf8'), { bos: true });
       const backend = await initBackend(g.backend);
