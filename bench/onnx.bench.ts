@@ -55,7 +55,10 @@ async function decodeRate(runtime: InferenceRuntime): Promise<number> {
 
 async function prefillOnce(runtime: InferenceRuntime, T: number): Promise<void> {
   const cache = runtime.newCache();
-  await runtime.nextLogits(Array.from({ length: T }, (_, i) => 3 + ((i * 7919) % 30000)), cache);
+  await runtime.nextLogits(
+    Array.from({ length: T }, (_, i) => 3 + ((i * 7919) % 30000)),
+    cache,
+  );
   cache.dispose();
 }
 

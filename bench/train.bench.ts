@@ -41,7 +41,8 @@ async function measure(shape: ShapeName, method: 'full' | 'lora'): Promise<Measu
   const info = await initBackend();
   const plan = planTraining(config, { method, loraRank: 8, loraTargets: ['q', 'v'], batchSize: B, seqLen: T }, info.name, measureMatmulRate());
   const model = randomModel(config, 1, method === 'full' ? trainable : undefined);
-  const adapters = method === 'lora' ? applyLora(model, LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] }), { seed: 0 }, trainable) : null;
+  const adapters =
+    method === 'lora' ? applyLora(model, LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0, targets: ['q', 'v'] }), { seed: 0 }, trainable) : null;
   const params = adapters ? adapters.params() : new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor]));
   const random = rngFor(0, 7);
   const rows = Array.from({ length: B * (steps + 1) }, () => ({
@@ -68,7 +69,14 @@ async function measure(shape: ShapeName, method: 'full' | 'lora'): Promise<Measu
     },
     quietContext(),
   );
-  return { median: median(rates), mode: plan.memory.mode, backend: describeBackend(info), threads: info.threads, peakRssMb: peakRssMb(), estimateMb: Math.round(plan.memory.total / 2 ** 20) };
+  return {
+    median: median(rates),
+    mode: plan.memory.mode,
+    backend: describeBackend(info),
+    threads: info.threads,
+    peakRssMb: peakRssMb(),
+    estimateMb: Math.round(plan.memory.total / 2 ** 20),
+  };
 }
 
 export const suite: Suite = {
@@ -76,7 +84,10 @@ export const suite: Suite = {
   async run(emit: Emit) {
     for (const method of ['lora', 'full'] as const) {
       for (const shape of Object.keys(SHAPES) as ShapeName[]) {
-        const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), shape, method], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+        const child = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url), shape, method], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'inherit'],
+        });
         if (child.status !== 0) throw new Error(`train bench ${shape} ${method} failed (exit ${child.status})`);
         const m = JSON.parse(child.stdout.trim().split('\n').pop()!) as Measured;
         const what = method === 'lora' ? 'train_lora_r8_qv' : 'train_full';

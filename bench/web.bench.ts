@@ -81,7 +81,9 @@ export const suite: Suite = {
           const w = window as unknown as { __times: number[]; __t0: number };
           return { t0: w.__t0, times: w.__times };
         });
-        const view = (await api('chats.get', { id: chatId })) as { messages: { role: string; contentTokens: number; timings: { firstTokenMs: number; tokensPerSecond: number } }[] };
+        const view = (await api('chats.get', { id: chatId })) as {
+          messages: { role: string; contentTokens: number; timings: { firstTokenMs: number; tokensPerSecond: number } }[];
+        };
         const answer = view.messages.find((m) => m.role === 'assistant')!;
         if (run === 0) continue; // the first answer also loads the model
         // Tokens reach the screen in batches; the rate is tokens over the time from the first to the last update.
@@ -92,8 +94,24 @@ export const suite: Suite = {
       const engRate = median(eng.map((e) => e.rate));
       const uiTtft = median(ui.map((u) => u.ttft));
       const engTtft = median(eng.map((e) => e.ttft));
-      emit({ what: 'chat_ui_tokens_per_s', backend: 'web mode', shape: '125M random, 128 new', median: +uiRate.toFixed(1), unit: 'tokens/s', engine: +engRate.toFixed(1), ratio: +(uiRate / engRate).toFixed(3) });
-      emit({ what: 'chat_ui_ttft', backend: 'web mode', shape: '125M random, 10-token prompt', median: +uiTtft.toFixed(0), unit: 'ms', engine: +engTtft.toFixed(0), ratio: +(uiTtft / engTtft).toFixed(3) });
+      emit({
+        what: 'chat_ui_tokens_per_s',
+        backend: 'web mode',
+        shape: '125M random, 128 new',
+        median: +uiRate.toFixed(1),
+        unit: 'tokens/s',
+        engine: +engRate.toFixed(1),
+        ratio: +(uiRate / engRate).toFixed(3),
+      });
+      emit({
+        what: 'chat_ui_ttft',
+        backend: 'web mode',
+        shape: '125M random, 10-token prompt',
+        median: +uiTtft.toFixed(0),
+        unit: 'ms',
+        engine: +engTtft.toFixed(0),
+        ratio: +(uiTtft / engTtft).toFixed(3),
+      });
     } finally {
       await close();
     }

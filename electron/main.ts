@@ -92,11 +92,7 @@ function buildMenu(): void {
   const template: Electron.MenuItemConstructorOptions[] = [
     {
       label: 'File',
-      submenu: [
-        { label: 'Import Model Folder…', accelerator: 'CmdOrCtrl+O', click: () => void importModelFolder() },
-        { type: 'separator' },
-        { role: 'quit' },
-      ],
+      submenu: [{ label: 'Import Model Folder…', accelerator: 'CmdOrCtrl+O', click: () => void importModelFolder() }, { type: 'separator' }, { role: 'quit' }],
     },
     { role: 'editMenu' },
     { role: 'viewMenu' },
@@ -117,7 +113,11 @@ ipcMain.on('mlw:send', (e, frame) => {
 ipcMain.handle('mlw:pick-folder', (e, title: string) => (fromOurPage(e) ? pickFolder(String(title)) : null));
 ipcMain.handle('mlw:pick-file', async (e, title: string, extensions: string[]) => {
   if (!fromOurPage(e) || !win) return null;
-  const r = await dialog.showOpenDialog(win, { title: String(title), properties: ['openFile'], filters: [{ name: 'Files', extensions: extensions.map(String) }] });
+  const r = await dialog.showOpenDialog(win, {
+    title: String(title),
+    properties: ['openFile'],
+    filters: [{ name: 'Files', extensions: extensions.map(String) }],
+  });
   return r.canceled ? null : r.filePaths[0];
 });
 ipcMain.handle('mlw:save-file', async (e, name: string, content: string) => {

@@ -93,7 +93,10 @@ describe('sharded checkpoints', () => {
     const weightMap: Record<string, string> = {};
     [names.slice(0, half), names.slice(half)].forEach((part, i) => {
       const file = `model-0000${i + 1}-of-00002.safetensors`;
-      writeSafetensors(path.join(dir, file), part.map((n) => [n, tensors.get(n)!]));
+      writeSafetensors(
+        path.join(dir, file),
+        part.map((n) => [n, tensors.get(n)!]),
+      );
       for (const n of part) weightMap[n] = file;
     });
     fs.writeFileSync(path.join(dir, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map: weightMap }));
@@ -176,12 +179,22 @@ describe('malformed inputs: one line naming the file and tensor', () => {
     },
     {
       name: 'unknown dtype',
-      damage: (dir) => rawSafetensors(path.join(dir, 'model.safetensors'), { 'model.norm.weight': { dtype: 'F8_E4M3X', shape: [64], data_offsets: [0, 64] } }, new Uint8Array(64)),
+      damage: (dir) =>
+        rawSafetensors(
+          path.join(dir, 'model.safetensors'),
+          { 'model.norm.weight': { dtype: 'F8_E4M3X', shape: [64], data_offsets: [0, 64] } },
+          new Uint8Array(64),
+        ),
       error: /tensor "model\.norm\.weight": unknown dtype "F8_E4M3X"/,
     },
     {
       name: 'byte length not matching dtype × shape',
-      damage: (dir) => rawSafetensors(path.join(dir, 'model.safetensors'), { 'model.norm.weight': { dtype: 'F32', shape: [64], data_offsets: [0, 128] } }, new Uint8Array(128)),
+      damage: (dir) =>
+        rawSafetensors(
+          path.join(dir, 'model.safetensors'),
+          { 'model.norm.weight': { dtype: 'F32', shape: [64], data_offsets: [0, 128] } },
+          new Uint8Array(128),
+        ),
       error: /tensor "model\.norm\.weight": holds 128 bytes but F32\[64\] needs 256/,
     },
     {

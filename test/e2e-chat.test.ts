@@ -59,7 +59,9 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
     // The text grows while the answer streams.
     await page.waitForSelector('[data-testid=live-rate]');
     const first = (await answer.locator('[data-testid=message-content]').textContent())!.length;
-    await expect.poll(async () => (await answer.locator('[data-testid=message-content]').textContent())!.length, { timeout: 20_000 }).toBeGreaterThan(first + 20);
+    await expect
+      .poll(async () => (await answer.locator('[data-testid=message-content]').textContent())!.length, { timeout: 20_000 })
+      .toBeGreaterThan(first + 20);
     await page.screenshot({ path: screenshotPath('chat-streaming') });
     await page.click('[data-testid=stop]');
     await page.waitForSelector('[data-testid=regenerate]');
@@ -91,7 +93,9 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat in web mode', () => {
     await page.waitForSelector('[data-testid=stop]');
     await page.click('[data-testid=stop]');
     await page.waitForSelector('[data-testid=regenerate]');
-    await expect.poll(() => page.locator('[data-testid=message-user] [data-testid=message-content]').last().textContent()).toBe('Tell me a short story instead.');
+    await expect
+      .poll(() => page.locator('[data-testid=message-user] [data-testid=message-content]').last().textContent())
+      .toBe('Tell me a short story instead.');
     expect(await page.locator('[data-testid=message-user] [data-testid=branch-nav]').textContent()).toMatch(/2\/2/);
   });
 

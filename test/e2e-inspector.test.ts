@@ -17,8 +17,7 @@ describe.skipIf(!chromiumAvailable())('inspector in web mode', () => {
   });
   afterAll(() => app?.close());
 
-  const arrows = async () =>
-    page.$$eval('[data-testid=sharing-diagram] [data-testid=sharing-arrow]', (els) => els.map((e) => e.getAttribute('d')));
+  const arrows = async () => page.$$eval('[data-testid=sharing-diagram] [data-testid=sharing-arrow]', (els) => els.map((e) => e.getAttribute('d')));
 
   it('switches strategy and the diagram and cost table follow', async () => {
     await page.click('a[data-page=inspector]');

@@ -62,6 +62,8 @@ describe.skipIf(!chromiumAvailable())('Models page: Hub download and evaluation'
     await page.screenshot({ path: screenshotPath('models-evaluation') });
     await page.click('a[data-page=runs]');
     await page.waitForSelector('[data-testid=evaluations] [data-testid=evaluation-row]');
-    expect(await page.textContent('[data-testid=evaluations] [data-testid=evaluation-row]')).toMatch(new RegExp(`facebook/MobileLLM-tiny.*held-out\\.txt.*ppl ${ppl.toFixed(2)}`));
+    expect(await page.textContent('[data-testid=evaluations] [data-testid=evaluation-row]')).toMatch(
+      new RegExp(`facebook/MobileLLM-tiny.*held-out\\.txt.*ppl ${ppl.toFixed(2)}`),
+    );
   });
 });

@@ -11,8 +11,6 @@ import { FIXTURES, goldenDir } from './helpers/golden';
 import { tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
-
-
 let root: string;
 let home: string;
 let model: string;
@@ -82,12 +80,17 @@ describe('mlw eval', () => {
   it('prints the report as text, and says where it was recorded', async () => {
     const r = await mlw('eval', model, '--text', TEXT, '--window', '128');
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/^model {4}.+\ntext {5}.+text\.txt \(795 bytes, sha256 [0-9a-f]{12}…\)\ntokens {3}\d+ in \d+ windows of 128 \(stride 127\)\nnll .+\nppl {6}\d+\.\d{3}\ntime .+\n$/);
+    expect(r.stdout).toMatch(
+      /^model {4}.+\ntext {5}.+text\.txt \(795 bytes, sha256 [0-9a-f]{12}…\)\ntokens {3}\d+ in \d+ windows of 128 \(stride 127\)\nnll .+\nppl {6}\d+\.\d{3}\ntime .+\n$/,
+    );
     expect(r.stderr).toMatch(new RegExp(`recorded as report \\d+ of model \\d+ in ${home}\\n$`));
   });
 
   it('exit 2 for usage mistakes, exit 1 with one line for bad input', async () => {
-    const badRow = writeJsonl(path.join(root, 'bad.jsonl'), [{ task: 'a', context_ids: [1], choices_ids: [[2], [3]], gold: 0 }, { task: 'a', context: 'c', choices: ['x'], gold: 0 }]);
+    const badRow = writeJsonl(path.join(root, 'bad.jsonl'), [
+      { task: 'a', context_ids: [1], choices_ids: [[2], [3]], gold: 0 },
+      { task: 'a', context: 'c', choices: ['x'], gold: 0 },
+    ]);
     const none = await mlw('eval', model);
     const both = await mlw('eval', model, '--text', TEXT, '--tasks', TEXT);
     const missing = await mlw('eval', model, '--text', path.join(root, 'nope.txt'));
@@ -114,10 +117,18 @@ describe('mlw eval-convert', () => {
     const format = await mlw('eval-convert', '--format', 'mmlu', path.join(FIXTURES, 'eval', 'arc.jsonl'), out);
     const wrong = await mlw('eval-convert', '--format', 'boolq', path.join(FIXTURES, 'eval', 'arc.jsonl'), path.join(root, 'x.jsonl'));
     expect(json(ok)).toEqual({ format: 'arc', task: 'arc_easy', items: 2, out });
-    expect(fs.readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l).task)).toEqual(['arc_easy', 'arc_easy']);
+    expect(
+      fs
+        .readFileSync(out, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).task),
+    ).toEqual(['arc_easy', 'arc_easy']);
     expect(format.code).toBe(2);
     expect(wrong.code).toBe(1);
-    expect(wrong.stderr).toBe(`mlw: error: ${path.join(FIXTURES, 'eval', 'arc.jsonl')}:1: not a boolq row: "passage": Invalid input: expected string, received undefined\n`);
+    expect(wrong.stderr).toBe(
+      `mlw: error: ${path.join(FIXTURES, 'eval', 'arc.jsonl')}:1: not a boolq row: "passage": Invalid input: expected string, received undefined\n`,
+    );
     const evaluated = json(await mlw('eval', model, '--tasks', out, '--json'));
     expect(evaluated.overall).toMatchObject({ items: 2 });
   });

@@ -158,7 +158,9 @@ describe('the evaluation job', () => {
 
   it('refuses token ids outside the vocabulary and text items without a tokenizer, naming the line', async () => {
     const ids = writeJsonl(path.join(dir, 'big.jsonl'), [{ task: 'a', context_ids: [1], choices_ids: [[2], [600]], gold: 0 }]);
-    await expect(evaluateModel({ modelDir: goldenDir('tiny-gqa'), tasks: ids }, quietContext())).rejects.toThrow(`${ids}:1: token id 600 is outside the model's vocabulary (size 512)`);
+    await expect(evaluateModel({ modelDir: goldenDir('tiny-gqa'), tasks: ids }, quietContext())).rejects.toThrow(
+      `${ids}:1: token id 600 is outside the model's vocabulary (size 512)`,
+    );
     const text = writeJsonl(path.join(dir, 'text.jsonl'), [{ task: 'a', context: 'Q', choices: ['x', 'y'], gold: 0 }]);
     await expect(evaluateModel({ modelDir: goldenDir('tiny-gqa'), tasks: text }, quietContext())).rejects.toThrow(/text items\) needs the model's tokenizer/);
   });
@@ -166,7 +168,8 @@ describe('the evaluation job', () => {
   it('perplexity of a text across windows stays close to the whole-context value', async () => {
     const model = tinyModelDir(dir);
     const text = path.join(FIXTURES, 'eval', 'text.txt');
-    const run = (window?: number, stride?: number) => evaluateModel({ modelDir: model, text, window, stride, runtime: 'onnx' }, quietContext()) as Promise<PerplexityReport>;
+    const run = (window?: number, stride?: number) =>
+      evaluateModel({ modelDir: model, text, window, stride, runtime: 'onnx' }, quietContext()) as Promise<PerplexityReport>;
     const [full, overlapping, small] = [await run(), await run(256, 64), await run(32, 16)];
     expect(full.window).toBe(256); // the model's context
     expect(full.stride).toBe(255);

@@ -63,7 +63,7 @@ describe('tasks file', () => {
   });
 });
 
-describe('tokenization at the context/continuation boundary (the harness\'s _encode_pair)', () => {
+describe("tokenization at the context/continuation boundary (the harness's _encode_pair)", () => {
   const tok = tokenizer();
   const ids = (s: string) => tok.encode(s);
 
@@ -88,12 +88,15 @@ describe('tokenization at the context/continuation boundary (the harness\'s _enc
   });
 
   it('puts BOS before the context with bos, and makes an empty context BOS alone', () => {
-    expect(encodePair(tok, 'Answer:', ' yes', true)).toEqual({ context: [tok.bosId, ...ids('Answer:')], continuation: encodePair(tok, 'Answer:', ' yes', false).continuation });
+    expect(encodePair(tok, 'Answer:', ' yes', true)).toEqual({
+      context: [tok.bosId, ...ids('Answer:')],
+      continuation: encodePair(tok, 'Answer:', ' yes', false).continuation,
+    });
     expect(encodePair(tok, '', 'yes', false)).toEqual({ context: [tok.bosId], continuation: ids('yes') });
     expect(encodePair(tok, '  ', 'yes', false)).toEqual({ context: [tok.bosId], continuation: ids('  yes') });
   });
 
-  it('scores delimiter + choice, and normalises by the choice\'s characters (code points, without the delimiter)', () => {
+  it("scores delimiter + choice, and normalises by the choice's characters (code points, without the delimiter)", () => {
     const row = parseTaskRow('{"task":"t","context":"Q:","choices":["héllo","😀"],"gold":0}', 'x');
     const choices = encodeItem(row, tok, false, 'x');
     expect(choices.map((c) => c.normLength)).toEqual([5, 1]);
@@ -128,7 +131,7 @@ describe('acc and acc_norm', () => {
     choices: normLengths.map((n) => ({ context: [1], continuation: [2], normLength: n })),
   });
 
-  it('picks by sum for acc and by sum per character for acc_norm; ties go to the first, as numpy\'s argmax', () => {
+  it("picks by sum for acc and by sum per character for acc_norm; ties go to the first, as numpy's argmax", () => {
     // "A" (1 char, −3) beats "A longer answer" (15 chars, −6) on the sum, loses per character.
     const s = scoreItem(item('t', 1, [1, 15]), [-3, -6]);
     expect([s.pred, s.predNorm]).toEqual([0, 1]);
@@ -159,13 +162,30 @@ describe('converters (lm-evaluation-harness prompts)', () => {
 
   it('ARC: "Question: …\\nAnswer:", the choice texts, gold from answerKey (letters or digits)', () => {
     expect(convert('arc')).toEqual([
-      { task: 'arc', id: 'made-up-1', context: 'Question: Which of these is a source of light?\nAnswer:', choices: ['the Sun', 'the Moon', 'a mirror'], gold: 0 },
-      { task: 'arc', id: 'made-up-2', context: 'Question: What do roots of a plant take from the soil?\nAnswer:', choices: ['sunlight', 'water', 'wind', 'sound'], gold: 1 },
+      {
+        task: 'arc',
+        id: 'made-up-1',
+        context: 'Question: Which of these is a source of light?\nAnswer:',
+        choices: ['the Sun', 'the Moon', 'a mirror'],
+        gold: 0,
+      },
+      {
+        task: 'arc',
+        id: 'made-up-2',
+        context: 'Question: What do roots of a plant take from the soil?\nAnswer:',
+        choices: ['sunlight', 'water', 'wind', 'sound'],
+        gold: 1,
+      },
     ]);
   });
 
   it('PIQA: the goal as the question, two solutions', () => {
-    expect(convert('piqa')[1]).toEqual({ task: 'piqa', context: 'Question: To dry wet shoes quickly,\nAnswer:', choices: ['fill them with ice.', 'stuff them with newspaper.'], gold: 1 });
+    expect(convert('piqa')[1]).toEqual({
+      task: 'piqa',
+      context: 'Question: To dry wet shoes quickly,\nAnswer:',
+      choices: ['fill them with ice.', 'stuff them with newspaper.'],
+      gold: 1,
+    });
   });
 
   it('HellaSwag: activity label, ctx_a and capitalized ctx_b, WikiHow artifacts removed', () => {
@@ -183,8 +203,18 @@ describe('converters (lm-evaluation-harness prompts)', () => {
 
   it('WinoGrande: partial evaluation, each option filling the blank, the rest of the sentence shared', () => {
     expect(convert('winogrande')).toEqual([
-      { task: 'winogrande', contexts: ['The cup did not fit in the box because the cup', 'The cup did not fit in the box because the box'], continuation: 'was too big.', gold: 0 },
-      { task: 'winogrande', contexts: ['Anna lent Maria her umbrella, so Anna', 'Anna lent Maria her umbrella, so Maria'], continuation: 'stayed dry on the way home.', gold: 1 },
+      {
+        task: 'winogrande',
+        contexts: ['The cup did not fit in the box because the cup', 'The cup did not fit in the box because the box'],
+        continuation: 'was too big.',
+        gold: 0,
+      },
+      {
+        task: 'winogrande',
+        contexts: ['Anna lent Maria her umbrella, so Anna', 'Anna lent Maria her umbrella, so Maria'],
+        continuation: 'stayed dry on the way home.',
+        gold: 1,
+      },
     ]);
   });
 
@@ -209,9 +239,13 @@ describe('converters (lm-evaluation-harness prompts)', () => {
 
   it('refuses rows of another format or without labels, naming the line', () => {
     expect(() => convertJsonl('arc', readFixture('piqa.jsonl'), 'arc', 'piqa.jsonl')).toThrow(/^piqa\.jsonl:1: not a arc row: "question": /);
-    expect(() => convertRow('hellaswag', { activity_label: 'a', ctx_a: 'b', ctx_b: 'c', endings: ['x', 'y'], label: '' }, 'h')).toThrow('no label (a test split?)');
+    expect(() => convertRow('hellaswag', { activity_label: 'a', ctx_a: 'b', ctx_b: 'c', endings: ['x', 'y'], label: '' }, 'h')).toThrow(
+      'no label (a test split?)',
+    );
     expect(() => convertRow('winogrande', { sentence: 'no blank', option1: 'a', option2: 'b', answer: '1' }, 'w')).toThrow('has no blank "_"');
-    expect(() => convertRow('arc', { question: 'q', choices: { text: ['a', 'b'], label: ['A', 'B'] }, answerKey: 'E' }, 'arc')).toThrow('answerKey "E" is not one of the labels A, B');
+    expect(() => convertRow('arc', { question: 'q', choices: { text: ['a', 'b'], label: ['A', 'B'] }, answerKey: 'E' }, 'arc')).toThrow(
+      'answerKey "E" is not one of the labels A, B',
+    );
     expect(() => convertRow('boolq', { passage: 'p', question: 'q' }, 'b')).toThrow('needs "label" (0 or 1) or "answer" (true or false)');
   });
 });

@@ -22,7 +22,6 @@ let log: Logged[];
 let behaviour: Behaviour;
 let hubUrl: string;
 
-
 /** tiny-gqa's weights split over two safetensors shards with an index, as transformers writes them. */
 function shardedRepo(): FakeRepo {
   const st = SafetensorsFile.open(path.join(goldenDir('tiny-gqa'), 'model.safetensors'));
@@ -126,7 +125,12 @@ describe('pull', () => {
     const repo = shardedRepo();
     repos.set('meta/sharded', repo);
     const r = await pull('meta/sharded', recorder().ctx, { revision: repo.commit });
-    expect(r.files.map((f) => f.path)).toEqual(['config.json', 'model.safetensors.index.json', 'model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors']);
+    expect(r.files.map((f) => f.path)).toEqual([
+      'config.json',
+      'model.safetensors.index.json',
+      'model-00001-of-00002.safetensors',
+      'model-00002-of-00002.safetensors',
+    ]);
     expect(path.basename(r.model.path)).toBe(`meta--sharded--${repo.commit}`);
     expect(r.model.name).toBe(`meta/sharded@${repo.commit}`);
     expect(r.model.format).toBe('safetensors-sharded');
@@ -200,7 +204,9 @@ describe('pull', () => {
     await expect(noToken).rejects.toThrow(
       `facebook/MobileLLM-tiny is gated: accept the license at ${hubUrl}/facebook/MobileLLM-tiny, create a read token at ${hubUrl}/settings/tokens, then run with --token or HF_TOKEN (HTTP 401)`,
     );
-    await expect(pull('facebook/MobileLLM-tiny', recorder().ctx, { token: 'hf_wrong' })).rejects.toThrow(/no access to facebook\/MobileLLM-tiny yet: accept the license/);
+    await expect(pull('facebook/MobileLLM-tiny', recorder().ctx, { token: 'hf_wrong' })).rejects.toThrow(
+      /no access to facebook\/MobileLLM-tiny yet: accept the license/,
+    );
     expect(store.models.list()).toHaveLength(0);
 
     log.length = 0;
@@ -235,7 +241,11 @@ describe('pull', () => {
     const again = await pull('meta/tiny', recorder().ctx);
     expect(again.alreadyRecorded).toBe(true);
     expect(again.model.id).toBe(r.model.id);
-    expect(again.files.map((f) => [f.path, f.present])).toEqual([['config.json', false], ['model.safetensors', true], ['tokenizer.json', true]]);
+    expect(again.files.map((f) => [f.path, f.present])).toEqual([
+      ['config.json', false],
+      ['model.safetensors', true],
+      ['tokenizer.json', true],
+    ]);
     expect(fs.readFileSync(config).equals(repo.files.get('config.json')!)).toBe(true);
     expect(cdnRequests()).toHaveLength(0);
     expect(store.models.list()).toHaveLength(1);
@@ -279,7 +289,6 @@ describe('pull', () => {
 });
 
 // ---------------------------------------------------------------- the CLI
-
 
 function mlw(args: string[], env: Record<string, string> = {}): Promise<MlwResult> {
   return runMlw(['--home', home, ...args], { HF_TOKEN: '', HF_ENDPOINT: '', ...env });

@@ -188,7 +188,11 @@ describe('report details', () => {
 
   it('measured latency: every variant timed, ratios against the first and last rows, no leaks', async () => {
     const before = tf.memory().numTensors;
-    const l = await measureDecodeLatency(nanoConfig({ vocabSize: 512, numBlocks: 2, hiddenSize: 64, intermediateSize: 128 }), { repeats: 2, contextTokens: 8, steps: 3, rounds: 2 }, quietContext());
+    const l = await measureDecodeLatency(
+      nanoConfig({ vocabSize: 512, numBlocks: 2, hiddenSize: 64, intermediateSize: 128 }),
+      { repeats: 2, contextTokens: 8, steps: 3, rounds: 2 },
+      quietContext(),
+    );
     expect(tf.memory().numTensors).toBe(before);
     expect(Latency.safeParse(l).success).toBe(true);
     expect(l.rows.map((r) => [r.variant, r.sharing.strategy, r.physicalBlocks, r.effectiveDepth])).toEqual([

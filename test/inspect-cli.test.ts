@@ -12,7 +12,6 @@ import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-pr
 
 const QUANT = path.join(import.meta.dirname, 'fixtures', 'quant');
 
-
 let tmp: string;
 let home: string;
 
@@ -91,7 +90,9 @@ describe('mlw share / unshare', () => {
     fs.copyFileSync(path.join(QUANT, 'tokenizer.json'), path.join(src, 'tokenizer.json'));
     const evalText = path.join(QUANT, 'eval.txt');
     const shared = ConversionReport.parse(
-      JSON.parse(ok(await mlw('share', src, '--strategy', 'repeat_all', '--pick', 'every-other', '--out', path.join(tmp, 'gqa-ls'), '--eval-text', evalText, '--json'))),
+      JSON.parse(
+        ok(await mlw('share', src, '--strategy', 'repeat_all', '--pick', 'every-other', '--out', path.join(tmp, 'gqa-ls'), '--eval-text', evalText, '--json')),
+      ),
     );
     expect(shared.output.sharing).toEqual({ strategy: 'repeat_all', repeats: 2 });
     expect(shared.blockMap).toEqual([[0], [2]]);

@@ -69,7 +69,10 @@ function handShared(strategy: SharedStrategy, pick: BlockPick): MobileLLM {
     const a = read(`model.layers.${2 * i}.${m[2]}`);
     if (pick === 'every-other') return tf.tensor(a.values, a.shape);
     const b = read(`model.layers.${2 * i + 1}.${m[2]}`).values;
-    return tf.tensor(a.values.map((x, j) => Math.fround(x + b[j]) / 2), a.shape);
+    return tf.tensor(
+      a.values.map((x, j) => Math.fround(x + b[j]) / 2),
+      a.shape,
+    );
   };
   try {
     return new MobileLLM(config, weightsFromCheckpoint(config, get));
@@ -187,11 +190,17 @@ describe('convertJob and the store', () => {
     const sharedDir = path.join(tmp, 'gqa-shared');
     const unsharedDir = path.join(tmp, 'gqa-unshared');
     const ctx = quietContext();
-    const shared = await convertJob({ modelDir: src, outDir: sharedDir, conversion: { operation: 'share', strategy: 'reverse', pick: 'average' }, evalText }, ctx);
+    const shared = await convertJob(
+      { modelDir: src, outDir: sharedDir, conversion: { operation: 'share', strategy: 'reverse', pick: 'average' }, evalText },
+      ctx,
+    );
     const unshared = await convertJob({ modelDir: sharedDir, outDir: unsharedDir, conversion: { operation: 'unshare' }, evalText }, ctx);
 
     expect(ConversionReport.safeParse(shared).success).toBe(true);
-    expect(shared.blockMap).toEqual([[0, 1], [2, 3]]);
+    expect(shared.blockMap).toEqual([
+      [0, 1],
+      [2, 3],
+    ]);
     expect(shared.output).toMatchObject({ numBlocks: 2, sharing: { strategy: 'reverse', repeats: 2 }, dtype: 'F32', format: 'safetensors' });
     expect(unshared.blockMap).toEqual([[0], [1], [1], [0]]);
     expect(unshared.output.params).toBeGreaterThan(unshared.source.params);

@@ -50,7 +50,10 @@ describe('schedules', () => {
 });
 
 describe('costs of the official presets (no weights)', () => {
-  const official = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'golden', 'param-counts.json'), 'utf8')).configs as Record<string, { total_params: number; params_per_block: number }>;
+  const official = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'golden', 'param-counts.json'), 'utf8')).configs as Record<
+    string,
+    { total_params: number; params_per_block: number }
+  >;
 
   it.each(PRESET_NAMES)('%s: follows the schema; sharing leaves storage unchanged; same depth costs (R−1)·N blocks more', (name) => {
     const c = preset(name);
@@ -67,7 +70,12 @@ describe('costs of the official presets (no weights)', () => {
         expect(shared.kvCacheBytesPerToken).toEqual(depth.kvCacheBytesPerToken);
       }
       expect(depth.params.total - storage.params.total).toBe((R - 1) * c.numBlocks * storage.params.perBlock);
-      expect(storage.bytes).toEqual({ fp32: 4 * storage.params.total, fp16: 2 * storage.params.total, int8: storage.params.total, int4: Math.ceil(storage.params.total / 2) });
+      expect(storage.bytes).toEqual({
+        fp32: 4 * storage.params.total,
+        fp16: 2 * storage.params.total,
+        int8: storage.params.total,
+        int4: Math.ceil(storage.params.total / 2),
+      });
     }
   });
 

@@ -9,7 +9,14 @@ import { GOLDEN } from './helpers/golden';
 
 const counts = JSON.parse(fs.readFileSync(path.join(GOLDEN, 'param-counts.json'), 'utf8')).configs as Record<
   string,
-  { total_params: number; embedding_params: number; non_embedding_params: number; params_per_block: number; total_params_if_untied_lm_head: number; layer_sharing: { total_params: number; effective_depth: number } }
+  {
+    total_params: number;
+    embedding_params: number;
+    non_embedding_params: number;
+    params_per_block: number;
+    total_params_if_untied_lm_head: number;
+    layer_sharing: { total_params: number; effective_depth: number };
+  }
 >;
 
 describe('presets', () => {
@@ -43,7 +50,16 @@ describe('config.json dialects', () => {
     const dir = path.resolve(import.meta.dirname, '../../shared/reference/mobilellm-configs/125M/config.json');
     const raw = fs.existsSync(dir)
       ? JSON.parse(fs.readFileSync(dir, 'utf8'))
-      : { model_type: 'llama', vocab_size: 32000, hidden_size: 576, intermediate_size: 1536, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, tie_word_embeddings: false };
+      : {
+          model_type: 'llama',
+          vocab_size: 32000,
+          hidden_size: 576,
+          intermediate_size: 1536,
+          num_hidden_layers: 30,
+          num_attention_heads: 9,
+          num_key_value_heads: 3,
+          tie_word_embeddings: false,
+        };
     const c = configFromHf(raw);
     expect(c).toMatchObject({ hiddenSize: 576, numBlocks: 30, numKvHeads: 3, headDim: 64, shareEmbedding: false });
     expect(configFromHf({ ...raw, share_embedding: true }).shareEmbedding).toBe(true);

@@ -86,7 +86,14 @@ async function refused(args: string[]): Promise<string> {
 
 /** What the tests read of `mlw score --json` and `mlw info --json`. */
 type Scores = { logprobs: number[]; nll: number };
-type Info = { kind: string; format: string; quantization: { method: string } | null; adapter: Record<string, unknown> | null; params: unknown; schedule: number[] };
+type Info = {
+  kind: string;
+  format: string;
+  quantization: { method: string } | null;
+  adapter: Record<string, unknown> | null;
+  params: unknown;
+  schedule: number[];
+};
 
 const IDS = '1,5,9,33,270,300';
 const commands = (dir: string, out: string): [string, string[]][] => [
@@ -121,7 +128,12 @@ describe('recognising a folder', () => {
     ['missing', () => path.join(tmp, 'nowhere'), (d: string) => `${d}: folder not found`, 'not_found'],
     ['empty', () => dirs.empty, (d: string) => `${d}: not a model folder (no config.json or adapter_config.json)`, 'bad_input'],
     ['orphan adapter', () => dirs.orphan, (d: string) => `${d}: the adapter's base model ${path.join(tmp, 'gone')} is not on this machine`, 'bad_input'],
-    ['adapter of a quantized model', () => adapterOf(dirs.quantized), (d: string) => `${d}: the adapter's base model ${dirs.quantized} is quantized; a LoRA adapter applies to a float model`, 'bad_input'],
+    [
+      'adapter of a quantized model',
+      () => adapterOf(dirs.quantized),
+      (d: string) => `${d}: the adapter's base model ${dirs.quantized} is quantized; a LoRA adapter applies to a float model`,
+      'bad_input',
+    ],
   ])('refuses a %s folder in one line', (_, make, message, kind) => {
     const dir = make();
     let err: unknown;
@@ -175,13 +187,17 @@ describe('every command on every kind of folder', () => {
   });
 
   it('mlw generate: each kind generates; the adapter the tokens of its merged model', async () => {
-    const g = await byKind([...KINDS, 'merged'], (k) => ok<{ ids: number[] }>(['generate', dirs[k], '--prompt-ids', '1,5,9', '--max-new-tokens', '4', '--temperature', '0', '--no-eos']));
+    const g = await byKind([...KINDS, 'merged'], (k) =>
+      ok<{ ids: number[] }>(['generate', dirs[k], '--prompt-ids', '1,5,9', '--max-new-tokens', '4', '--temperature', '0', '--no-eos']),
+    );
     for (const k of KINDS) expect(g[k].ids).toHaveLength(4);
     expect(g.adapter.ids).toEqual(g.merged.ids);
   });
 
   it('mlw eval: each kind evaluates and is recorded; the adapter has its merged model’s perplexity', async () => {
-    const e = await byKind([...KINDS, 'merged'], (k) => ok<{ reportId: number; model: { format: string }; ppl: number }>(['eval', dirs[k], '--text', TEXT, '--window', '32']));
+    const e = await byKind([...KINDS, 'merged'], (k) =>
+      ok<{ reportId: number; model: { format: string }; ppl: number }>(['eval', dirs[k], '--text', TEXT, '--window', '32']),
+    );
     for (const k of KINDS) expect(e[k].reportId).toBeGreaterThan(0);
     expect(e.adapter.model.format).toBe('peft-lora');
     expect(Math.abs(e.adapter.ppl - e.merged.ppl)).toBeLessThan(1e-3 * e.merged.ppl);
@@ -204,7 +220,9 @@ describe('every command on every kind of folder', () => {
   });
 
   it('mlw inspect: float, shared and adapter (merged) are analysed; a quantized folder is refused', async () => {
-    const { float, adapter, shared, merged } = await byKind(['float', 'adapter', 'shared', 'merged'], (k) => ok<InspectReport>(['inspect', dirs[k], '--probe-ids', IDS]));
+    const { float, adapter, shared, merged } = await byKind(['float', 'adapter', 'shared', 'merged'], (k) =>
+      ok<InspectReport>(['inspect', dirs[k], '--probe-ids', IDS]),
+    );
     expect(shared.analysis!.schedule).toEqual([0, 0, 1, 1, 2, 2]);
     expect(adapter.target.path).toBe(path.resolve(dirs.adapter));
     expect(adapter.analysis!.weights).toEqual(merged.analysis!.weights);

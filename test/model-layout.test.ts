@@ -60,7 +60,11 @@ describe('the layout', () => {
 describe('an extra norm added to a copy of the layout', () => {
   const config = { ...nanoConfig(), numBlocks: 2, sharing: { strategy: 'immediate' as const, repeats: 2 } };
   let model: MobileLLM;
-  const extraOf = (m: MobileLLM, block: number) => normOf(m.weights, m.specs().find((s) => s.name === `model.layers.${block}.${EXTRA}`)!);
+  const extraOf = (m: MobileLLM, block: number) =>
+    normOf(
+      m.weights,
+      m.specs().find((s) => s.name === `model.layers.${block}.${EXTRA}`)!,
+    );
   beforeAll(() => {
     model = randomModel(config, 3, (t) => tf.variable(t), EXTRA_LAYOUT);
     // distinct values per block, so a round trip that mixed them up would show

@@ -42,7 +42,12 @@ describe.each(TEST_BACKENDS)('backend %s', (backend) => {
     const full = model.forward(tf.tensor2d([seq], [1, seq.length], 'int32'));
     const cache = model.newCache();
     const parts: tf.Tensor[] = [];
-    for (const [a, b] of [[0, 4], [4, 5], [5, 9], [9, 11]]) {
+    for (const [a, b] of [
+      [0, 4],
+      [4, 5],
+      [5, 9],
+      [9, 11],
+    ]) {
       parts.push(model.forward(tf.tensor2d([seq.slice(a, b)], [1, b - a], 'int32'), { cache }));
     }
     const joined = tf.concat(parts, 1);

@@ -40,11 +40,7 @@ import { generate } from '../engine/generate/generate';
 import { maxAbsDiff } from './helpers/golden';
 import { onnxRuntime, onnxSession } from './helpers/model-runtime';
 
-const METHODS = [
-  { method: 'w8' },
-  { method: 'w4', groupSize: 32 },
-  { method: 'w8a8' },
-] as const;
+const METHODS = [{ method: 'w8' }, { method: 'w4', groupSize: 32 }, { method: 'w8a8' }] as const;
 
 function rms(a: ArrayLike<number>, b?: ArrayLike<number>): number {
   let s = 0;
@@ -78,7 +74,13 @@ describe('one quantized layer in the graph equals QuantizedLinear.apply', () => 
     const input = g.input('x', DataType.FLOAT, [1, M, K]);
     g.op('Identity', [linearOp(g, 'layer', layers, { ops, nbitsCompute })(input)], {}, { outputs: ['y'] });
     g.output('y', DataType.FLOAT, [1, M, 'N']);
-    const { model, weights } = g.encode([{ domain: '', version: 21 }, { domain: 'com.microsoft', version: 1 }], 'layer.bin');
+    const { model, weights } = g.encode(
+      [
+        { domain: '', version: 21 },
+        { domain: 'com.microsoft', version: 1 },
+      ],
+      'layer.bin',
+    );
     const session = await ort.InferenceSession.create(model, { externalData: [{ path: 'layer.bin', data: weights }] });
     const r = await session.run({ x: new ort.Tensor('float32', x, [1, M, K]) });
     await session.release();
@@ -148,7 +150,10 @@ describe.each([
   it('holds integers: the exported w8 and w4 weights are ≤ 0.3× and ≤ 0.2× their float32 size', async () => {
     const c = base.config;
     const floatBytes = countParams(c).total * 4;
-    for (const [method, ratio] of [['w8', 0.3], ['w4', 0.2]] as const) {
+    for (const [method, ratio] of [
+      ['w8', 0.3],
+      ['w4', 0.2],
+    ] as const) {
       const q = await quantizeModel(base, resolveSpec(c, { method, groupSize: method === 'w4' ? 32 : undefined }), quietContext(), { cacheBytes: 0 });
       for (const ops of ONNX_OPS) {
         const rope = (ops === 'plain' ? 2 : 1) * c.maxPositions * c.headDim * 4; // float tables, not weights
@@ -174,17 +179,20 @@ it.each([
   { method: 'w4', groupSize: 32, keepEmbeddingFp: false, shareEmbedding: true },
   { method: 'w8', keepEmbeddingFp: true, shareEmbedding: false },
   { method: 'w8a8', keepEmbeddingFp: false, shareEmbedding: false },
-])('a quantized folder on disk ($method, float table $keepEmbeddingFp) runs on ONNX Runtime, read from the file (mlw generate/score path)', async ({ shareEmbedding, ...opts }) => {
-  const base = randomModel(nanoConfig({ vocabSize: 2000, numBlocks: 2, maxPositions: 256, shareEmbedding }), 4);
-  const q = await quantizeModel(base, resolveSpec(base.config, opts), quietContext(), { cacheBytes: 0 });
-  const dir = path.join(tmp, `disk-${opts.method}`);
-  await saveQuantizedModel(q, dir);
-  const ids = [1, 5, 900, 33, 1999, 4];
-  const folder = readModelFolder(dir);
-  const { runtime } = await openRuntime(folder, { runtime: 'onnx', onnx: { nbitsCompute: 'float32' } });
-  const { runtime: sim } = await openRuntime(folder, { runtime: 'tfjs' });
-  const [a, b] = await Promise.all([runtime.score(ids), sim.score(ids)]);
-  // w8a8: integer kernel vs the float simulation, not bit-equal (measured 1.6e-3; the in-memory cases above allow 2 % RMS); weight-only kinds agree to 1e-4
-  expect(maxAbsDiff(a.logprobs, b.logprobs)).toBeLessThan(opts.method === 'w8a8' ? 1e-2 : 1e-4);
-  await Promise.all([runtime.dispose(), sim.dispose(), base.dispose(), q.model.dispose()]);
-});
+])(
+  'a quantized folder on disk ($method, float table $keepEmbeddingFp) runs on ONNX Runtime, read from the file (mlw generate/score path)',
+  async ({ shareEmbedding, ...opts }) => {
+    const base = randomModel(nanoConfig({ vocabSize: 2000, numBlocks: 2, maxPositions: 256, shareEmbedding }), 4);
+    const q = await quantizeModel(base, resolveSpec(base.config, opts), quietContext(), { cacheBytes: 0 });
+    const dir = path.join(tmp, `disk-${opts.method}`);
+    await saveQuantizedModel(q, dir);
+    const ids = [1, 5, 900, 33, 1999, 4];
+    const folder = readModelFolder(dir);
+    const { runtime } = await openRuntime(folder, { runtime: 'onnx', onnx: { nbitsCompute: 'float32' } });
+    const { runtime: sim } = await openRuntime(folder, { runtime: 'tfjs' });
+    const [a, b] = await Promise.all([runtime.score(ids), sim.score(ids)]);
+    // w8a8: integer kernel vs the float simulation, not bit-equal (measured 1.6e-3; the in-memory cases above allow 2 % RMS); weight-only kinds agree to 1e-4
+    expect(maxAbsDiff(a.logprobs, b.logprobs)).toBeLessThan(opts.method === 'w8a8' ? 1e-2 : 1e-4);
+    await Promise.all([runtime.dispose(), sim.dispose(), base.dispose(), q.model.dispose()]);
+  },
+);

@@ -36,7 +36,13 @@ describe.each(ONNX_OPS)('%s operators', (ops) => {
     const full = await s.forward(SEQ, s.newCache(), SEQ.length);
     const cache = s.newCache();
     const parts: number[] = [];
-    for (const [a, b] of [[0, 4], [4, 5], [5, 9], [9, 11]]) parts.push(...(await s.forward(SEQ.slice(a, b), cache, b - a)));
+    for (const [a, b] of [
+      [0, 4],
+      [4, 5],
+      [5, 9],
+      [9, 11],
+    ])
+      parts.push(...(await s.forward(SEQ.slice(a, b), cache, b - a)));
     expect(cache.length).toBe(SEQ.length);
     expect(maxAbsDiff(Float32Array.from(parts), full)).toBeLessThan(1e-4);
     cache.truncate(5);

@@ -40,7 +40,7 @@ describe('handlers are typed by the protocol', () => {
 });
 
 describe('job snapshots', () => {
-  it('have one variant per job kind, whose result is that kind\'s', () => {
+  it("have one variant per job kind, whose result is that kind's", () => {
     expect(JobSnapshot.options.map((o) => o.shape.kind.value)).toEqual(Object.keys(JOB_RESULTS));
     const base = { id: 'j', title: 't', state: 'done', startedAt: 1 };
     const outcome = { runId: 1, status: 'completed', step: 6, checkpoint: null, modelId: 2 };

@@ -229,8 +229,7 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
   });
 
   describe('dequantized-weight cache', () => {
-    const layers = (cache: DequantCache) =>
-      [0, 1, 2].map((s) => new QuantizedLinear(quantizeInt8(testWeights(16, 8, s + 20), 16, 8), 'none', cache));
+    const layers = (cache: DequantCache) => [0, 1, 2].map((s) => new QuantizedLinear(quantizeInt8(testWeights(16, 8, s + 20), 16, 8), 'none', cache));
     let x: tf.Tensor2D;
     beforeAll(() => {
       x = tf.ones([FROM_CODES_MAX_ROWS + 1, 16]); // enough rows to go through a float weight

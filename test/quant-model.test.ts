@@ -108,7 +108,10 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
   it('a layer-shared model still shares: one physical block quantized once, schedule unchanged, saved once', async () => {
     const { model } = loadModel(goldenDir('tiny-ls-immediate'));
     const events: JobProgress[] = [];
-    const q = await quantizeModel(model, resolveSpec(model.config, { method: 'w8a8' }), { signal: new AbortController().signal, progress: (p) => events.push(p) });
+    const q = await quantizeModel(model, resolveSpec(model.config, { method: 'w8a8' }), {
+      signal: new AbortController().signal,
+      progress: (p) => events.push(p),
+    });
     expect(q.model.schedule).toEqual([0, 0, 1, 1, 2, 2]);
     expect(q.model.weights.blocks).toHaveLength(3);
     // 3 blocks × 7 linears + the shared embedding, each once
@@ -137,7 +140,11 @@ describe.each(TEST_BACKENDS)('on %s', (backend) => {
       ['tiny-untied-mha w8 (embedding and head kept)', () => loadModel(goldenDir('tiny-untied-mha')).model, { method: 'w8', keepEmbeddingFp: true }],
       ['nano w4 g32', () => nanoModel(), { method: 'w4', groupSize: 32 }],
       ['nano w4 g128, embedding kept', () => nanoModel(), { method: 'w4', groupSize: 128, keepEmbeddingFp: true }],
-      ['nano layer-shared (reverse) untied w4 g64', () => nanoModel({ shareEmbedding: false, sharing: { strategy: 'reverse', repeats: 2 } }), { method: 'w4', groupSize: 64 }],
+      [
+        'nano layer-shared (reverse) untied w4 g64',
+        () => nanoModel({ shareEmbedding: false, sharing: { strategy: 'reverse', repeats: 2 } }),
+        { method: 'w4', groupSize: 64 },
+      ],
     ];
     it.each(cases)('%s', async (label, make, opts) => {
       const before = tf.memory().numTensors;
@@ -300,7 +307,16 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
       group_size: 64,
       channel_axis: 0,
       activations: null,
-      quantized_modules: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj', 'embed_tokens'],
+      quantized_modules: [
+        'self_attn.q_proj',
+        'self_attn.k_proj',
+        'self_attn.v_proj',
+        'self_attn.o_proj',
+        'mlp.gate_proj',
+        'mlp.up_proj',
+        'mlp.down_proj',
+        'embed_tokens',
+      ],
       unquantized_dtype: 'float16',
     });
     const st = readSafetensors(path.join(good, 'model.safetensors')).tensors;
@@ -332,7 +348,11 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
 
   const Q = 'model.layers.1.self_attn.q_proj';
   const table: { name: string; edit: Parameters<typeof variant>[1]; error: RegExp }[] = [
-    { name: 'missing-scales', edit: { tensors: (t) => t.delete(`${Q}.scales`) }, error: /model\.safetensors: missing tensor "model\.layers\.1\.self_attn\.q_proj\.scales"/ },
+    {
+      name: 'missing-scales',
+      edit: { tensors: (t) => t.delete(`${Q}.scales`) },
+      error: /model\.safetensors: missing tensor "model\.layers\.1\.self_attn\.q_proj\.scales"/,
+    },
     {
       name: 'wrong-dtype',
       edit: { tensors: (t) => t.set(`${Q}.zeros`, { ...t.get(`${Q}.zeros`)!, dtype: 'I8' }) },
@@ -354,7 +374,11 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
       error: /tensor "model\.layers\.1\.self_attn\.q_proj\.zeros" holds 16 at index 0; int4 zero points are 0…15/,
     },
     { name: 'bad-bits', edit: { config: (c) => ((c.quantization as Record<string, unknown>).bits = 3) }, error: /config\.json: invalid "quantization\.bits"/ },
-    { name: 'bad-method', edit: { config: (c) => ((c.quantization as Record<string, unknown>).method = 'w2') }, error: /config\.json: invalid "quantization\.method"/ },
+    {
+      name: 'bad-method',
+      edit: { config: (c) => ((c.quantization as Record<string, unknown>).method = 'w2') },
+      error: /config\.json: invalid "quantization\.method"/,
+    },
     {
       name: 'group-mismatch',
       edit: { config: (c) => ((c.quantization as Record<string, unknown>).group_size = 32) },
@@ -381,7 +405,9 @@ describe('quantized folders: checked names, shapes, dtypes and config block', ()
   });
 
   it('refuses to load quantized weights for training', () => {
-    expect(() => loadModelFolder(readModelFolder(good), { wrap: (t) => tf.variable(t) })).toThrow('quantized weights cannot be trained; load the float model it was made from');
+    expect(() => loadModelFolder(readModelFolder(good), { wrap: (t) => tf.variable(t) })).toThrow(
+      'quantized weights cannot be trained; load the float model it was made from',
+    );
   });
 
   it('still loads float folders and saves them as before', async () => {

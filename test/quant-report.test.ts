@@ -38,8 +38,7 @@ async function sourceFolder(name: string, config: MobileLLMConfig): Promise<stri
 }
 
 /** Widths 128 and 384 fit every int4 group size. */
-const nano = (overrides: Partial<MobileLLMConfig> = {}) =>
-  nanoConfig({ vocabSize: 512, numBlocks: 2, intermediateSize: 384, maxPositions: 128, ...overrides });
+const nano = (overrides: Partial<MobileLLMConfig> = {}) => nanoConfig({ vocabSize: 512, numBlocks: 2, intermediateSize: 384, maxPositions: 128, ...overrides });
 
 const run = (modelDir: string, out: string, opts: Partial<QuantizeParams> & { method: string }) =>
   quantizeJob({ modelDir, outDir: path.join(tmp, out), evalIds, evalSource: EVAL_TEXT, cacheBytes: 0, ...opts }, quietContext());
@@ -126,7 +125,9 @@ describe('the report', () => {
   });
 
   it('refuses an already quantized model, its own folder, and an output folder holding something else', async () => {
-    await expect(run(path.join(tmp, 'nano-w8'), 'again', { method: 'w4' })).rejects.toThrow(/nano-w8: already quantized \(w8\); quantize the float model it was made from/);
+    await expect(run(path.join(tmp, 'nano-w8'), 'again', { method: 'w4' })).rejects.toThrow(
+      /nano-w8: already quantized \(w8\); quantize the float model it was made from/,
+    );
     await expect(run(src, 'nano', { method: 'w8' })).rejects.toThrow('the output folder must differ from the source model folder');
     fs.mkdirSync(path.join(tmp, 'photos'));
     fs.writeFileSync(path.join(tmp, 'photos', 'cat.jpg'), 'meow');
@@ -160,7 +161,6 @@ describe('recording in the store', () => {
     }
   });
 });
-
 
 function mlw(...args: string[]): Promise<Result> {
   return runMlw(['--backend', 'wasm', ...args]);
@@ -223,7 +223,12 @@ describe('mlw quantize', () => {
         const err = stderr.mock.calls.map((c) => String(c[0])).join('');
         expect(rc, `${args.join(' ')}: ${err}`).toBe(code);
         expect(err).toMatch(message);
-        expect(err.trim().split('\n').filter((l) => !l.startsWith('(run mlw --help'))).toHaveLength(1);
+        expect(
+          err
+            .trim()
+            .split('\n')
+            .filter((l) => !l.startsWith('(run mlw --help')),
+        ).toHaveLength(1);
         expect(stdout).not.toHaveBeenCalled();
       }
     } finally {

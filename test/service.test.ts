@@ -98,11 +98,17 @@ describe('engine service over a socket', () => {
   it('validates requests and names what is wrong', async () => {
     const c = await Client.open(wsUrl());
     expect(await c.call('no.such.method', {})).toMatchObject({ error: { code: 'bad_request', message: 'unknown method "no.such.method"' } });
-    expect(await c.call('models.get', { id: 'seven' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/models\.get: invalid "id"/) } });
+    expect(await c.call('models.get', { id: 'seven' })).toMatchObject({
+      error: { code: 'bad_request', message: expect.stringMatching(/models\.get: invalid "id"/) },
+    });
     expect(await c.call('models.get', { id: 999 })).toMatchObject({ error: { code: 'not_found', message: 'no model with id 999' } });
     expect(await c.call('finetune.resume', { runId: 999 })).toMatchObject({ error: { code: 'not_found', message: 'no run with id 999' } });
-    expect(await c.call('finetune.start', { modelId: 1, data: 'd.jsonl', lora: { dropout: 0.95 } })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^finetune\.start: invalid "lora\.dropout"/) } });
-    expect(await c.call('models.import', { path: '/does/not/exist' })).toMatchObject({ error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) } });
+    expect(await c.call('finetune.start', { modelId: 1, data: 'd.jsonl', lora: { dropout: 0.95 } })).toMatchObject({
+      error: { code: 'bad_request', message: expect.stringMatching(/^finetune\.start: invalid "lora\.dropout"/) },
+    });
+    expect(await c.call('models.import', { path: '/does/not/exist' })).toMatchObject({
+      error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) },
+    });
     c.ws.close();
   });
 
@@ -123,9 +129,16 @@ describe('engine service over a socket', () => {
       expect(end.job.state).toBe('done');
       const tokens = c.events.filter((e) => e.type === 'token' && e.messageId === r.assistantMessageId) as (EngineEvent & { type: 'token' })[];
       expect(tokens.length).toBeGreaterThan(3);
-      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { tokensPerSecond: number } }[] }>('chats.get', { id: chatId });
+      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { tokensPerSecond: number } }[] }>('chats.get', {
+        id: chatId,
+      });
       const answer = view.messages.find((m) => m.id === r.assistantMessageId)!;
-      expect(answer.content).toBe(tokens.map((t) => t.text).join('').trimEnd());
+      expect(answer.content).toBe(
+        tokens
+          .map((t) => t.text)
+          .join('')
+          .trimEnd(),
+      );
       expect(answer.contentTokens).toBe(24);
       expect(answer.timings.tokensPerSecond).toBeGreaterThan(0);
     });
@@ -136,7 +149,9 @@ describe('engine service over a socket', () => {
       while (!c.events.some((e) => e.type === 'token' && e.messageId === r.assistantMessageId)) await new Promise((res) => setTimeout(res, 10));
       expect(await c.ok('jobs.cancel', { jobId: r.jobId })).toEqual({ cancelled: true });
       expect((await c.jobEnd(r.jobId)).job.state).toBe('cancelled');
-      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { stopped: boolean } }[] }>('chats.get', { id: chatId });
+      const view = await c.ok<{ messages: { id: number; content: string; contentTokens: number; timings: { stopped: boolean } }[] }>('chats.get', {
+        id: chatId,
+      });
       const answer = view.messages.find((m) => m.id === r.assistantMessageId)!;
       expect(answer.timings.stopped).toBe(true);
       expect(answer.contentTokens).toBeGreaterThan(0);
@@ -146,12 +161,18 @@ describe('engine service over a socket', () => {
 
     it('drops the oldest turns when the conversation outgrows the context, and says so', async () => {
       // A small context: 256 positions, answers of 64 tokens; long questions fill it after a few turns.
-      fs.writeFileSync(path.join(modelDir!, 'config.json'), JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(modelDir!, 'config.json'), 'utf8')), max_position_embeddings: 256 }));
+      fs.writeFileSync(
+        path.join(modelDir!, 'config.json'),
+        JSON.stringify({ ...JSON.parse(fs.readFileSync(path.join(modelDir!, 'config.json'), 'utf8')), max_position_embeddings: 256 }),
+      );
       const model = await c.ok<{ id: number }>('models.import', { path: modelDir, name: 'small-context' });
       const view = await c.ok<{ chat: { id: number } }>('chats.create', { modelId: model.id, sampling: { maxNewTokens: 64, seed: 1 } });
       let dropped = 0;
       for (let i = 0; i < 4 && dropped === 0; i++) {
-        const r = await c.ok<{ jobId: string; assistantMessageId: number }>('chat.send', { chatId: view.chat.id, content: `Question ${i}: ` + 'tell me about lighthouses and the sea. '.repeat(6) });
+        const r = await c.ok<{ jobId: string; assistantMessageId: number }>('chat.send', {
+          chatId: view.chat.id,
+          content: `Question ${i}: ` + 'tell me about lighthouses and the sea. '.repeat(6),
+        });
         expect((await c.jobEnd(r.jobId)).job.state).toBe('done');
         const v = await c.ok<{ messages: { id: number; timings: { droppedTurns: number } }[] }>('chats.get', { id: view.chat.id });
         dropped = v.messages.find((m) => m.id === r.assistantMessageId)!.timings.droppedTurns;
@@ -183,8 +204,14 @@ describe('engine service over a socket', () => {
       const { datasets } = await c.ok<{ datasets: { path: string }[] }>('resources.list', {});
       const inspection = await c.ok<{ rows: number; issueCount: number }>('datasets.inspect', { path: datasets[0].path, modelId: model.id });
       expect(inspection).toMatchObject({ rows: 64, issueCount: 0 });
-      expect(await c.call('datasets.inspect', { path: '/does/not/exist.jsonl', modelId: model.id })).toMatchObject({ error: { code: 'not_found', message: '/does/not/exist.jsonl: dataset file not found' } });
-      const estimate = await c.ok<{ ok: boolean; totalSteps: number }>('finetune.estimate', { modelId: model.id, data: datasets[0].path, train: { maxSteps: 3 } });
+      expect(await c.call('datasets.inspect', { path: '/does/not/exist.jsonl', modelId: model.id })).toMatchObject({
+        error: { code: 'not_found', message: '/does/not/exist.jsonl: dataset file not found' },
+      });
+      const estimate = await c.ok<{ ok: boolean; totalSteps: number }>('finetune.estimate', {
+        modelId: model.id,
+        data: datasets[0].path,
+        train: { maxSteps: 3 },
+      });
       expect(estimate).toMatchObject({ ok: true, totalSteps: 3 });
     });
   });

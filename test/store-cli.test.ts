@@ -15,8 +15,6 @@ import type { Checkpoint, Model, Run } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
-
-
 function mlw(...args: string[]): Promise<Result> {
   return runMlw(args);
 }
@@ -44,7 +42,14 @@ beforeAll(async () => {
   home = path.join(root, 'home');
   engine = openStore({ home });
   const s = engine;
-  model = s.models.add({ name: 'MobileLLM-125M', source: 'downloaded', format: 'safetensors', path: '/models/125m', paramCount: 124_600_000, bytes: 250_000_000 });
+  model = s.models.add({
+    name: 'MobileLLM-125M',
+    source: 'downloaded',
+    format: 'safetensors',
+    path: '/models/125m',
+    paramCount: 124_600_000,
+    bytes: 250_000_000,
+  });
   s.models.add({ name: 'tiny', source: 'imported', format: 'safetensors', path: '/models/tiny' });
   done = s.runs.create({ kind: 'finetune', modelId: model.id, config: { method: 'lora' } });
   s.runs.setStatus(done.id, 'running');

@@ -90,9 +90,7 @@ describe('home folder', () => {
     expect(defaultHome(env({ XDG_DATA_HOME: '/data' }))).toBe('/data/mobilellm-workbench');
     expect(defaultHome(env({ XDG_DATA_HOME: 'relative/ignored' }))).toBe('/home/u/.local/share/mobilellm-workbench');
     expect(defaultHome(env({}, 'darwin'))).toBe('/home/u/Library/Application Support/MobileLLM Workbench');
-    expect(defaultHome(env({ APPDATA: 'C:\\Users\\u\\AppData\\Roaming' }, 'win32'))).toBe(
-      'C:\\Users\\u\\AppData\\Roaming\\MobileLLM Workbench',
-    );
+    expect(defaultHome(env({ APPDATA: 'C:\\Users\\u\\AppData\\Roaming' }, 'win32'))).toBe('C:\\Users\\u\\AppData\\Roaming\\MobileLLM Workbench');
   });
 
   it('is created with the database and its folders on first open', () => {
@@ -112,9 +110,7 @@ describe('schema and migrations', () => {
     expect(db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
     const tables = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all();
-    expect(tables).toEqual(
-      expect.arrayContaining(['chats', 'checkpoints', 'datasets', 'messages', 'models', 'reports', 'run_metrics', 'runs']),
-    );
+    expect(tables).toEqual(expect.arrayContaining(['chats', 'checkpoints', 'datasets', 'messages', 'models', 'reports', 'run_metrics', 'runs']));
     db.close();
   });
 
@@ -332,7 +328,12 @@ describe('runs', () => {
       ].sort(),
     );
     expect(s.runs.get(alive.id).status).toBe('running');
-    expect(s.runs.resumable().map((r) => r.id).sort()).toEqual([withCkpt.id, without.id, otherBoot.id].sort());
+    expect(
+      s.runs
+        .resumable()
+        .map((r) => r.id)
+        .sort(),
+    ).toEqual([withCkpt.id, without.id, otherBoot.id].sort());
     expect(s.checkpoints.resumePoint(withCkpt.id)?.step).toBe(20);
     // resuming claims it again for this process
     expect(s.runs.setStatus(withCkpt.id, 'running').owner?.pid).toBe(process.pid);
@@ -349,7 +350,10 @@ describe('runs', () => {
       }
       return null;
     };
-    expect(refusal(() => requireResumable(s.runs.get(run.id)))).toEqual({ kind: 'conflict', message: `run ${run.id} is queued; only paused or interrupted runs can be resumed` });
+    expect(refusal(() => requireResumable(s.runs.get(run.id)))).toEqual({
+      kind: 'conflict',
+      message: `run ${run.id} is queued; only paused or interrupted runs can be resumed`,
+    });
     s.runs.setStatus(run.id, 'running');
     expect(refusal(() => s.runs.remove(run.id))).toEqual({ kind: 'busy', message: `run ${run.id} is running (pid ${process.pid})` });
     s.runs.setStatus(run.id, 'interrupted');
@@ -408,9 +412,7 @@ describe('checkpoints', () => {
     expect(c.path).toBe(path.join(home, 'checkpoints', String(run.id), 'step-100'));
     expect(c.bytes).toBe(1000 + 7 + 3);
     // the documented manifest: "<sha256>  <path>\n" per file, sorted
-    const manifest = ['adapter_config.json', 'adapter_model.safetensors', 'optim/state.bin']
-      .map((f) => `${sha(path.join(c.path, f))}  ${f}\n`)
-      .join('');
+    const manifest = ['adapter_config.json', 'adapter_model.safetensors', 'optim/state.bin'].map((f) => `${sha(path.join(c.path, f))}  ${f}\n`).join('');
     expect(c.sha256).toBe(crypto.createHash('sha256').update(manifest).digest('hex'));
     expect(c.metrics).toEqual({ loss: 1.5, val_loss: null });
     expect(await verifyCheckpoint(s.checkpoints.get(c.id))).toMatchObject({ ok: true });
@@ -463,7 +465,10 @@ describe('reconcile and gc', () => {
     const run = s.runs.create({ kind: 'finetune' });
     const kept = await s.checkpoints.writeAndRecord(run.id, 1, 'full', writeFiles({ 'w.bin': 'kept' }));
     const lost = await s.checkpoints.writeAndRecord(run.id, 2, 'full', writeFiles({ 'w.bin': 'lost' }));
-    const model = await s.models.writeAndAdd({ name: 'My Model', source: 'derived', format: 'safetensors', runId: run.id }, writeFiles({ 'model.safetensors': 'm' }));
+    const model = await s.models.writeAndAdd(
+      { name: 'My Model', source: 'derived', format: 'safetensors', runId: run.id },
+      writeFiles({ 'model.safetensors': 'm' }),
+    );
     fs.rmSync(lost.path, { recursive: true });
     const l = homeLayout(home);
     const orphans = {
@@ -526,8 +531,14 @@ describe('reconcile and gc', () => {
 describe('models and datasets', () => {
   it('writeAndAdd puts a model folder in models/ under a free name and records its size', async () => {
     const s = open();
-    const a = await s.models.writeAndAdd({ name: 'MobileLLM 125M', source: 'downloaded', format: 'safetensors', paramCount: 124_600_000 }, writeFiles({ 'config.json': '{}', 'model.safetensors': Buffer.alloc(100) }));
-    const b = await s.models.writeAndAdd({ name: 'MobileLLM 125M', source: 'derived', format: 'safetensors', parentModelId: a.id }, writeFiles({ 'config.json': '{}' }));
+    const a = await s.models.writeAndAdd(
+      { name: 'MobileLLM 125M', source: 'downloaded', format: 'safetensors', paramCount: 124_600_000 },
+      writeFiles({ 'config.json': '{}', 'model.safetensors': Buffer.alloc(100) }),
+    );
+    const b = await s.models.writeAndAdd(
+      { name: 'MobileLLM 125M', source: 'derived', format: 'safetensors', parentModelId: a.id },
+      writeFiles({ 'config.json': '{}' }),
+    );
     expect(a.path).toBe(path.join(home, 'models', 'mobilellm-125m'));
     expect(b.path).toBe(path.join(home, 'models', 'mobilellm-125m-2'));
     expect(a).toMatchObject({ bytes: 102, paramCount: 124_600_000 });
@@ -538,7 +549,14 @@ describe('models and datasets', () => {
     let s = open();
     const inside = await s.models.writeAndAdd({ name: 'in', source: 'imported', format: 'safetensors' }, writeFiles({ 'config.json': '{}' }));
     const outside = s.models.add({ name: 'out', source: 'imported', format: 'safetensors', path: '/somewhere/else' });
-    const ds = s.datasets.add({ name: 'd', path: '/data/train.jsonl', format: 'jsonl-chat', sha256: 'b'.repeat(64), rowCount: 10, validationSplit: { fraction: 0.1, seed: 1 } });
+    const ds = s.datasets.add({
+      name: 'd',
+      path: '/data/train.jsonl',
+      format: 'jsonl-chat',
+      sha256: 'b'.repeat(64),
+      rowCount: 10,
+      validationSplit: { fraction: 0.1, seed: 1 },
+    });
     s.close();
     const moved = home + '-moved';
     fs.renameSync(home, moved);
@@ -579,7 +597,10 @@ describe('metrics', () => {
     const s = open();
     const run = s.runs.create({ kind: 'finetune' });
     s.metrics.append(run.id, [{ step: 1, name: 'loss', value: 3 }]);
-    const bad = [{ step: 2, name: 'loss', value: 2 }, { step: 3, name: null as unknown as string, value: 1 }];
+    const bad = [
+      { step: 2, name: 'loss', value: 2 },
+      { step: 3, name: null as unknown as string, value: 1 },
+    ];
     expect(() => s.metrics.append(run.id, bad)).toThrow(/NOT NULL/);
     expect(s.metrics.curve(run.id, 'loss').steps).toEqual([1]);
     s.metrics.append(run.id, [{ step: 1, name: 'loss', value: 2.5 }]);

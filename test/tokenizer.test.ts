@@ -7,13 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
-import {
-  loadTokenizer,
-  tokenizerFromJson,
-  tokenizerFromSentencePiece,
-  tokenizerToJson,
-  type Tokenizer,
-} from '../engine/tokenizer/tokenizer';
+import { loadTokenizer, tokenizerFromJson, tokenizerFromSentencePiece, tokenizerToJson, type Tokenizer } from '../engine/tokenizer/tokenizer';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const fixtures = path.join(repoRoot, 'test/fixtures/tokenizer');
@@ -210,7 +204,12 @@ function float(field: number, value: number): number[] {
   return [...tag(field, 5), ...b];
 }
 
-const NORMAL = 1, UNKNOWN = 2, CONTROL = 3, USER_DEFINED = 4, UNUSED = 5, BYTE = 6;
+const NORMAL = 1,
+  UNKNOWN = 2,
+  CONTROL = 3,
+  USER_DEFINED = 4,
+  UNUSED = 5,
+  BYTE = 6;
 
 /** pieces: [piece, score, type]; trainer and normalizer fields override the defaults below. */
 function tinyModel(
@@ -222,7 +221,8 @@ function tinyModel(
     ...int(3, opts.modelType ?? 2),
     ...int(4, pieces.length),
     ...float(10, 0.9995), // character_coverage: an unread fixed32 field
-    ...tag(99, 1), ...[1, 2, 3, 4, 5, 6, 7, 8], // an unknown fixed64 field
+    ...tag(99, 1),
+    ...[1, 2, 3, 4, 5, 6, 7, 8], // an unknown fixed64 field
     ...int(35, opts.byteFallback ? 1 : 0),
     ...int(40, 0),
     ...int(41, 1),
@@ -331,9 +331,7 @@ describe('loadTokenizer', () => {
 
   it('names tokenizer.json when it is not JSON or not a BPE tokenizer', () => {
     withFolder({ 'tokenizer.json': '{"model": {' }, (dir) => expectOneLineError(() => loadTokenizer(dir), path.join(dir, 'tokenizer.json')));
-    withFolder({ 'tokenizer.json': '{"model": {"type": "Unigram"}}' }, (dir) =>
-      expectOneLineError(() => loadTokenizer(dir), path.join(dir, 'tokenizer.json')),
-    );
+    withFolder({ 'tokenizer.json': '{"model": {"type": "Unigram"}}' }, (dir) => expectOneLineError(() => loadTokenizer(dir), path.join(dir, 'tokenizer.json')));
   });
 });
 

@@ -72,7 +72,14 @@ function contiguousStride(size: number[]): number[] {
 /** _rebuild_tensor_v2(persistent storage, offset, size, stride, False, OrderedDict()) */
 function tensor(t: TensorSpec, rebuild = glob('torch._utils', '_rebuild_tensor_v2')): Buffer {
   const pid = cat(MARK, str('storage'), glob('torch', t.storage), str(t.key), str('cpu'), int(t.numel), TUPLE, [0x51]);
-  const args = tuple(pid, int(t.offset ?? 0), tuple(...t.size.map(int)), tuple(...(t.stride ?? contiguousStride(t.size)).map(int)), Buffer.from(NEWFALSE), orderedDict());
+  const args = tuple(
+    pid,
+    int(t.offset ?? 0),
+    tuple(...t.size.map(int)),
+    tuple(...(t.stride ?? contiguousStride(t.size)).map(int)),
+    Buffer.from(NEWFALSE),
+    orderedDict(),
+  );
   return cat(rebuild, args, REDUCE);
 }
 
@@ -385,12 +392,28 @@ describe('layouts torch writes', () => {
     const b = tensor({ storage: 'FloatStorage', key: '1', numel: 2, size: [2] }, Buffer.from([0x68, 0]));
     const param = cat(glob('torch._utils', '_rebuild_parameter'), tuple(b, Buffer.from([0x88]), orderedDict()), REDUCE);
     const metadata = dictOf([[str(''), dictOf([[str('version'), int(1)]])]]);
-    const body = cat(dictOf([[shortStr('linear.weight'), w], [str('linear.bias'), param]]), [0x7d], MARK, str('_metadata'), metadata, SETITEMS, [0x62]);
+    const body = cat(
+      dictOf([
+        [shortStr('linear.weight'), w],
+        [str('linear.bias'), param],
+      ]),
+      [0x7d],
+      MARK,
+      str('_metadata'),
+      metadata,
+      SETITEMS,
+      [0x62],
+    );
     const frame = Buffer.alloc(9);
     frame[0] = 0x95;
     frame.writeBigUInt64LE(BigInt(body.length + 1), 1);
     const pkl = cat([0x80, 0x04], frame, body, [0x2e]);
-    const file = writeBin('proto4.bin', pkl, { '0': f32([1, 2, 3, 4]), '1': f32([5, 6]) }, { prefix: 'my model', zip64: true, deflatePickle: true, byteorder: null });
+    const file = writeBin(
+      'proto4.bin',
+      pkl,
+      { '0': f32([1, 2, 3, 4]), '1': f32([5, 6]) },
+      { prefix: 'my model', zip64: true, deflatePickle: true, byteorder: null },
+    );
     const bin = openTorchBin(file);
     try {
       expect(bin.names()).toEqual(['linear.weight', 'linear.bias']);
@@ -419,7 +442,12 @@ describe('refuses malicious pickles without running anything', () => {
     expect(openError(whole)).toBe(refusal(whole, qualname));
     const hidden = writeBin(
       'evil-hidden.bin',
-      pickle(dictOf([[str('w'), tensor({ storage: 'FloatStorage', key: '0', numel: 1, size: [1] })], [str('x'), evil]])),
+      pickle(
+        dictOf([
+          [str('w'), tensor({ storage: 'FloatStorage', key: '0', numel: 1, size: [1] })],
+          [str('x'), evil],
+        ]),
+      ),
       { '0': f32([1]) },
     );
     expect(openError(hidden)).toBe(refusal(hidden, qualname));
@@ -501,20 +529,36 @@ describe('bad files', () => {
     const w = tensor({ storage: 'FloatStorage', key: '0', numel: 1, size: [1] });
     const list = writeBin('list.bin', pickle(cat([0x5d], MARK, w, [0x65])), { '0': f32([1]) });
     expect(openError(list)).toBe(`${list}: the pickle is not a state_dict of tensors (its top level is a list)`);
-    const mixed = writeBin('mixed.bin', pickle(dictOf([[str('w'), w], [str('step'), int(10)]])), { '0': f32([1]) });
+    const mixed = writeBin(
+      'mixed.bin',
+      pickle(
+        dictOf([
+          [str('w'), w],
+          [str('step'), int(10)],
+        ]),
+      ),
+      { '0': f32([1]) },
+    );
     expect(openError(mixed)).toBe(`${mixed}: the pickle is not a state_dict of tensors ("step" is a int)`);
     const deep = writeBin('deep.bin', pickle(dictOf([[str('state_dict'), dictOf([[str('model'), dictOf([[str('w'), w]])]])]])), { '0': f32([1]) });
     expect(openError(deep)).toMatch(/is not a state_dict of tensors \("state_dict" is a dict\)/);
   });
 
   it('unknown storage types and big-endian files', () => {
-    const complex = writeBin('complex.bin', pickle(stateDict([['w', { storage: 'ComplexFloatStorage', key: '0', numel: 1, size: [1] }]])), { '0': f32([1, 2]) });
+    const complex = writeBin('complex.bin', pickle(stateDict([['w', { storage: 'ComplexFloatStorage', key: '0', numel: 1, size: [1] }]])), {
+      '0': f32([1, 2]),
+    });
     expect(openError(complex)).toBe(`${complex}: refusing to load: the pickle references torch.ComplexFloatStorage, which is not part of a tensor state_dict`);
     // A storage "type" that is not a storage class at all.
     const pid = cat(MARK, str('storage'), glob('collections', 'OrderedDict'), str('0'), str('cpu'), int(1), TUPLE, [0x51]);
     const odd = writeBin('odd-storage.bin', pickle(pid), { '0': f32([1]) });
     expect(openError(odd)).toMatch(/unknown storage type collections\.OrderedDict/);
-    const big = writeBin('big.bin', pickle(stateDict([['w', { storage: 'FloatStorage', key: '0', numel: 1, size: [1] }]])), { '0': f32([1]) }, { byteorder: 'big' });
+    const big = writeBin(
+      'big.bin',
+      pickle(stateDict([['w', { storage: 'FloatStorage', key: '0', numel: 1, size: [1] }]])),
+      { '0': f32([1]) },
+      { byteorder: 'big' },
+    );
     expect(openError(big)).toBe(`${big}: big-endian checkpoints are not supported`);
   });
 });

@@ -17,7 +17,23 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 describe('mlw finetune', () => {
   it('trains, records the run, its dataset and the resulting adapter, and merges it', async () => {
-    const r = await mlwHere(['--home', home, 'finetune', model, '--data', data, '--max-steps', '4', '--batch-size', '4', '--save-every', '2', '--eval-every', '2', '--json']);
+    const r = await mlwHere([
+      '--home',
+      home,
+      'finetune',
+      model,
+      '--data',
+      data,
+      '--max-steps',
+      '4',
+      '--batch-size',
+      '4',
+      '--save-every',
+      '2',
+      '--eval-every',
+      '2',
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout);
@@ -31,7 +47,10 @@ describe('mlw finetune', () => {
       const dataset = store.datasets.get(run.datasetId!);
       expect(dataset).toMatchObject({ format: 'chat', rowCount: 24, validationSplit: { fraction: 0.1, seed: 0 } });
       expect(dataset.sha256).toMatch(/^[0-9a-f]{64}$/);
-      expect(store.checkpoints.list(1).map((c) => [c.step, c.kind])).toEqual([[2, 'lora'], [4, 'lora']]);
+      expect(store.checkpoints.list(1).map((c) => [c.step, c.kind])).toEqual([
+        [2, 'lora'],
+        [4, 'lora'],
+      ]);
       const result = store.models.get(out.modelId);
       expect(result).toMatchObject({ source: 'derived', format: 'peft-lora', runId: 1, parentModelId: run.modelId });
       expect(fs.readdirSync(result.path).sort()).toEqual(['adapter_config.json', 'adapter_model.safetensors']);
@@ -48,7 +67,23 @@ describe('mlw finetune', () => {
 
   it.each(['SIGINT', 'SIGTERM'] as const)('pauses with a checkpoint on %s (Ctrl-C, kill), and --resume finishes the run', async (signal) => {
     const home = path.join(tmp, `home-${signal}`);
-    const { child, done } = spawnMlw(['--home', home, 'finetune', model, '--data', data, '--method', 'full', '--max-steps', '60', '--batch-size', '2', '--save-every', '0', '--json']);
+    const { child, done } = spawnMlw([
+      '--home',
+      home,
+      'finetune',
+      model,
+      '--data',
+      data,
+      '--method',
+      'full',
+      '--max-steps',
+      '60',
+      '--batch-size',
+      '2',
+      '--save-every',
+      '0',
+      '--json',
+    ]);
     await waitForStep(home, 1, 2, done);
     child.kill(signal);
     const paused = await done;

@@ -28,12 +28,18 @@ describe('validation', () => {
     ['{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"hello"}]}', null],
     ['{"messages":[{"role":"user","content":"hi"}', 'not valid JSON'],
     ['', null],
-    ['{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a"},{"role":"user","content":"more?"}]}', 'conversation does not end with an assistant message'],
+    [
+      '{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"a"},{"role":"user","content":"more?"}]}',
+      'conversation does not end with an assistant message',
+    ],
     ['{"messages":[{"role":"robot","content":"hi"},{"role":"assistant","content":"a"}]}', '"messages[0].role" must be one of system, user, assistant'],
     ['{"messages":[{"role":"user","content":"  "},{"role":"assistant","content":"a"}]}', '"messages[0].content" is empty'],
     ['{"messages":[{"role":"user"},{"role":"assistant","content":"a"}]}', 'missing "messages[0].content"'],
     ['{"messages":[]}', '"messages" has no messages'],
-    ['{"messages":[{"role":"user","content":"q"},{"role":"system","content":"s"},{"role":"assistant","content":"a"}]}', '"messages[1]" is a system message after the start'],
+    [
+      '{"messages":[{"role":"user","content":"q"},{"role":"system","content":"s"},{"role":"assistant","content":"a"}]}',
+      '"messages[1]" is a system message after the start',
+    ],
     ['{"instruction":"Add","input":"2 3","output":"5"}', null],
     ['{"instruction":"Add","output":""}', '"output" is empty'],
     ['{"output":"5"}', 'missing "instruction"'],
@@ -44,7 +50,10 @@ describe('validation', () => {
     ['{"question":"?","answer":"!"}', 'unknown row shape (keys: "question", "answer")'],
     ['[1,2]', 'not a JSON object'],
   ];
-  const file = writeJsonl(path.join(tmp, 'table.jsonl'), table.map(([l]) => l));
+  const file = writeJsonl(
+    path.join(tmp, 'table.jsonl'),
+    table.map(([l]) => l),
+  );
   const d = parseDataset(file);
 
   it.each(table.map(([content, want], i) => [i + 1, want, content] as const))('line %d: %s', (line, want) => {
@@ -54,7 +63,12 @@ describe('validation', () => {
   });
 
   it('keeps the good rows with their line numbers and shapes, and hashes the file', () => {
-    expect(d.rows.map((r) => [r.line, r.format])).toEqual([[1, 'chat'], [10, 'alpaca'], [13, 'completion'], [15, 'text']]);
+    expect(d.rows.map((r) => [r.line, r.format])).toEqual([
+      [1, 'chat'],
+      [10, 'alpaca'],
+      [13, 'completion'],
+      [15, 'text'],
+    ]);
     expect(d.format).toBe('mixed');
     expect(d.sha256).toBe(crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex'));
     expect(formatIssues(d, 2)).toEqual([`${file}:2: ${d.issues[0].message}`, `${file}:4: ${d.issues[1].message}`, `… and ${d.issues.length - 2} more`]);
@@ -110,14 +124,23 @@ describe('templates and loss masks', () => {
     const ex = tokenizeSegments(tok, rowSegments(chat, tok, t));
     // The answer and what the template closes it with, and nothing else.
     const learned = ex.ids.map((id, i) => (ex.learn[i] ? id : -1));
-    const runs = learned.join(',').split(/(?:^|,)-1(?=,|$)/).filter((s) => s.replace(/,/g, '').length).map((s) => tok.decode(s.split(',').filter(Boolean).map(Number)));
+    const runs = learned
+      .join(',')
+      .split(/(?:^|,)-1(?=,|$)/)
+      .filter((s) => s.replace(/,/g, '').length)
+      .map((s) => tok.decode(s.split(',').filter(Boolean).map(Number)));
     expect(runs).toEqual(['4<|im_end|>\n', '6<|im_end|>\n']);
     expect(loadChatTemplate(tmp, '<s>', '</s>').source).toBe(DEFAULT_CHAT_TEMPLATE); // no tokenizer_config.json
   });
 
   it('refuses a template whose prefixes are not prefixes of the whole', () => {
     const odd = new ChatTemplate("{% for m in messages %}{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}>>{% endif %}", '<s>', '</s>');
-    expect(() => odd.renderWithAnswers([{ role: 'user', content: 'a' }, { role: 'assistant', content: 'b' }])).toThrow(/does not render conversations incrementally/);
+    expect(() =>
+      odd.renderWithAnswers([
+        { role: 'user', content: 'a' },
+        { role: 'assistant', content: 'b' },
+      ]),
+    ).toThrow(/does not render conversations incrementally/);
   });
 
   it('maps alpaca rows to a two-turn chat', () => {
@@ -169,7 +192,10 @@ describe('summary, truncation and packing', () => {
     const { examples, summary } = tokenizeRows(rows, tok, { template: plain, lossOn: 'answers', maxSeqLen: 10 });
     // row 1: <s> ▁ a b </s> = 5; row 2: <s> ▁ x×30 y </s> = 34; row 3: <s> ▁ z×12 </s> = 15
     expect(summary).toEqual({ rows: 3, tokens: 54, learnedTokens: 2 + 9, longest: { line: 2, tokens: 34 }, truncated: 2, skipped: 1 });
-    expect(examples.map((e) => [e.line, e.ids.length])).toEqual([[1, 5], [3, 10]]);
+    expect(examples.map((e) => [e.line, e.ids.length])).toEqual([
+      [1, 5],
+      [3, 10],
+    ]);
     expect(learnedTokens(examples)).toBe(summary.learnedTokens);
   });
 

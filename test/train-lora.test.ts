@@ -12,7 +12,17 @@ import { MobileLLM } from '../engine/model/model';
 import type { LinearKey } from '../engine/model/layout';
 import { NO_SHARING } from '../engine/model/sharing';
 import { preset } from '../engine/model/presets';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, LoraDropout, applyLora, loadAdapter, mergeLoraFolder, readAdapterConfig, writeAdapterFiles, type LoraAdapters } from '../engine/train/lora';
+import {
+  ADAPTER_CONFIG,
+  ADAPTER_WEIGHTS,
+  LoraDropout,
+  applyLora,
+  loadAdapter,
+  mergeLoraFolder,
+  readAdapterConfig,
+  writeAdapterFiles,
+  type LoraAdapters,
+} from '../engine/train/lora';
 import { LoraSettings } from '../engine/train/config';
 import { lossAndGrads } from '../engine/train/backprop';
 import { disposeMicroBatch, microBatch } from '../engine/train/batching';
@@ -29,7 +39,10 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const variable = (t: tf.Tensor2D) => tf.variable(t) as unknown as tf.Tensor2D;
-const IDS = [[1, 17, 33, 250, 7, 99, 401, 12, 5, 64, 300, 2], [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45]];
+const IDS = [
+  [1, 17, 33, 250, 7, 99, 401, 12, 5, 64, 300, 2],
+  [1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45],
+];
 
 function logits(model: MobileLLM): Float32Array {
   return tf.tidy(() => model.forward(tf.tensor2d(IDS, [2, 12], 'int32')).dataSync() as Float32Array);
@@ -67,7 +80,12 @@ describe('adapters', () => {
   it('start from the base model exactly (B = 0), and are removed cleanly', () => {
     const { model } = loadModel(goldenDir('tiny-gqa'));
     const base = logits(model);
-    const adapters = applyLora(model, LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0.1, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] }), { seed: 1 }, variable);
+    const adapters = applyLora(
+      model,
+      LoraSettings.parse({ rank: 8, alpha: 16, dropout: 0.1, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] }),
+      { seed: 1 },
+      variable,
+    );
     expect(maxAbsDiff(logits(model), base)).toBe(0);
     randomizeB(adapters, 3);
     expect(maxAbsDiff(logits(model), base)).toBeGreaterThan(1e-3);

@@ -27,14 +27,22 @@ afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 /** Walks around a fixed cycle of 10 token ids from random starting points: one rule for train and validation. */
 function cycleSequences(n: number, length: number, seed: number) {
   const cycle = [100, 137, 42, 311, 7, 260, 480, 95, 199, 333];
-  return randomSequences(n, 1, 13, seed).map((s) => ({ ids: Array.from({ length }, (_, i) => cycle[(s.ids[0] + i) % 10]), learn: new Uint8Array(length).fill(1) }));
+  return randomSequences(n, 1, 13, seed).map((s) => ({
+    ids: Array.from({ length }, (_, i) => cycle[(s.ids[0] + i) % 10]),
+    learn: new Uint8Array(length).fill(1),
+  }));
 }
 
 describe('learning', () => {
   it('full fine-tuning overfits 32 short sequences to near-zero loss', async () => {
     const log = new MemoryRunLog(path.join(tmp, 'overfit'));
     const adamw = { ...DEFAULT_TRAIN_OPTIONS.adamw, weightDecay: 0 };
-    const inp = tinyInputs({ method: 'full', train: randomSequences(32, 8, 512, 1), log, options: { maxSteps: 120, batchSize: 16, lr: 1e-2, warmupSteps: 10, adamw } });
+    const inp = tinyInputs({
+      method: 'full',
+      train: randomSequences(32, 8, 512, 1),
+      log,
+      options: { maxSteps: 120, batchSize: 16, lr: 1e-2, warmupSteps: 10, adamw },
+    });
     const result = await train(inp, quietContext());
     const loss = log.curve('loss');
     expect(result.status).toBe('completed');

@@ -25,6 +25,10 @@ describe('type checks', () => {
     expect(check(bin('tsc'), ['-p', 'electron/tsconfig.json'])).toBe('');
   });
   it('the Svelte UI (svelte-check)', () => {
-    expect(check(bin('svelte-check'), ['--tsconfig', 'renderer/tsconfig.json', '--threshold', 'error', '--output', 'machine']).split('\n').filter((l) => / ERROR /.test(l))).toEqual([]);
+    expect(
+      check(bin('svelte-check'), ['--tsconfig', 'renderer/tsconfig.json', '--threshold', 'error', '--output', 'machine'])
+        .split('\n')
+        .filter((l) => / ERROR /.test(l)),
+    ).toEqual([]);
   });
 });

@@ -29,7 +29,7 @@ export function parseBackendName(value: string, source: string): BackendName {
 /** Threads for wasm: MLW_THREADS, else every core (the tfjs build has 8 workers at most). */
 function wasmThreads(): number {
   const fromEnv = Number(process.env.MLW_THREADS);
-  const wanted = Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : os.availableParallelism?.() ?? os.cpus().length;
+  const wanted = Number.isInteger(fromEnv) && fromEnv > 0 ? fromEnv : (os.availableParallelism?.() ?? os.cpus().length);
   return Math.max(1, Math.min(WASM_MAX_THREADS, wanted));
 }
 

@@ -86,12 +86,8 @@ function makeFastBatchMatMul(plain: KernelFn): KernelFn {
         const ai = wasm.makeOutput([1, M, K], 'float32');
         const bi = wasm.makeOutput([1, K, N], 'float32');
         const aOff = batchA === 1 ? 0 : i * M * K;
-        (wasm.typedArrayFromHeap(ai) as Float32Array).set(
-          (wasm.typedArrayFromHeap(A) as Float32Array).subarray(aOff, aOff + M * K),
-        );
-        (wasm.typedArrayFromHeap(bi) as Float32Array).set(
-          (wasm.typedArrayFromHeap(B) as Float32Array).subarray(i * K * N, (i + 1) * K * N),
-        );
+        (wasm.typedArrayFromHeap(ai) as Float32Array).set((wasm.typedArrayFromHeap(A) as Float32Array).subarray(aOff, aOff + M * K));
+        (wasm.typedArrayFromHeap(bi) as Float32Array).set((wasm.typedArrayFromHeap(B) as Float32Array).subarray(i * K * N, (i + 1) * K * N));
         const oi = matmul2d(ai, bi);
         (wasm.typedArrayFromHeap(out) as Float32Array).set(wasm.typedArrayFromHeap(oi) as Float32Array, i * M * N);
         wasm.disposeData(ai.dataId);

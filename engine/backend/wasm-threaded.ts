@@ -21,7 +21,8 @@ import * as wasmPkg from '@tensorflow/tfjs-backend-wasm';
 const require = createRequire(import.meta.url);
 
 /** The bits of the WebAssembly API used here (its types are not in this project's lib). */
-const wasmApi = (globalThis as unknown as { WebAssembly: { instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: unknown; module: unknown }> } }).WebAssembly;
+const wasmApi = (globalThis as unknown as { WebAssembly: { instantiate(bytes: Uint8Array, imports: object): Promise<{ instance: unknown; module: unknown }> } })
+  .WebAssembly;
 
 type EmscriptenModule = {
   PThread: { runningWorkers: { unref(): void }[] };

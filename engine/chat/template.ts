@@ -39,7 +39,7 @@ export const DEFAULT_CHAT_TEMPLATE =
   "{{ bos_token }}{% for message in messages %}{% if message['role'] == 'system' %}### System:\n{{ message['content'] }}\n\n" +
   "{% elif message['role'] == 'user' %}### User:\n{{ message['content'] }}\n\n" +
   "{% elif message['role'] == 'assistant' %}### Assistant:\n{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}" +
-  "{% if add_generation_prompt %}### Assistant:\n{% endif %}";
+  '{% if add_generation_prompt %}### Assistant:\n{% endif %}';
 
 /** Text that means a model on the plain template has started writing the next turn itself. */
 const PLAIN_STOPS = ['### User:', '### Assistant:'];
@@ -73,7 +73,10 @@ export class ChatTemplate {
 
   /** Generated text up to the first stop string, and whether there was one. */
   cutAtStop(text: string): { text: string; stopped: boolean } {
-    const hit = this.stops.map((s) => text.indexOf(s)).filter((i) => i >= 0).sort((a, b) => a - b)[0];
+    const hit = this.stops
+      .map((s) => text.indexOf(s))
+      .filter((i) => i >= 0)
+      .sort((a, b) => a - b)[0];
     return hit === undefined ? { text, stopped: false } : { text: text.slice(0, hit), stopped: true };
   }
 
@@ -98,7 +101,9 @@ export class ChatTemplate {
       const before = this.render(messages.slice(0, i), true);
       const through = i === messages.length - 1 ? text : this.render(messages.slice(0, i + 1));
       if (!through.startsWith(before) || !text.startsWith(through)) {
-        throw new Error(`${this.origin}: the chat template does not render conversations incrementally, so answers cannot be located (train on all tokens instead)`);
+        throw new Error(
+          `${this.origin}: the chat template does not render conversations incrementally, so answers cannot be located (train on all tokens instead)`,
+        );
       }
       answers.push([before.length, through.length]);
     });
@@ -109,9 +114,7 @@ export class ChatTemplate {
 const TokenSetting = z.union([z.string(), z.looseObject({ content: z.string() })]).nullish();
 
 const TokenizerConfigSchema = z.looseObject({
-  chat_template: z
-    .union([z.string(), z.array(z.looseObject({ name: z.string(), template: z.string() }))])
-    .nullish(),
+  chat_template: z.union([z.string(), z.array(z.looseObject({ name: z.string(), template: z.string() }))]).nullish(),
   bos_token: TokenSetting,
   eos_token: TokenSetting,
 });

@@ -6,7 +6,10 @@ export function printJson(value: unknown): void {
 }
 
 export function parseIdList(s: string, flag: string): number[] {
-  const parts = s.split(',').map((p) => p.trim()).filter((p) => p.length);
+  const parts = s
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p.length);
   if (!parts.length) throw new UsageError(`${flag}: no token ids given`);
   return parts.map((p) => {
     if (!/^\d+$/.test(p)) throw new UsageError(`${flag}: "${p}" is not a token id (non-negative integer)`);

@@ -53,7 +53,13 @@ const Winogrande = z.object({
 });
 
 const Boolq = z
-  .object({ idx: z.number().optional(), passage: z.string(), question: z.string(), label: z.union([z.literal(0), z.literal(1)]).optional(), answer: z.boolean().optional() })
+  .object({
+    idx: z.number().optional(),
+    passage: z.string(),
+    question: z.string(),
+    label: z.union([z.literal(0), z.literal(1)]).optional(),
+    answer: z.boolean().optional(),
+  })
   .refine((r) => r.label !== undefined || r.answer !== undefined, { message: 'needs "label" (0 or 1) or "answer" (true or false)' });
 
 /** Python's str.capitalize(): the first character upper case, the rest lower case. */

@@ -26,7 +26,8 @@ export function logProbAt(logits: Float32Array, id: number): number {
  * model's positions, as the harness truncates.
  */
 export function fitContext(r: LoglikelihoodRequest, maxPositions: number): number[] {
-  if (r.continuation.length > maxPositions) throw new Error(`a continuation of ${r.continuation.length} tokens exceeds the model's ${maxPositions}-token context`);
+  if (r.continuation.length > maxPositions)
+    throw new Error(`a continuation of ${r.continuation.length} tokens exceeds the model's ${maxPositions}-token context`);
   const room = maxPositions - r.continuation.length + 1;
   return r.context.length > room ? r.context.slice(r.context.length - room) : r.context;
 }

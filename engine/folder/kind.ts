@@ -60,7 +60,9 @@ export function readModelFolder(dir: string): ModelFolder {
     if (!base || !fs.existsSync(base)) throw new UnusableFolderError(`${dir}: the adapter's base model ${base ?? '(not named)'} is not on this machine`);
     const { kind, config } = readModelFolder(base);
     if (kind !== 'float') {
-      throw new UnusableFolderError(`${dir}: the adapter's base model ${base} is ${kind === 'quantized' ? 'quantized' : 'itself an adapter'}; a LoRA adapter applies to a float model`);
+      throw new UnusableFolderError(
+        `${dir}: the adapter's base model ${base} is ${kind === 'quantized' ? 'quantized' : 'itself an adapter'}; a LoRA adapter applies to a float model`,
+      );
     }
     return { dir, kind: 'adapter', modelDir: base, tokenizerDir: hasTokenizer(dir) ? dir : base, config, configJson: null, quantization: null, adapter };
   }

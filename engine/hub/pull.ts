@@ -73,7 +73,8 @@ async function withPullLock<T>(dir: string, fn: () => Promise<T>): Promise<T> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(fs.readFileSync(lock, 'utf8'));
-      if (Number.isInteger(pid) && pid > 0 && isLocalPidAlive(pid)) throw new Error(`${dir}: process ${pid} is downloading into this folder (if it is not, delete ${lock})`, { cause: err });
+      if (Number.isInteger(pid) && pid > 0 && isLocalPidAlive(pid))
+        throw new Error(`${dir}: process ${pid} is downloading into this folder (if it is not, delete ${lock})`, { cause: err });
       fs.rmSync(lock, { force: true });
     }
   }
@@ -138,7 +139,11 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
   fs.mkdirSync(dir, { recursive: true });
 
   return withPullLock(dir, async () => {
-    const progress = new ByteProgress(ctx, dir, files.reduce((n, f) => n + f.size, 0));
+    const progress = new ByteProgress(
+      ctx,
+      dir,
+      files.reduce((n, f) => n + f.size, 0),
+    );
     const pulled: PulledFile[] = [];
     for (const file of files) {
       throwIfCancelled(ctx.signal);
@@ -148,10 +153,17 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
       if (present) {
         progress.update(file.path, file.size, `have ${file.path}`);
       } else {
-        await downloadFile(t, resolveUrl(t, commit, file.path), dir, file, (n) => {
-          if (resumedFrom < 0) resumedFrom = n;
-          progress.update(file.path, n, `downloading ${file.path}`);
-        }, ctx.signal);
+        await downloadFile(
+          t,
+          resolveUrl(t, commit, file.path),
+          dir,
+          file,
+          (n) => {
+            if (resumedFrom < 0) resumedFrom = n;
+            progress.update(file.path, n, `downloading ${file.path}`);
+          },
+          ctx.signal,
+        );
       }
       pulled.push({ path: file.path, size: file.size, sha256: file.sha256, present, resumedFrom: Math.max(resumedFrom, 0) });
       // A repo that is not a MobileLLM is refused before its weights are fetched.

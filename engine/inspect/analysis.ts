@@ -44,7 +44,10 @@ function gram(ws: tf.Tensor[]): number[][] {
   for (let start = 0; start < P; start += GRAM_CHUNK) {
     const size = Math.min(GRAM_CHUNK, P - start);
     const chunk = tf.tidy(() => {
-      const X = tf.concat(ws.map((w) => tf.slice(tf.reshape(w, [1, P]), [0, start], [1, size])), 0); // [N, size]
+      const X = tf.concat(
+        ws.map((w) => tf.slice(tf.reshape(w, [1, P]), [0, start], [1, size])),
+        0,
+      ); // [N, size]
       return tf.matMul(X, X, false, true); // [N, N]
     });
     const g = chunk.dataSync();

@@ -28,8 +28,7 @@ export function writeFileAtomic(target: string, chunks: Iterable<Uint8Array> | U
   const fd = fs.openSync(tmp, 'w');
   let bytes = 0;
   try {
-    const list =
-      typeof chunks === 'string' ? [Buffer.from(chunks)] : chunks instanceof Uint8Array ? [chunks] : chunks;
+    const list = typeof chunks === 'string' ? [Buffer.from(chunks)] : chunks instanceof Uint8Array ? [chunks] : chunks;
     for (const chunk of list) {
       let off = 0;
       while (off < chunk.byteLength) off += fs.writeSync(fd, chunk, off, chunk.byteLength - off);
@@ -85,11 +84,7 @@ export interface WriteDirOptions {
  * existing target is replaced only once the new folder is complete. Resolves
  * to what `fill` returned.
  */
-export async function writeDirAtomic<T = void>(
-  target: string,
-  fill: (tmpDir: string) => T | Promise<T>,
-  options: WriteDirOptions = {},
-): Promise<T> {
+export async function writeDirAtomic<T = void>(target: string, fill: (tmpDir: string) => T | Promise<T>, options: WriteDirOptions = {}): Promise<T> {
   const parent = path.dirname(path.resolve(target));
   fs.mkdirSync(parent, { recursive: true });
   const tmp = tempNameFor(target);

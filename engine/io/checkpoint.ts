@@ -86,9 +86,7 @@ export function openWeights(dir: string): { source: TensorSource; format: Checkp
     const idx = p('pytorch_model.bin.index.json');
     return { source: new ShardedSource(idx, readIndex(idx), openTorchBin), format: 'pytorch-bin-sharded' };
   }
-  throw new Error(
-    `${dir}: no weights found (expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json)`,
-  );
+  throw new Error(`${dir}: no weights found (expected model.safetensors, model.safetensors.index.json, pytorch_model.bin or pytorch_model.bin.index.json)`);
 }
 
 export function readConfigJson(dir: string): Record<string, unknown> {
@@ -216,10 +214,13 @@ export function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype,
     entries.push([name, { dtype: dtype === 'float16' ? 'F16' : 'F32', shape }]);
   }
   const header = safetensorsHeader(entries, { format: 'pt' }); // transformers' save_pretrained writes this too
-  writeFileAtomic(path.join(dir, 'model.safetensors'), (function* () {
-    yield header;
-    for (const [, raw] of checkpointTensors(model, dtype)) yield raw.data;
-  })());
+  writeFileAtomic(
+    path.join(dir, 'model.safetensors'),
+    (function* () {
+      yield header;
+      for (const [, raw] of checkpointTensors(model, dtype)) yield raw.data;
+    })(),
+  );
   if (opts.tokenizerFrom) {
     for (const f of TOKENIZER_FILES) {
       const src = path.join(opts.tokenizerFrom, f);

@@ -120,7 +120,8 @@ function validateEntry(file: string, name: string, value: unknown, dataLen: numb
   if (!Array.isArray(v.shape) || !v.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) fail(`malformed shape ${JSON.stringify(v.shape)}`);
   const shape = v.shape as number[];
   const offs = v.data_offsets;
-  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0)) fail(`malformed data_offsets ${JSON.stringify(offs)}`);
+  if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0))
+    fail(`malformed data_offsets ${JSON.stringify(offs)}`);
   const [begin, end] = offs as number[];
   if (begin > end) fail(`data_offsets [${begin}, ${end}] are reversed`);
   if (end > dataLen) fail(`data_offsets [${begin}, ${end}] run past the end of the file (data is ${dataLen} bytes; truncated file?)`);
@@ -142,10 +143,7 @@ export function readSafetensors(file: string): { tensors: Map<string, RawTensor>
 }
 
 /** Header + padding bytes of a safetensors file holding tensors of these dtypes and shapes, in order. */
-export function safetensorsHeader(
-  tensors: Iterable<[string, { dtype: DType; shape: number[] }]>,
-  metadata?: Record<string, string>,
-): Buffer {
+export function safetensorsHeader(tensors: Iterable<[string, { dtype: DType; shape: number[] }]>, metadata?: Record<string, string>): Buffer {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;

@@ -438,9 +438,7 @@ class Unpickler {
           // its OrderedDict. Both are plain data; `_metadata` is dropped.
           const state = this.pop();
           const obj = this.top();
-          const harmless =
-            state === null ||
-            (state instanceof PyDict && [...state.map.keys()].every((k) => k === '_metadata'));
+          const harmless = state === null || (state instanceof PyDict && [...state.map.keys()].every((k) => k === '_metadata'));
           if (!(obj instanceof PyDict) || !harmless) this.fail(`BUILD of a ${describe(obj)} with a ${describe(state)} state is not supported`);
           break;
         }
@@ -498,7 +496,7 @@ class Unpickler {
     const items = pid instanceof PyTuple ? pid.items : [];
     const [tag, cls, key, location, count] = items;
     if (items.length !== 5 || tag !== 'storage' || typeof key !== 'string' || typeof location !== 'string' || typeof count !== 'number') {
-      this.fail('persistent id is not a (\'storage\', type, key, location, numel) tuple');
+      this.fail("persistent id is not a ('storage', type, key, location, numel) tuple");
     }
     const dtype = cls instanceof PyGlobal ? STORAGE_DTYPES[cls.qualname] : undefined;
     if (!dtype) this.fail(`unknown storage type ${describe(cls)}`);
@@ -693,7 +691,10 @@ function openZip(file: string): ZipReader {
     }
     // The legacy format is a bare pickle stream (PROTO 2 first).
     if (head[0] === OP.PROTO && head[1] === 2) {
-      throw new Error(`${file}: legacy (pre-PyTorch-1.6) torch.save format, which is not supported; re-save it with a recent PyTorch or convert it to safetensors`, { cause: err });
+      throw new Error(
+        `${file}: legacy (pre-PyTorch-1.6) torch.save format, which is not supported; re-save it with a recent PyTorch or convert it to safetensors`,
+        { cause: err },
+      );
     }
     throw err;
   }

@@ -34,7 +34,11 @@ process.on('message', async (msg: Start | { type: 'abort'; reason?: string }) =>
       store.close();
     }
   } catch (err) {
-    send({ type: 'failed', error: err instanceof Error ? err.message.split('\n')[0] : String(err), cancelled: err instanceof CancelledError || controller.signal.aborted });
+    send({
+      type: 'failed',
+      error: err instanceof Error ? err.message.split('\n')[0] : String(err),
+      cancelled: err instanceof CancelledError || controller.signal.aborted,
+    });
   }
   process.disconnect?.();
 });

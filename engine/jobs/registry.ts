@@ -91,7 +91,11 @@ export const CHILD_JOBS = {
     const [{ inspect, isPresetName }, { recordInspection }] = await Promise.all([import('../inspect/report'), import('../inspect/record')]);
     return async (store, p, ctx) => {
       const probe = p.probeText ? { text: fs.readFileSync(p.probeText, 'utf8'), path: p.probeText } : undefined;
-      const report = await inspect(p.target, { strategy: p.strategy, repeats: p.repeats, probe, latency: p.latency ? { steps: 24, rounds: 3 } : undefined }, ctx);
+      const report = await inspect(
+        p.target,
+        { strategy: p.strategy, repeats: p.repeats, probe, latency: p.latency ? { steps: 24, rounds: 3 } : undefined },
+        ctx,
+      );
       if (!isPresetName(p.target)) recordInspection(store, report);
       return report;
     };
@@ -104,7 +108,9 @@ export const CHILD_JOBS = {
       import('../inspect/record'),
     ]);
     return async (store, p, ctx) => {
-      const evalText = p.evalText ? { ids: loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText } : undefined;
+      const evalText = p.evalText
+        ? { ids: loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }), source: p.evalText }
+        : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
     };
   }),

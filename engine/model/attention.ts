@@ -66,7 +66,8 @@ export function attention(w: AttentionWeights, x: tf.Tensor2D, shape: AttentionS
     if (T > 1) scores = tf.add(scores, causalMask(group, T, S));
     const probs = tf.softmax(scores, -1);
     if (ctx.onProbs) ctx.onProbs(ctx.layer, tf.keep(probs.reshape([B, nh, T, S]) as tf.Tensor4D));
-    const out = tf.matMul(probs, v) // [B, nkv, group·T, d]
+    const out = tf
+      .matMul(probs, v) // [B, nkv, group·T, d]
       .reshape([B, nh, T, d])
       .transpose([0, 2, 1, 3]) // [B, T, nh, d]
       .reshape([B * T, nh * d]) as tf.Tensor2D;

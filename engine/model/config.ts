@@ -75,7 +75,8 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
   if (c.mlp_bias) fail('mlp_bias=true is not supported (MobileLLM has no MLP biases)');
   if (c.rope_scaling !== undefined && c.rope_scaling !== null) fail(`rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported`);
   const numKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
-  if (c.num_attention_heads % numKvHeads !== 0) fail(`num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
+  if (c.num_attention_heads % numKvHeads !== 0)
+    fail(`num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
   const headDim = c.head_dim ?? c.hidden_size / c.num_attention_heads;
   if (!Number.isInteger(headDim)) fail(`hidden_size (${c.hidden_size}) is not divisible by num_attention_heads (${c.num_attention_heads})`);
   if (headDim % 2 !== 0) fail(`head_dim (${headDim}) must be even for rotary embeddings`);
@@ -125,9 +126,7 @@ export function configToHf(c: MobileLLMConfig, extra: Record<string, unknown> = 
     // transformers' LlamaForCausalLM reads only this key for tying.
     tie_word_embeddings: c.shareEmbedding,
     layer_sharing: c.sharing.strategy !== 'none',
-    ...(c.sharing.strategy !== 'none'
-      ? { layer_sharing_strategy: c.sharing.strategy, layer_sharing_repeats: c.sharing.repeats }
-      : {}),
+    ...(c.sharing.strategy !== 'none' ? { layer_sharing_strategy: c.sharing.strategy, layer_sharing_repeats: c.sharing.repeats } : {}),
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
     torch_dtype: c.torchDtype,

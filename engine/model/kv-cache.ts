@@ -23,9 +23,7 @@ export class KVCache {
    */
   append(layer: number, k: tf.Tensor4D, v: tf.Tensor4D): Slot {
     const old = this.slots[layer];
-    const next: Slot = old
-      ? { k: tf.keep(tf.concat([old.k, k], 2)), v: tf.keep(tf.concat([old.v, v], 2)) }
-      : { k: tf.keep(k.clone()), v: tf.keep(v.clone()) };
+    const next: Slot = old ? { k: tf.keep(tf.concat([old.k, k], 2)), v: tf.keep(tf.concat([old.v, v], 2)) } : { k: tf.keep(k.clone()), v: tf.keep(v.clone()) };
     if (old) {
       old.k.dispose();
       old.v.dispose();

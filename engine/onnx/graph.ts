@@ -70,7 +70,11 @@ export class GraphBuilder {
     if (!name) {
       name = `const_${this.constants.size}`;
       const data =
-        dataType === DataType.INT64 ? new BigInt64Array(values.map((v) => BigInt(v))) : dataType === DataType.FLOAT ? Float32Array.from(values) : Uint8Array.from(values);
+        dataType === DataType.INT64
+          ? new BigInt64Array(values.map((v) => BigInt(v)))
+          : dataType === DataType.FLOAT
+            ? Float32Array.from(values)
+            : Uint8Array.from(values);
       this.initializer(name, dataType, scalar ? [] : [values.length], new Uint8Array(data.buffer));
       this.constants.set(key, name);
     }

@@ -136,7 +136,13 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
   const blockOps: BlockOps[] = Array.from({ length: c.numBlocks }, (_, i) => {
     const specs = params.specs.filter((s) => s.block === i);
     /** Linear `name` applying the weights of linears `keys`, fused side by side. */
-    const lin = (name: string, ...keys: LinearKey[]) => linearOp(g, `${blockPrefix(i)}.${name}`, keys.map((k) => params.get(linearModule(i, k))), wopts);
+    const lin = (name: string, ...keys: LinearKey[]) =>
+      linearOp(
+        g,
+        `${blockPrefix(i)}.${name}`,
+        keys.map((k) => params.get(linearModule(i, k))),
+        wopts,
+      );
     return {
       norms: Object.fromEntries(specs.flatMap((s) => (s.kind === 'norm' ? [[s.key, norms.get(s.module)!]] : []))),
       qkv: lin('self_attn.qkv_proj', 'q', 'k', 'v'),
@@ -163,7 +169,12 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
   const addNorm = (residual: string, delta: string, gain: string): { sum: string; normed: string } => {
     if (ops === 'contrib') {
       // outputs: normed, mean and 1/std (not wanted), residual + delta
-      const [normed, , , sum] = g.op('SkipSimplifiedLayerNormalization', [residual, delta, gain], { epsilon: attr.float(eps) }, { domain: MS_DOMAIN, outputs: [g.fresh('normed'), '', '', g.fresh('residual')] });
+      const [normed, , , sum] = g.op(
+        'SkipSimplifiedLayerNormalization',
+        [residual, delta, gain],
+        { epsilon: attr.float(eps) },
+        { domain: MS_DOMAIN, outputs: [g.fresh('normed'), '', '', g.fresh('residual')] },
+      );
       return { sum, normed };
     }
     const sum = g.op1('Add', [residual, delta]);
@@ -211,7 +222,9 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
     attend = (b, x, l) => {
       const [q, k, v] = g.op('Split', [b.qkv(x), i64(qOut, kvOut, kvOut)], { axis: attr.int(-1) }, { numOutputs: 3 });
       // Query heads of one kv group side by side: [B, nkv, group, T, d]
-      const q5 = g.op1('Transpose', [g.op1('Reshape', [applyRope(g.op1('Reshape', [q, i64(0, 0, nh, d)])), i64(0, 0, nkv, group, d)])], { perm: attr.ints([0, 2, 3, 1, 4]) });
+      const q5 = g.op1('Transpose', [g.op1('Reshape', [applyRope(g.op1('Reshape', [q, i64(0, 0, nh, d)])), i64(0, 0, nkv, group, d)])], {
+        perm: attr.ints([0, 2, 3, 1, 4]),
+      });
       const [kNew] = g.op('Transpose', [applyRope(g.op1('Reshape', [k, i64(0, 0, nkv, d)]))], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [`new.${l}.key`] }); // [B, nkv, T, d]
       const [vNew] = g.op('Transpose', [g.op1('Reshape', [v, i64(0, 0, nkv, d)])], { perm: attr.ints([0, 2, 1, 3]) }, { outputs: [`new.${l}.value`] });
       const valid = (t: string) => g.op1('Slice', [t, i64(0), pastLen, i64(2)]); // the first `past` rows
@@ -255,6 +268,14 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
     g.output(`new.${l}.key`, DataType.FLOAT, ['batch', nkv, 'sequence', d]);
     g.output(`new.${l}.value`, DataType.FLOAT, ['batch', nkv, 'sequence', d]);
   });
-  const signature: GraphSignature = { ops, fusedAttention: useGqa, numLayers: params.schedule.length, kvHeads: nkv, headDim: d, vocabSize: V, maxPositions: c.maxPositions };
+  const signature: GraphSignature = {
+    ops,
+    fusedAttention: useGqa,
+    numLayers: params.schedule.length,
+    kvHeads: nkv,
+    headDim: d,
+    vocabSize: V,
+    maxPositions: c.maxPositions,
+  };
   return { config: c, ...g.encode(OPSETS, WEIGHTS_FILE), signature };
 }

@@ -37,10 +37,7 @@ export interface TensorDef {
 }
 
 export type AttrValue =
-  | { type: 'int'; value: number }
-  | { type: 'float'; value: number }
-  | { type: 'string'; value: string }
-  | { type: 'ints'; value: number[] };
+  { type: 'int'; value: number } | { type: 'float'; value: number } | { type: 'string'; value: string } | { type: 'ints'; value: number[] };
 
 export interface NodeDef {
   opType: string;
@@ -172,7 +169,12 @@ function tensorProto(t: TensorDef): Message {
   m.string(8, t.name);
   if (t.external) {
     const { location, offset, length } = t.external;
-    for (const [k, v] of [['location', location], ['offset', String(offset)], ['length', String(length)]]) m.message(13, new Message().string(1, k).string(2, v));
+    for (const [k, v] of [
+      ['location', location],
+      ['offset', String(offset)],
+      ['length', String(length)],
+    ])
+      m.message(13, new Message().string(1, k).string(2, v));
     m.int(14, 1); // DataLocation.EXTERNAL
   } else m.bytes(9, t.data);
   return m;

@@ -84,7 +84,11 @@ export class NBitsWeight {
 
   /** float [N, K/bs] */
   private get scales(): string {
-    this.names.scales ??= this.g.floats(`${this.name}.scales`, [this.N, this.blocks], this.perBlock((w, j, b) => (w.bits === 8 ? w.scales[j] : w.scales[b * w.outFeatures + j]), Float32Array));
+    this.names.scales ??= this.g.floats(
+      `${this.name}.scales`,
+      [this.N, this.blocks],
+      this.perBlock((w, j, b) => (w.bits === 8 ? w.scales[j] : w.scales[b * w.outFeatures + j]), Float32Array),
+    );
     return this.names.scales;
   }
 

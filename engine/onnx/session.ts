@@ -147,7 +147,11 @@ export class OnnxModelSession {
     }
     if (numLogits < 1 || numLogits > T) throw new Error(`numLogits must be in 1…${T}, got ${numLogits}`);
     const feeds = {
-      input_ids: new this.ort.Tensor('int64', BigInt64Array.from(ids, (i) => BigInt(i)), [1, T]),
+      input_ids: new this.ort.Tensor(
+        'int64',
+        BigInt64Array.from(ids, (i) => BigInt(i)),
+        [1, T],
+      ),
       num_logits: new this.ort.Tensor('int64', BigInt64Array.of(BigInt(numLogits)), [1]),
       ...cache.feeds(T),
     };

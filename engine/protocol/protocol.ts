@@ -119,9 +119,24 @@ export type FinetunePreset = (typeof FINETUNE_PRESET_NAMES)[number];
 export const FINETUNE_PRESETS: Record<FinetunePreset, Pick<z.input<typeof FinetuneRequest>, 'method' | 'lora' | 'maxSeqLen' | 'train'>> = {
   // Every linear adapted at a high rate for two epochs: on the bundled model and sample dataset this is
   // what it takes for the answers to change visibly (q,v alone at 1e-3 barely moves a 9M model).
-  quick: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0, targets: LoraTarget.options }, maxSeqLen: 256, train: { epochs: 2, lr: 2e-3, batchSize: 4, gradAccum: 1, warmupSteps: 5 } },
-  balanced: { method: 'lora', lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['q', 'k', 'v', 'o'] }, maxSeqLen: 512, train: { epochs: 2, lr: 5e-4, batchSize: 4, gradAccum: 2, warmupSteps: 10 } },
-  thorough: { method: 'lora', lora: { rank: 32, alpha: 64, dropout: 0.05, targets: LoraTarget.options }, maxSeqLen: 512, train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 } },
+  quick: {
+    method: 'lora',
+    lora: { rank: 16, alpha: 32, dropout: 0, targets: LoraTarget.options },
+    maxSeqLen: 256,
+    train: { epochs: 2, lr: 2e-3, batchSize: 4, gradAccum: 1, warmupSteps: 5 },
+  },
+  balanced: {
+    method: 'lora',
+    lora: { rank: 16, alpha: 32, dropout: 0.05, targets: ['q', 'k', 'v', 'o'] },
+    maxSeqLen: 512,
+    train: { epochs: 2, lr: 5e-4, batchSize: 4, gradAccum: 2, warmupSteps: 10 },
+  },
+  thorough: {
+    method: 'lora',
+    lora: { rank: 32, alpha: 64, dropout: 0.05, targets: LoraTarget.options },
+    maxSeqLen: 512,
+    train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 },
+  },
 };
 
 /** The wizard's request for a preset: the configuration's defaults, then what the preset sets. */
@@ -256,7 +271,10 @@ export const requests = {
     result: ChatView,
   },
   'chats.remove': { params: z.object({ id }), result: Removed },
-  'chats.export': { params: z.object({ id, leafId: id.optional(), format: z.enum(['markdown', 'json']) }), result: z.object({ filename: z.string(), content: z.string() }) },
+  'chats.export': {
+    params: z.object({ id, leafId: id.optional(), format: z.enum(['markdown', 'json']) }),
+    result: z.object({ filename: z.string(), content: z.string() }),
+  },
 
   /** Adds a user message (after `parentId`, default: the end of the current thread) and starts the answer. */
   'chat.send': { params: z.object({ chatId: id, content: z.string().min(1), parentId: id.nullable().optional() }), result: AnswerStarted },
@@ -274,14 +292,22 @@ export const requests = {
     result: DatasetInspection,
   },
   /** Saves a dropped file's text into the workbench's datasets folder; returns its path. */
-  'datasets.upload': { params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }), result: z.object({ path: z.string() }) },
+  'datasets.upload': {
+    params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }),
+    result: z.object({ path: z.string() }),
+  },
   'finetune.estimate': { params: FinetuneRequest, result: FinetuneEstimate },
   /** Starts a run in the background; its job's result names the run. */
   'finetune.start': { params: FinetuneRequest, result: JobStarted },
   'finetune.resume': { params: z.object({ runId: id }), result: JobStarted },
   /** Answers of the base model and of a fine-tuned model (folder) to the same prompts, as a job. */
   'finetune.compare': {
-    params: z.object({ baseModelId: id, tunedPath: z.string().min(1), prompts: z.array(z.string().min(1)).min(1).max(8), maxNewTokens: z.number().int().min(1).max(512).default(96) }),
+    params: z.object({
+      baseModelId: id,
+      tunedPath: z.string().min(1),
+      prompts: z.array(z.string().min(1)).min(1).max(8),
+      maxNewTokens: z.number().int().min(1).max(512).default(96),
+    }),
     result: JobStarted,
   },
   'resources.list': { params: NoParams, result: Resources },
@@ -301,7 +327,12 @@ export const requests = {
 
   /** Storage, FLOPs and KV-cache costs of every sharing strategy (arithmetic only, instant). */
   'inspect.costs': {
-    params: z.object({ preset: z.string().optional(), modelId: id.optional(), repeats: z.number().int().min(1).max(8).default(2), contextTokens: z.number().int().min(1).max(32768).default(512) }),
+    params: z.object({
+      preset: z.string().optional(),
+      modelId: id.optional(),
+      repeats: z.number().int().min(1).max(8).default(2),
+      contextTokens: z.number().int().min(1).max(32768).default(512),
+    }),
     result: z.array(StrategyCosts),
   },
   /** A full inspection (a job): costs, and for a model its weight and activation analysis; latency when asked. */

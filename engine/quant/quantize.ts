@@ -64,12 +64,7 @@ function floatValues(t: tf.Tensor): Float32Array {
 }
 
 /** Quantizes `model` (float) with `spec`. Reports progress per layer and honours the signal. */
-export async function quantizeModel(
-  model: MobileLLM,
-  spec: QuantSpec,
-  ctx: JobContext,
-  opts: QuantizedModelOptions = {},
-): Promise<QuantizedModel> {
+export async function quantizeModel(model: MobileLLM, spec: QuantSpec, ctx: JobContext, opts: QuantizedModelOptions = {}): Promise<QuantizedModel> {
   const c = model.config;
   assertFloat(model);
   const cache = new DequantCache(opts.cacheBytes ?? defaultCacheBytes());
@@ -105,7 +100,14 @@ export async function quantizeModel(
       }
       await step(s.module);
     }
-    return { model: new MobileLLM(c, buildWeights(c, (s) => made.get(s.name)!, model.layout), model.layout), spec };
+    return {
+      model: new MobileLLM(
+        c,
+        buildWeights(c, (s) => made.get(s.name)!, model.layout),
+        model.layout,
+      ),
+      spec,
+    };
   } catch (err) {
     for (const m of made.values()) m.dispose();
     throw err;

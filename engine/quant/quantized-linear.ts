@@ -45,7 +45,8 @@ export class DequantCache {
 
   /** Keeps `w` for `owner` (the cache then owns it); check hasRoom first. */
   keep(owner: object, w: tf.Tensor2D): void {
-    if (!this.hasRoom(w.size * 4)) throw new Error(`dequantized weight of ${w.size * 4} bytes does not fit the cache's ${this.budgetBytes - this.used} free bytes`);
+    if (!this.hasRoom(w.size * 4))
+      throw new Error(`dequantized weight of ${w.size * 4} bytes does not fit the cache's ${this.budgetBytes - this.used} free bytes`);
     this.held.set(owner, tf.keep(w));
     this.used += w.size * 4;
   }

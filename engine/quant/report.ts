@@ -131,8 +131,7 @@ export function reportToMarkdown(r: QuantReport): string {
     '| layer | runs as | weight SQNR dB | output SQNR dB (alone) | output SQNR dB (in model) | weight MSE |',
     '|---|---|---:|---:|---:|---:|',
     ...r.layers.map(
-      (l) =>
-        `| ${l.name} | ${runsAs(l)} | ${db(l.weight)} | ${db(l.output?.local)} | ${db(l.output?.model)} | ${l.weight.mse.toExponential(2)} |`,
+      (l) => `| ${l.name} | ${runsAs(l)} | ${db(l.weight)} | ${db(l.output?.local)} | ${db(l.output?.model)} | ${l.weight.mse.toExponential(2)} |`,
     ),
     '',
     `Time: ${(r.timing.totalMs / 1000).toFixed(1)} s (quantize ${(r.timing.quantizeMs / 1000).toFixed(1)} s, evaluate ${(r.timing.evaluateMs / 1000).toFixed(1)} s, ` +

@@ -50,7 +50,9 @@ export function parseMethod(s: string): QuantMethod {
 function quantizedInputWidths(c: MobileLLMConfig, keepEmbeddingFp: boolean): Map<string, number> {
   const specs = tensorSpecs({ ...c, numBlocks: 1, sharing: NO_SHARING });
   const linears = specs.filter((s) => s.kind === 'linear').map((s) => [s.module.slice(blockPrefix(0).length + 1), s.shape[1]] as const);
-  const tables = keepEmbeddingFp ? [] : specs.filter((s) => s.kind === 'embedding' || s.kind === 'head').map((s) => [s.module.replace(/^model\./, ''), s.shape[1]] as const);
+  const tables = keepEmbeddingFp
+    ? []
+    : specs.filter((s) => s.kind === 'embedding' || s.kind === 'head').map((s) => [s.module.replace(/^model\./, ''), s.shape[1]] as const);
   return new Map([...linears, ...tables]);
 }
 
@@ -59,10 +61,7 @@ function quantizedInputWidths(c: MobileLLMConfig, keepEmbeddingFp: boolean): Map
  * group size, w4 takes the largest of 128, 64, 32 that divides every
  * quantized input width (MobileLLM-125M's 576 is not a multiple of 128).
  */
-export function resolveSpec(
-  c: MobileLLMConfig,
-  opts: { method: string; groupSize?: number; keepEmbeddingFp?: boolean },
-): QuantSpec {
+export function resolveSpec(c: MobileLLMConfig, opts: { method: string; groupSize?: number; keepEmbeddingFp?: boolean }): QuantSpec {
   const method = parseMethod(opts.method);
   const keepEmbeddingFp = opts.keepEmbeddingFp ?? false;
   if (method !== 'w4') {
@@ -124,7 +123,14 @@ export function quantizationBlock(spec: QuantSpec, c: MobileLLMConfig): Quantiza
   const base = { format_version: 1, channel_axis: 0, quantized_modules: quantizedModules(spec, c), unquantized_dtype: 'float16' } as const;
   switch (spec.method) {
     case 'w8a8':
-      return { ...base, method: 'w8a8', bits: 8, symmetric: true, group_size: null, activations: { bits: 8, granularity: 'per_token', symmetric: false, range: 'min_max' } };
+      return {
+        ...base,
+        method: 'w8a8',
+        bits: 8,
+        symmetric: true,
+        group_size: null,
+        activations: { bits: 8, granularity: 'per_token', symmetric: false, range: 'min_max' },
+      };
     case 'w8':
       return { ...base, method: 'w8', bits: 8, symmetric: true, group_size: null, activations: null };
     case 'w4':
@@ -148,7 +154,9 @@ export function parseQuantizationBlock(json: unknown, c: MobileLLMConfig, source
   const expected = quantizedModules(spec, c);
   const extra = b.quantized_modules.find((m) => !expected.includes(m));
   if (extra || mods.size !== expected.length) {
-    throw new Error(`${source}: quantization.quantized_modules ${JSON.stringify(b.quantized_modules)} do not match this model (expected ${JSON.stringify(expected)})`);
+    throw new Error(
+      `${source}: quantization.quantized_modules ${JSON.stringify(b.quantized_modules)} do not match this model (expected ${JSON.stringify(expected)})`,
+    );
   }
   return spec;
 }

@@ -91,7 +91,15 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
       if (visible > sent) {
         firstVisibleMs ??= performance.now() - job.requestedAt;
         const secs = Math.max(1e-3, (Date.now() - t0) / 1000);
-        job.emit({ type: 'token', jobId: job.jobId, chatId: chat.id, messageId: answer.id, text: text.slice(sent, visible), tokens, tokensPerSecond: tokens / secs });
+        job.emit({
+          type: 'token',
+          jobId: job.jobId,
+          chatId: chat.id,
+          messageId: answer.id,
+          text: text.slice(sent, visible),
+          tokens,
+          tokensPerSecond: tokens / secs,
+        });
         sent = visible;
       }
       if (Date.now() - lastSave > 500) {

@@ -7,7 +7,8 @@ export function chatToMarkdown(chat: Chat, thread: Message[], modelName: string)
   for (const m of thread) {
     lines.push(`## ${m.role === 'user' ? 'User' : m.role === 'assistant' ? 'Assistant' : 'System'}`, '', m.content, '');
     const t = m.timings;
-    if (m.role === 'assistant' && t?.tokensPerSecond) lines.push(`*${m.contentTokens ?? '?'} tokens, ${t.tokensPerSecond.toFixed(1)} tokens/s${t.stopped ? ', stopped' : ''}*`, '');
+    if (m.role === 'assistant' && t?.tokensPerSecond)
+      lines.push(`*${m.contentTokens ?? '?'} tokens, ${t.tokensPerSecond.toFixed(1)} tokens/s${t.stopped ? ', stopped' : ''}*`, '');
   }
   return lines.join('\n');
 }
@@ -21,7 +22,13 @@ export function chatToJson(chat: Chat, thread: Message[], template: { name: stri
         systemPrompt: chat.systemPrompt,
         sampling: chat.sampling,
         template: template.name,
-        messages: thread.map((m) => ({ role: m.role, content: m.content, tokens: m.contentTokens, timings: m.timings, createdAt: new Date(m.createdAt).toISOString() })),
+        messages: thread.map((m) => ({
+          role: m.role,
+          content: m.content,
+          tokens: m.contentTokens,
+          timings: m.timings,
+          createdAt: new Date(m.createdAt).toISOString(),
+        })),
       },
       null,
       2,

@@ -15,7 +15,12 @@ const STOP_GRACE_MS = 120_000;
 
 type ChildMessage = { type: 'progress'; progress: JobProgress } | { type: 'done'; result: unknown } | { type: 'failed'; error: string; cancelled: boolean };
 
-export function runInChild<K extends ChildKind>(kind: K, params: ChildParams<K>, opts: { home: string; backend?: BackendName }, ctx: JobContext): Promise<ChildResult<K>> {
+export function runInChild<K extends ChildKind>(
+  kind: K,
+  params: ChildParams<K>,
+  opts: { home: string; backend?: BackendName },
+  ctx: JobContext,
+): Promise<ChildResult<K>> {
   return new Promise((resolve, reject) => {
     const child = fork(CHILD, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let settled = false;
@@ -37,12 +42,22 @@ export function runInChild<K extends ChildKind>(kind: K, params: ChildParams<K>,
         const result = CHILD_JOBS[kind].result.safeParse(m.result);
         // Parsed by K's own result schema (TypeScript sees the union of every kind's here).
         if (result.success) finish(() => resolve(result.data as ChildResult<K>));
-        else finish(() => reject(new Error(`the ${kind} job's result is not what the protocol says: ${result.error.issues[0].path.join('.')}: ${result.error.issues[0].message}`)));
-      }
-      else if (m.type === 'failed') finish(() => reject(m.cancelled ? new CancelledError(m.error) : new Error(m.error)));
+        else
+          finish(() =>
+            reject(
+              new Error(`the ${kind} job's result is not what the protocol says: ${result.error.issues[0].path.join('.')}: ${result.error.issues[0].message}`),
+            ),
+          );
+      } else if (m.type === 'failed') finish(() => reject(m.cancelled ? new CancelledError(m.error) : new Error(m.error)));
     });
     child.on('exit', (code, signal) => {
-      finish(() => reject(ctx.signal.aborted ? new CancelledError() : new Error(`the ${kind} process ${signal ? `was killed (${signal})` : `exited with code ${code}`} before finishing`)));
+      finish(() =>
+        reject(
+          ctx.signal.aborted
+            ? new CancelledError()
+            : new Error(`the ${kind} process ${signal ? `was killed (${signal})` : `exited with code ${code}`} before finishing`),
+        ),
+      );
     });
     child.send({ type: 'start', kind, params, home: opts.home, backend: opts.backend });
   });

@@ -69,7 +69,16 @@ export function estimateFinetune(svc: EngineService, r: FinetuneRequest): Finetu
       trainableParams: m.trainableParams,
     };
   } catch (e) {
-    return { ok: false, reason: (e as Error).message.split('\n')[0], memoryBytes: null, limitBytes: null, limitReason: null, stepSeconds: null, totalSteps: null, trainableParams: null };
+    return {
+      ok: false,
+      reason: (e as Error).message.split('\n')[0],
+      memoryBytes: null,
+      limitBytes: null,
+      limitReason: null,
+      stepSeconds: null,
+      totalSteps: null,
+      trainableParams: null,
+    };
   }
 }
 
@@ -83,7 +92,12 @@ export function startFinetuneJob(svc: EngineService, r: FinetuneRequest): { jobI
 export function resumeFinetuneJob(svc: EngineService, runId: number): { jobId: string } {
   const run = svc.store.runs.get(runId);
   requireResumable(run);
-  const jobId = svc.jobs.start('finetune', `fine-tuning (run ${runId}, resumed)`, (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx), 'train');
+  const jobId = svc.jobs.start(
+    'finetune',
+    `fine-tuning (run ${runId}, resumed)`,
+    (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx),
+    'train',
+  );
   return { jobId };
 }
 
@@ -92,14 +106,26 @@ export function compareJob(svc: EngineService, p: ValidParams<'finetune.compare'
   const baseDir = svc.store.models.get(p.baseModelId).path;
   const jobId = svc.jobs.start('compare', 'comparing base and fine-tuned answers', async (ctx) => {
     const rows: CompareRow[] = p.prompts.map((prompt) => ({ prompt, base: '', tuned: '' }));
-    for (const [which, dir] of [['base', baseDir], ['tuned', p.tunedPath]] as const) {
+    for (const [which, dir] of [
+      ['base', baseDir],
+      ['tuned', p.tunedPath],
+    ] as const) {
       const loaded = await openInferenceModel(dir);
       try {
         for (const [i, row] of rows.entries()) {
           ctx.progress({ phase: `${which} model`, done: (which === 'base' ? 0 : rows.length) + i, total: 2 * rows.length, unit: 'answers' });
           const ids = encodeChatText(loaded.tokenizer, loaded.template.render([{ role: 'user', content: row.prompt }], true));
-          const out = await generate(loaded.runtime, ids, { ...DEFAULT_CHAT_SAMPLING, seed: 0, temperature: 0, maxNewTokens: p.maxNewTokens, signal: ctx.signal });
-          const answer = loaded.tokenizer.decode(out.ids).split(/### (User|Assistant|System):/)[0].trim();
+          const out = await generate(loaded.runtime, ids, {
+            ...DEFAULT_CHAT_SAMPLING,
+            seed: 0,
+            temperature: 0,
+            maxNewTokens: p.maxNewTokens,
+            signal: ctx.signal,
+          });
+          const answer = loaded.tokenizer
+            .decode(out.ids)
+            .split(/### (User|Assistant|System):/)[0]
+            .trim();
           row[which] = answer;
         }
       } finally {

@@ -12,7 +12,21 @@ import { backendInfo } from '../backend/select';
 import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { ChatTemplate, loadChatTemplate } from '../chat/template';
-import { requests, type AnswerStarted, type Sampling, type ChatView, type EngineEvent, type EngineStatus, type ErrorCode, type Handler, type Handlers, type Method, type ModelDetails, type Result, type ValidParams } from '../protocol/protocol';
+import {
+  requests,
+  type AnswerStarted,
+  type Sampling,
+  type ChatView,
+  type EngineEvent,
+  type EngineStatus,
+  type ErrorCode,
+  type Handler,
+  type Handlers,
+  type Method,
+  type ModelDetails,
+  type Result,
+  type ValidParams,
+} from '../protocol/protocol';
 import { errorKind, KindedError, type ErrorKind } from '../errors';
 import { JobManager } from './jobs';
 import { ModelHost } from './model-host';
@@ -140,8 +154,7 @@ export class EngineService {
       },
       'jobs.list': () => this.jobs.list(),
       'jobs.cancel': ({ jobId, mode }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
-      'datasets.inspect': (p) =>
-        inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
+      'datasets.inspect': (p) => inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
       'datasets.upload': ({ name, content }) => {
         const safe = path.basename(name).replace(/[^\w.\- ]+/g, '_');
         const file = path.join(this.store.layout.datasets, `${Date.now()}-${safe}`);
@@ -163,7 +176,12 @@ export class EngineService {
         const target = p.preset ?? this.store.models.get(this.requireModelId(p.modelId)).path;
         if (p.preset) preset(p.preset); // validates the name
         const params = { target, strategy: p.strategy, repeats: p.repeats, probeText: p.probeText, latency: p.latency };
-        const jobId = this.jobs.start('inspect', `inspecting ${p.preset ?? path.basename(target)}${p.latency ? ' (with latency)' : ''}`, (ctx) => runInChild('inspect', params, this.childOptions(), ctx), 'train');
+        const jobId = this.jobs.start(
+          'inspect',
+          `inspecting ${p.preset ?? path.basename(target)}${p.latency ? ' (with latency)' : ''}`,
+          (ctx) => runInChild('inspect', params, this.childOptions(), ctx),
+          'train',
+        );
         return { jobId };
       },
       'convert.start': (p) => {
@@ -175,7 +193,12 @@ export class EngineService {
           conversion: p.operation === 'share' ? { operation: 'share', strategy: p.strategy, pick: p.pick } : { operation: 'unshare' },
           evalText: bundledResources().evalTexts[0]?.path,
         };
-        const jobId = this.jobs.start('convert', `${p.operation === 'share' ? 'sharing' : 'unsharing'} ${model.name}`, (ctx) => runInChild('convert', params, this.childOptions(), ctx), 'train');
+        const jobId = this.jobs.start(
+          'convert',
+          `${p.operation === 'share' ? 'sharing' : 'unsharing'} ${model.name}`,
+          (ctx) => runInChild('convert', params, this.childOptions(), ctx),
+          'train',
+        );
         return { jobId };
       },
       'quantize.start': (p) => {
@@ -185,18 +208,28 @@ export class EngineService {
         const suffix = `${p.method}${p.method === 'w4' && p.groupSize ? `-g${p.groupSize}` : ''}${p.keepEmbeddingFp ? '-fpemb' : ''}`;
         const outDir = path.join(this.store.layout.models, `${path.basename(model.path)}-${suffix}`);
         const params = { modelDir: model.path, outDir, method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp, evalText };
-        const jobId = this.jobs.start('quantize', `quantizing ${model.name} (${p.method})`, (ctx) => runInChild('quantize', params, this.childOptions(), ctx), 'train');
+        const jobId = this.jobs.start(
+          'quantize',
+          `quantizing ${model.name} (${p.method})`,
+          (ctx) => runInChild('quantize', params, this.childOptions(), ctx),
+          'train',
+        );
         return { jobId };
       },
       'hub.pull': (p) => {
         if (!isRepoId(p.repo)) throw new KindedError('bad_input', `"${p.repo}" is not a Hub model id (owner/name, e.g. facebook/MobileLLM-125M)`);
         const params = { store: this.store, repo: p.repo, revision: p.revision, token: p.token };
         const title = `downloading ${p.repo}${p.revision ? `@${p.revision}` : ''}`;
-        const jobId = this.jobs.start('pull', title, async (ctx) => {
-          const r = await pullModel(params, ctx);
-          this.emit({ type: 'models' });
-          return { modelId: r.model.id, name: r.model.name, bytes: r.bytes, commit: r.commit, alreadyRecorded: r.alreadyRecorded };
-        }, 'download');
+        const jobId = this.jobs.start(
+          'pull',
+          title,
+          async (ctx) => {
+            const r = await pullModel(params, ctx);
+            this.emit({ type: 'models' });
+            return { modelId: r.model.id, name: r.model.name, bytes: r.bytes, commit: r.commit, alreadyRecorded: r.alreadyRecorded };
+          },
+          'download',
+        );
         return { jobId };
       },
       'eval.start': (p) => {
@@ -215,7 +248,12 @@ export class EngineService {
         if (p.tasks === undefined && !text) throw new KindedError('bad_input', 'no evaluation text: pick one (none is bundled)');
         for (const f of [text, p.tasks]) if (f !== undefined && !fs.existsSync(f)) throw new KindedError('bad_input', `${f}: not found`);
         const params = { target, text, tasks: p.tasks, limit: p.limit };
-        const jobId = this.jobs.start('eval', `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`, (ctx) => runInChild('eval', params, this.childOptions(), ctx), 'train');
+        const jobId = this.jobs.start(
+          'eval',
+          `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`,
+          (ctx) => runInChild('eval', params, this.childOptions(), ctx),
+          'train',
+        );
         return { jobId };
       },
       'checkpoints.asModel': ({ checkpointId }) => this.checkpointModel(checkpointId),

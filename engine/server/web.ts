@@ -78,9 +78,7 @@ export async function startWebServer(service: EngineService, opts: { staticDir: 
     if (rel === '/' || !path.extname(rel)) rel = '/index.html'; // single-page app
     const file = path.resolve(opts.staticDir, '.' + rel);
     if (!file.startsWith(path.resolve(opts.staticDir) + path.sep) || !fs.existsSync(file) || !fs.statSync(file).isFile()) {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end(
-        rel === '/index.html' ? 'the UI is not built: run `npm run build`\n' : 'not found\n',
-      );
+      res.writeHead(404, { 'content-type': 'text/plain' }).end(rel === '/index.html' ? 'the UI is not built: run `npm run build`\n' : 'not found\n');
       return;
     }
     res.writeHead(200, { ...headers, 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });

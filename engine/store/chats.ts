@@ -34,14 +34,7 @@ export class ChatsRepo {
 
   private write(id: number | null, c: Required<NewChat>): Chat {
     const now = Date.now();
-    const values = [
-      c.title,
-      c.modelId,
-      c.checkpointId,
-      c.systemPrompt,
-      json(SamplingSettings.parse(c.sampling)),
-      c.chatTemplate,
-    ];
+    const values = [c.title, c.modelId, c.checkpointId, c.systemPrompt, json(SamplingSettings.parse(c.sampling)), c.chatTemplate];
     return withForeignKeys('the model or checkpoint of this chat does not exist', () => {
       const row =
         id === null

@@ -26,10 +26,7 @@ export class DatasetsRepo {
     sha256: r.sha256,
     rowCount: r.row_count,
     tokenCount: r.token_count,
-    validationSplit:
-      r.validation_split === null
-        ? null
-        : parseJsonColumn(ValidationSplit, r.validation_split, 'dataset', r.id, 'validation_split'),
+    validationSplit: r.validation_split === null ? null : parseJsonColumn(ValidationSplit, r.validation_split, 'dataset', r.id, 'validation_split'),
     createdAt: r.created_at,
   });
 
@@ -64,15 +61,11 @@ export class DatasetsRepo {
 
   /** The datasets recorded with these contents (the same file may be recorded once per split setting). */
   findBySha256(sha256: string): Dataset[] {
-    return (this.sql.q('SELECT * FROM datasets WHERE sha256 = ? ORDER BY id').all(sha256) as DatasetRow[]).map(
-      this.toDataset,
-    );
+    return (this.sql.q('SELECT * FROM datasets WHERE sha256 = ? ORDER BY id').all(sha256) as DatasetRow[]).map(this.toDataset);
   }
 
   remove(id: number): void {
     this.get(id);
-    withForeignKeys(`dataset ${id} is used by a run; remove the run first`, () =>
-      this.sql.q('DELETE FROM datasets WHERE id = ?').run(id),
-    );
+    withForeignKeys(`dataset ${id} is used by a run; remove the run first`, () => this.sql.q('DELETE FROM datasets WHERE id = ?').run(id));
   }
 }

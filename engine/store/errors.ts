@@ -14,10 +14,7 @@ export class CorruptDatabaseError extends StoreError {
     readonly file: string,
     readonly detail: string,
   ) {
-    super(
-      `${file} is not a usable workbench database (${detail}); it was left untouched — ` +
-        'move it aside with --move-aside to start a new one',
-    );
+    super(`${file} is not a usable workbench database (${detail}); it was left untouched — ` + 'move it aside with --move-aside to start a new one');
   }
 }
 

@@ -1,14 +1,7 @@
 // store.messages: the messages of a chat as a tree (an edited question or a
 // regenerated answer is a new branch beside the earlier one).
 import { NotFoundError } from './errors';
-import {
-  MessageTimings,
-  parseJsonColumn,
-  type Message,
-  type MessagePatch,
-  type MessageRole,
-  type NewMessage,
-} from './records';
+import { MessageTimings, parseJsonColumn, type Message, type MessagePatch, type MessageRole, type NewMessage } from './records';
 import { definedFields, json, withForeignKeys, type Sql } from './sql';
 
 interface MessageRow {
@@ -85,13 +78,7 @@ export class MessagesRepo {
       const now = Date.now();
       const row = this.sql
         .q('UPDATE messages SET content = ?, content_tokens = ?, prompt_tokens = ?, timings = ? WHERE id = ? RETURNING *')
-        .get(
-          m.content,
-          m.contentTokens ?? null,
-          m.promptTokens ?? null,
-          m.timings ? json(MessageTimings.parse(m.timings)) : null,
-          id,
-        ) as MessageRow;
+        .get(m.content, m.contentTokens ?? null, m.promptTokens ?? null, m.timings ? json(MessageTimings.parse(m.timings)) : null, id) as MessageRow;
       this.touchChat(m.chatId, now);
       return this.toMessage(row);
     });
@@ -99,17 +86,13 @@ export class MessagesRepo {
 
   /** The first messages of a chat's conversations (more than one when the first message was edited). */
   roots(chatId: number): Message[] {
-    return (
-      this.sql.q('SELECT * FROM messages WHERE chat_id = ? AND parent_id IS NULL ORDER BY id').all(chatId) as MessageRow[]
-    ).map(this.toMessage);
+    return (this.sql.q('SELECT * FROM messages WHERE chat_id = ? AND parent_id IS NULL ORDER BY id').all(chatId) as MessageRow[]).map(this.toMessage);
   }
 
   /** The replies to a message, oldest first: siblings are alternative branches. */
   children(parentId: number): Message[] {
     const chatId = this.get(parentId).chatId;
-    return (
-      this.sql.q('SELECT * FROM messages WHERE chat_id = ? AND parent_id = ? ORDER BY id').all(chatId, parentId) as MessageRow[]
-    ).map(this.toMessage);
+    return (this.sql.q('SELECT * FROM messages WHERE chat_id = ? AND parent_id = ? ORDER BY id').all(chatId, parentId) as MessageRow[]).map(this.toMessage);
   }
 
   /**
@@ -117,8 +100,7 @@ export class MessagesRepo {
    * chat's most recent message), in order.
    */
   thread(chatId: number, leafId?: number): Message[] {
-    const leaf =
-      leafId ?? (this.sql.q('SELECT max(id) FROM messages WHERE chat_id = ?').pluck(true).get(chatId) as number | null);
+    const leaf = leafId ?? (this.sql.q('SELECT max(id) FROM messages WHERE chat_id = ?').pluck(true).get(chatId) as number | null);
     if (leaf === null) return [];
     const rows = this.sql
       .q(

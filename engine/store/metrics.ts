@@ -51,9 +51,11 @@ export class MetricsRepo {
   /** The last recorded value of each metric of a run. */
   latest(runId: number): Record<string, { step: number; value: number }> {
     // SQLite takes the bare column `value` from the row holding max(step).
-    const rows = this.sql
-      .q('SELECT name, max(step) AS step, value FROM run_metrics WHERE run_id = ? GROUP BY name ORDER BY name')
-      .all(runId) as { name: string; step: number; value: number | null }[];
+    const rows = this.sql.q('SELECT name, max(step) AS step, value FROM run_metrics WHERE run_id = ? GROUP BY name ORDER BY name').all(runId) as {
+      name: string;
+      step: number;
+      value: number | null;
+    }[];
     return Object.fromEntries(rows.map((r) => [r.name, { step: r.step, value: r.value ?? NaN }]));
   }
 }

@@ -112,9 +112,7 @@ export class ModelsRepo {
    */
   remove(id: number, { deleteFiles = false } = {}): void {
     const model = this.get(id);
-    withForeignKeys(`model ${id} is used by a run; remove the run first`, () =>
-      this.sql.q('DELETE FROM models WHERE id = ?').run(id),
-    );
+    withForeignKeys(`model ${id} is used by a run; remove the run first`, () => this.sql.q('DELETE FROM models WHERE id = ?').run(id));
     if (deleteFiles && isInside(this.sql.layout.root, model.path)) fs.rmSync(model.path, { recursive: true, force: true });
   }
 }

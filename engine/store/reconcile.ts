@@ -55,8 +55,7 @@ export interface GcReport {
 
 const isDir = (p: string): boolean => fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
-const entries = (dir: string): string[] =>
-  fs.existsSync(dir) && isDir(dir) ? fs.readdirSync(dir).map((n) => path.join(dir, n)) : [];
+const entries = (dir: string): string[] => (fs.existsSync(dir) && isDir(dir) ? fs.readdirSync(dir).map((n) => path.join(dir, n)) : []);
 
 const isTemp = (p: string): boolean => tempOwnerPid(p) !== null;
 
@@ -80,11 +79,7 @@ function findOrphans(store: Store, { graceMs = ORPHAN_GRACE_MS, now = Date.now()
   const { layout } = store;
   // A path is in use when a row points at it or at something inside it.
   const inUse = new Set<string>();
-  const recorded = [
-    ...store.models.list().map((m) => m.path),
-    ...store.datasets.list().map((d) => d.path),
-    ...store.checkpoints.list().map((c) => c.path),
-  ];
+  const recorded = [...store.models.list().map((m) => m.path), ...store.datasets.list().map((d) => d.path), ...store.checkpoints.list().map((c) => c.path)];
   for (const p of recorded) {
     for (let q = path.resolve(p); q !== path.dirname(q) && q !== layout.root; q = path.dirname(q)) inUse.add(q);
   }
@@ -120,9 +115,7 @@ function bytesOf(p: string): number {
 
 /** What a writer does when it opens the store. */
 export function reconcile(store: Store, options: ScanOptions = {}): ReconcileReport {
-  const interrupted = store.runs
-    .interruptAbandoned()
-    .map((run) => ({ run, resumeFrom: store.checkpoints.resumePoint(run.id) }));
+  const interrupted = store.runs.interruptAbandoned().map((run) => ({ run, resumeFrom: store.checkpoints.resumePoint(run.id) }));
   const removedTemp = deadTempLeftovers(store);
   for (const p of removedTemp) fs.rmSync(p, { recursive: true, force: true });
   return { interrupted, removedTemp, orphans: findOrphans(store, options), missing: findMissing(store) };

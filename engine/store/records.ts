@@ -44,7 +44,8 @@ export function isResumable(status: RunStatus): boolean {
 
 /** Refuses (a conflict) to resume a run that is not paused or interrupted. */
 export function requireResumable(run: { id: number; status: RunStatus }): void {
-  if (!isResumable(run.status)) throw new KindedError('conflict', `run ${run.id} is ${run.status}; only ${RESUMABLE_STATUSES.join(' or ')} runs can be resumed`);
+  if (!isResumable(run.status))
+    throw new KindedError('conflict', `run ${run.id} is ${run.status}; only ${RESUMABLE_STATUSES.join(' or ')} runs can be resumed`);
 }
 
 export const JsonObject = z.record(z.string(), z.unknown());

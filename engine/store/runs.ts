@@ -53,10 +53,7 @@ export class RunsRepo {
     startedAt: r.started_at,
     finishedAt: r.finished_at,
     error: r.error,
-    owner:
-      r.pid === null || r.host === null || r.boot_id === null
-        ? null
-        : { pid: r.pid, host: r.host, bootId: r.boot_id, startTime: r.proc_start },
+    owner: r.pid === null || r.host === null || r.boot_id === null ? null : { pid: r.pid, host: r.host, bootId: r.boot_id, startTime: r.proc_start },
   });
 
   /** A new run, queued. */
@@ -131,9 +128,7 @@ export class RunsRepo {
   interruptAbandoned(): Run[] {
     const here = currentProcess();
     const abandoned = this.list({ status: 'running' }).filter((r) => r.owner === null || !isProcessAlive(r.owner, here));
-    const update = this.sql.q(
-      `UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running' AND pid IS ? AND proc_start IS ? RETURNING *`,
-    );
+    const update = this.sql.q(`UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running' AND pid IS ? AND proc_start IS ? RETURNING *`);
     return this.sql.tx(() =>
       abandoned.flatMap((r) => {
         // The condition re-checks the owner: another process may have reconciled or resumed it meanwhile.

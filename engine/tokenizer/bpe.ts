@@ -196,7 +196,7 @@ function wellFormed(text: string): string {
 function splitSymbols(text: string, match: PrefixMatcher): { symbols: string[]; frozen: boolean[] } {
   const symbols: string[] = [];
   const frozen: boolean[] = [];
-  for (let pos = 0; pos < text.length; ) {
+  for (let pos = 0; pos < text.length;) {
     const userDefined = match(text, pos);
     const end = pos + (userDefined || codePointLength(text, pos));
     symbols.push(text.slice(pos, end));
@@ -417,7 +417,8 @@ export class HfBpe implements Encoder {
     const { vocab, merges, unkToken } = options;
     merges.forEach(([left, right], rank) => {
       for (const piece of [left, right, left + right]) {
-        if (vocab.pieceToId(piece) === undefined) throw new Error(`merge ${rank} (${JSON.stringify(`${left} ${right}`)}) uses ${JSON.stringify(piece)}, which is not in the vocabulary`);
+        if (vocab.pieceToId(piece) === undefined)
+          throw new Error(`merge ${rank} (${JSON.stringify(`${left} ${right}`)}) uses ${JSON.stringify(piece)}, which is not in the vocabulary`);
       }
       // A repeated merge takes its last rank, as tokenizers' HashMap collect does.
       const byLeft = this.ranks.get(left) ?? new Map<string, number>();

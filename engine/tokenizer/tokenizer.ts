@@ -5,16 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ModelType, parseModelProto, PieceType, type ModelProto } from './sentencepiece-model';
-import {
-  HfBpe,
-  SentencePieceBpe,
-  SPACE_SYMBOL,
-  Vocabulary,
-  mergesFromScores,
-  pieceToByte,
-  type Encoder,
-  type HfTextStep,
-} from './bpe';
+import { HfBpe, SentencePieceBpe, SPACE_SYMBOL, Vocabulary, mergesFromScores, pieceToByte, type Encoder, type HfTextStep } from './bpe';
 
 export interface Tokenizer {
   readonly vocabSize: number;
@@ -86,7 +77,7 @@ function decodeUtf8Char(bytes: readonly number[], i: number, end: number): [text
 /** Decodes a complete run of byte pieces. */
 function decodeByteRun(bytes: readonly number[]): string {
   let text = '';
-  for (let i = 0; i < bytes.length; ) {
+  for (let i = 0; i < bytes.length;) {
     const [s, n] = decodeUtf8Char(bytes, i, bytes.length);
     text += s;
     i += n;

@@ -67,7 +67,10 @@ export function trainBpe(texts: Iterable<string>, opts: BpeTrainOptions): Traine
   }
   const inAlphabet = new Set(alphabet);
   const target = opts.vocabSize - SPECIALS.length - BYTE_PIECES.length - alphabet.length;
-  if (target < 0) throw new Error(`vocabulary size ${opts.vocabSize} is smaller than the ${SPECIALS.length + BYTE_PIECES.length + alphabet.length} special, byte and character pieces`);
+  if (target < 0)
+    throw new Error(
+      `vocabulary size ${opts.vocabSize} is smaller than the ${SPECIALS.length + BYTE_PIECES.length + alphabet.length} special, byte and character pieces`,
+    );
 
   // Words as symbol lists; a character outside the alphabet is a symbol that never merges (it becomes bytes).
   const words = [...wordCounts.entries()].map(([w, count]) => ({ symbols: [...w], count }));
@@ -146,7 +149,12 @@ export function trainedBpeToJson(t: TrainedBpe): object {
     post_processor: {
       type: 'TemplateProcessing',
       single: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-      pair: [{ SpecialToken: { id: '<s>', type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: '<s>', type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+      pair: [
+        { SpecialToken: { id: '<s>', type_id: 0 } },
+        { Sequence: { id: 'A', type_id: 0 } },
+        { SpecialToken: { id: '<s>', type_id: 1 } },
+        { Sequence: { id: 'B', type_id: 1 } },
+      ],
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: {

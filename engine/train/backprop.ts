@@ -111,13 +111,7 @@ export interface LossAndGrads {
  * (name → variable). A variable used several times (a shared block, a tied
  * embedding) gets the sum of its uses' gradients.
  */
-export function lossAndGrads(
-  model: MobileLLM,
-  trainable: Map<string, tf.Variable>,
-  batch: MicroBatch,
-  mode: GradMode,
-  plan?: DropoutPlan,
-): LossAndGrads {
+export function lossAndGrads(model: MobileLLM, trainable: Map<string, tf.Variable>, batch: MicroBatch, mode: GradMode, plan?: DropoutPlan): LossAndGrads {
   const head = headOf(model);
   const isTrainable = new Set<tf.Tensor>(trainable.values());
   const trainHead = isTrainable.has(head.wT);

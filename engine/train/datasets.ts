@@ -156,7 +156,10 @@ export interface RenderOptions {
 /** Special tokens a rendered chat template may contain as text, by text. */
 function specialTokens(tok: Tokenizer, t: ChatTemplate): Map<string, number> {
   const out = new Map<string, number>();
-  for (const [text, id] of [[t.bosToken, tok.bosId], [t.eosToken, tok.eosId]] as const) {
+  for (const [text, id] of [
+    [t.bosToken, tok.bosId],
+    [t.eosToken, tok.eosId],
+  ] as const) {
     if (text && id >= 0) out.set(text, id);
   }
   return out;
@@ -196,7 +199,10 @@ export function rowSegments(row: Row, tok: Tokenizer, template: ChatTemplate): S
       return chatSegments(tok, template, row.messages);
     case 'alpaca': {
       const user = row.input.trim() ? `${row.instruction}\n\n${row.input}` : row.instruction;
-      return chatSegments(tok, template, [{ role: 'user', content: user }, { role: 'assistant', content: row.output }]);
+      return chatSegments(tok, template, [
+        { role: 'user', content: user },
+        { role: 'assistant', content: row.output },
+      ]);
     }
     case 'completion':
       return [...bos, { text: row.prompt, learn: false }, { text: row.completion, learn: true }, ...eos];
@@ -220,7 +226,7 @@ function commonPrefix(a: number[], b: number[]): number {
 export function tokenizeSegments(tok: Tokenizer, segments: Segment[]): TokenizedExample {
   const ids: number[] = [];
   const learn: number[] = [];
-  for (let i = 0; i < segments.length; ) {
+  for (let i = 0; i < segments.length;) {
     const s = segments[i];
     if ('token' in s) {
       ids.push(s.token);

@@ -85,8 +85,7 @@ export class LoraLinear implements Linear {
 /** PEFT's module name of a block's linear, e.g. "q_proj". */
 export const peftModuleName = (key: LinearKey): string => LINEAR_NAMES[key].split('.')[1];
 
-const peftKey = (block: number, key: LinearKey, which: 'A' | 'B') =>
-  `base_model.model.model.layers.${block}.${LINEAR_NAMES[key]}.lora_${which}.weight`;
+const peftKey = (block: number, key: LinearKey, which: 'A' | 'B') => `base_model.model.model.layers.${block}.${LINEAR_NAMES[key]}.lora_${which}.weight`;
 
 function setBlockLinear(b: BlockWeights, key: LinearKey, lin: Linear): void {
   if (key === 'q' || key === 'k' || key === 'v' || key === 'o') b.attn[key] = lin;
@@ -186,7 +185,9 @@ export function applyLora(
             const t = init.weights.get(peftKey(block, key, which));
             if (!t) throw new Error(`adapter has no tensor "${peftKey(block, key, which)}"`);
             if (t.shape[0] !== shape[0] || t.shape[1] !== shape[1]) {
-              throw new Error(`adapter tensor "${peftKey(block, key, which)}" is [${[...t.shape].reverse()}], expected [${[...shape].reverse()}] for rank ${r}`);
+              throw new Error(
+                `adapter tensor "${peftKey(block, key, which)}" is [${[...t.shape].reverse()}], expected [${[...shape].reverse()}] for rank ${r}`,
+              );
             }
             return t;
           };

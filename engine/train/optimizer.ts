@@ -76,7 +76,10 @@ export class AdamW {
 
   /** Restores moments saved by state() and the step count. */
   load(state: Map<string, tf.Tensor>, step: number): void {
-    for (const [key, slots] of [['exp_avg', this.m], ['exp_avg_sq', this.v]] as const) {
+    for (const [key, slots] of [
+      ['exp_avg', this.m],
+      ['exp_avg_sq', this.v],
+    ] as const) {
       for (const [name, slot] of slots) {
         const t = state.get(`${name}.${key}`);
         if (!t) throw new Error(`optimizer state has no "${name}.${key}"`);

@@ -51,8 +51,14 @@ export function corpusTexts(name: string): { source: string; texts: string[] } {
   } catch {
     throw new Error(`corpus "${name}" needs the npm package ${known.pkg} (a devDependency: run npm install)`);
   }
-  const files = fs.readdirSync(dir).filter((f) => f.endsWith('.txt') && !known.heldOut.includes(f)).sort();
-  return { source: `${known.pkg} (${files.length} files, without ${known.heldOut.join(', ')})`, texts: files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8')) };
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.txt') && !known.heldOut.includes(f))
+    .sort();
+  return {
+    source: `${known.pkg} (${files.length} files, without ${known.heldOut.join(', ')})`,
+    texts: files.map((f) => fs.readFileSync(path.join(dir, f), 'utf8')),
+  };
 }
 
 const int = z.number().int();
@@ -132,7 +138,10 @@ const TOKENIZER_CONFIG = {
 async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, ctx: JobContext): Promise<void> {
   if (fs.existsSync(path.join(baseDir, 'model.safetensors'))) return; // a resumed run keeps its tokenizer
   ctx.progress({ phase: 'training the tokenizer' });
-  const bpe = trainBpe(texts, { vocabSize: p.vocabSize, onProgress: (done, total) => ctx.progress({ phase: 'training the tokenizer', done, total, unit: 'merges' }) });
+  const bpe = trainBpe(texts, {
+    vocabSize: p.vocabSize,
+    onProgress: (done, total) => ctx.progress({ phase: 'training the tokenizer', done, total, unit: 'merges' }),
+  });
   const model = randomModel(modelConfig(p, bpe.pieces.length), p.train.seed);
   try {
     await saveModel(model, baseDir, {
@@ -167,7 +176,8 @@ function resumedConfig(store: Store, runId: number): PretrainConfig {
 /** Pre-trains a new run, or resumes run `resumeRunId`. The backend must be initialized. */
 export async function pretrain(store: Store, input: PretrainInput | { resumeRunId: number }, ctx: JobContext): Promise<PretrainOutcome> {
   const cfg = 'resumeRunId' in input ? resumedConfig(store, input.resumeRunId) : PretrainConfig.parse(input);
-  const run = 'resumeRunId' in input ? store.runs.get(input.resumeRunId) : store.runs.create({ kind: 'pretrain', config: cfg as unknown as Record<string, unknown> });
+  const run =
+    'resumeRunId' in input ? store.runs.get(input.resumeRunId) : store.runs.create({ kind: 'pretrain', config: cfg as unknown as Record<string, unknown> });
   const started = Date.now();
   const baseDir = path.join(store.runs.dirFor(run.id), 'base');
   const corpora = cfg.corpus.map(corpusTexts);
@@ -177,7 +187,10 @@ export async function pretrain(store: Store, input: PretrainInput | { resumeRunI
   // The corpus as sequences; a seeded share of them held out for validation.
   ctx.progress({ phase: 'tokenizing the corpus' });
   const tok = loadTokenizer(baseDir);
-  const sequences = chunkCorpus(texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]), cfg.seqLen);
+  const sequences = chunkCorpus(
+    texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]),
+    cfg.seqLen,
+  );
   const order = permutation(sequences.length, rngFor(cfg.train.seed, RNG.split, 0));
   const nVal = Math.round(sequences.length * cfg.valFraction);
   const val = order.slice(0, nVal).map((i) => sequences[i]);
@@ -230,7 +243,21 @@ export async function pretrain(store: Store, input: PretrainInput | { resumeRunI
         dtype: 'float16',
         tokenizerFrom: baseDir,
         extraFiles: {
-          'MODEL_CARD.md': modelCard(store, run.id, cfg, corpora.map((c) => c.source), { trainSeqs: trainSet.length, valSeqs: val.length, step: result.state.step, tokensSeen: result.state.tokensSeen, valLoss, ms: Date.now() - started + (resume?.state.elapsedMs ?? 0), params: trainable }),
+          'MODEL_CARD.md': modelCard(
+            store,
+            run.id,
+            cfg,
+            corpora.map((c) => c.source),
+            {
+              trainSeqs: trainSet.length,
+              valSeqs: val.length,
+              step: result.state.step,
+              tokensSeen: result.state.tokensSeen,
+              valLoss,
+              ms: Date.now() - started + (resume?.state.elapsedMs ?? 0),
+              params: trainable,
+            },
+          ),
         },
       });
     }

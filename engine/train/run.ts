@@ -74,7 +74,14 @@ export function prepareData(cfg: FinetuneConfig): PreparedData {
 export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEstimate {
   const config = readConfig(cfg.model);
   const seqLen = Math.max(...data.train.map((e) => e.ids.length));
-  const shape = { method: cfg.method, loraRank: cfg.lora.rank, loraTargets: cfg.lora.targets, batchSize: cfg.train.batchSize, gradAccum: cfg.train.gradAccum, seqLen };
+  const shape = {
+    method: cfg.method,
+    loraRank: cfg.lora.rank,
+    loraTargets: cfg.lora.targets,
+    batchSize: cfg.train.batchSize,
+    gradAccum: cfg.train.gradAccum,
+    seqLen,
+  };
   return planTraining(config, shape, backendInfo().name, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
 }
 
@@ -122,9 +129,7 @@ function recordModel(store: Store, dir: string): number {
 }
 
 function recordDataset(store: Store, cfg: FinetuneConfig, data: PreparedData): Dataset {
-  const split = data.valSet
-    ? { path: path.resolve(data.valSet.file), rows: data.valSet.rows.length }
-    : { fraction: cfg.valFraction, seed: cfg.train.seed };
+  const split = data.valSet ? { path: path.resolve(data.valSet.file), rows: data.valSet.rows.length } : { fraction: cfg.valFraction, seed: cfg.train.seed };
   const same = store.datasets
     .findBySha256(data.trainSet.sha256)
     .find((d) => JSON.stringify(d.validationSplit) === JSON.stringify(split) && d.path === path.resolve(cfg.data));
@@ -160,18 +165,21 @@ export async function resumeFinetune(store: Store, runId: number, ctx: JobContex
   if (run.kind !== 'finetune') throw new Error(`run ${runId} is a ${run.kind} run, not a fine-tuning run`);
   requireResumable(run);
   const parsed = FinetuneConfig.safeParse(run.config);
-  if (!parsed.success) throw new Error(`run ${runId}: its stored configuration is invalid (${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message})`);
+  if (!parsed.success)
+    throw new Error(`run ${runId}: its stored configuration is invalid (${parsed.error.issues[0].path.join('.')}: ${parsed.error.issues[0].message})`);
   const cfg = parsed.data;
   const data = prepareData(cfg);
   if (run.datasetId !== null) {
     const recorded = store.datasets.get(run.datasetId);
-    if (recorded.sha256 !== data.trainSet.sha256) throw new Error(`${cfg.data}: the dataset changed since run ${runId} started (sha256 differs); start a new run`);
+    if (recorded.sha256 !== data.trainSet.sha256)
+      throw new Error(`${cfg.data}: the dataset changed since run ${runId} started (sha256 differs); start a new run`);
   }
   return execute(store, run, cfg, data, estimateRun(cfg, data), ctx);
 }
 
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
-  const fail = (err: unknown) => store.runs.setStatus(run.id, 'failed', { error: (err instanceof Error ? err.message : String(err)).split('\n')[0] || 'failed' });
+  const fail = (err: unknown) =>
+    store.runs.setStatus(run.id, 'failed', { error: (err instanceof Error ? err.message : String(err)).split('\n')[0] || 'failed' });
   const from = store.checkpoints.resumePoint(run.id);
   let loaded: ReturnType<typeof trainableModel> | undefined;
   let resume: { state: TrainerState; optimizer: Map<string, tf.Tensor> } | undefined;

@@ -89,7 +89,11 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
 
   const save = async () => {
     const metrics: Record<string, number> = lastVal?.step === state.step ? { val_loss: lastVal.loss } : {};
-    await inp.log.checkpoint(state.step, (dir) => writeCheckpointFiles(dir, { model: inp.model, adapters: inp.adapters, baseModelDir: inp.baseModelDir, optimizer: opt.state(), state }), metrics);
+    await inp.log.checkpoint(
+      state.step,
+      (dir) => writeCheckpointFiles(dir, { model: inp.model, adapters: inp.adapters, baseModelDir: inp.baseModelDir, optimizer: opt.state(), state }),
+      metrics,
+    );
     lastSave = { step: state.step, at: Date.now() };
   };
   const validate = () => {

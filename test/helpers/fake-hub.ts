@@ -79,7 +79,18 @@ function hubHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
   if (rev !== 'main' && rev !== repo.commit) return fail(res, 404, 'RevisionNotFound');
   if (api?.[2] === 'revision') {
     res.writeHead(200, { 'content-type': 'application/json' });
-    return void res.end(JSON.stringify({ _id: 'x', id: repoId, sha: repo.commit, private: false, gated: repo.token ? 'manual' : false, downloads: 0, likes: 0, lastModified: '2024-01-01T00:00:00.000Z' }));
+    return void res.end(
+      JSON.stringify({
+        _id: 'x',
+        id: repoId,
+        sha: repo.commit,
+        private: false,
+        gated: repo.token ? 'manual' : false,
+        downloads: 0,
+        likes: 0,
+        lastModified: '2024-01-01T00:00:00.000Z',
+      }),
+    );
   }
   if (api) {
     const entries = [...repo.files].map(([p, b]) => ({
@@ -99,7 +110,12 @@ function hubHandler(req: http.IncomingMessage, res: http.ServerResponse): void {
   const body = repo.files.get(file);
   if (!body) return fail(res, 404, 'EntryNotFound');
   if (repo.lfs.has(file)) {
-    res.writeHead(302, { location: `${cdnUrl}/lfs/${sha256(body)}`, 'x-linked-etag': `"${sha256(body)}"`, 'x-linked-size': String(body.length), 'x-repo-commit': repo.commit });
+    res.writeHead(302, {
+      location: `${cdnUrl}/lfs/${sha256(body)}`,
+      'x-linked-etag': `"${sha256(body)}"`,
+      'x-linked-size': String(body.length),
+      'x-repo-commit': repo.commit,
+    });
     return void res.end();
   }
   res.writeHead(200, { 'content-length': body.length, etag: `"${gitOid(body)}"`, 'x-repo-commit': repo.commit });
@@ -139,7 +155,6 @@ export function tinyRepo(extra: Partial<FakeRepo> = {}): FakeRepo {
   ]);
   return { files, lfs: new Set(['model.safetensors', 'pytorch_model.bin', 'onnx/model.onnx']), commit: crypto.randomBytes(20).toString('hex'), ...extra };
 }
-
 
 /** The fake Hub and its CDN, listening; `reset` forgets repos, log and behaviour. */
 export interface FakeHub {

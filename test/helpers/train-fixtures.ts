@@ -17,7 +17,13 @@ export function tinyTokenizerJson(): object {
   return {
     version: '1.0',
     added_tokens: [special('<unk>', 0), special('<s>', 1), special('</s>', 2)],
-    normalizer: { type: 'Sequence', normalizers: [{ type: 'Prepend', prepend: '\u2581' }, { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' }] },
+    normalizer: {
+      type: 'Sequence',
+      normalizers: [
+        { type: 'Prepend', prepend: '\u2581' },
+        { type: 'Replace', pattern: { String: ' ' }, content: '\u2581' },
+      ],
+    },
     pre_tokenizer: null,
     post_processor: {
       type: 'TemplateProcessing',
@@ -26,7 +32,18 @@ export function tinyTokenizerJson(): object {
       special_tokens: { '<s>': { id: '<s>', ids: [1], tokens: ['<s>'] } },
     },
     decoder: null,
-    model: { type: 'BPE', dropout: null, unk_token: '<unk>', continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: true, ignore_merges: false, vocab, merges: [] },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<unk>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: true,
+      byte_fallback: true,
+      ignore_merges: false,
+      vocab,
+      merges: [],
+    },
   };
 }
 
@@ -56,6 +73,11 @@ export function arithmeticChats(n: number, offset = 0): object[] {
   return Array.from({ length: n }, (_, i) => {
     const a = (i + offset) % 10;
     const b = Math.floor((i + offset) / 10) % 10;
-    return { messages: [{ role: 'user', content: `${a}+${b}` }, { role: 'assistant', content: String(a + b) }] };
+    return {
+      messages: [
+        { role: 'user', content: `${a}+${b}` },
+        { role: 'assistant', content: String(a + b) },
+      ],
+    };
   });
 }

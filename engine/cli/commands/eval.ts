@@ -41,7 +41,7 @@ export function registerEvalCommands(program: Command): void {
     .argument('<model>', 'model folder, or the id or name of a model in the store')
     .option('--text <file>', 'perplexity of this text, in sliding windows')
     .option('--tasks <file>', 'multiple-choice tasks, JSONL (see engine/eval/tasks.ts; mlw eval-convert makes one)')
-    .option('--window <n>', '--text: tokens per window (default: the model\'s context)')
+    .option('--window <n>', "--text: tokens per window (default: the model's context)")
     .option('--stride <n>', '--text: new tokens scored per window (default: window − 1)')
     .option('--limit <n>', '--tasks: only the first n items of each task')
     .option('--bos', '--tasks: put BOS before each context (the harness does not, by default)')

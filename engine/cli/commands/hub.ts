@@ -44,7 +44,17 @@ export function registerHubCommands(program: Command): void {
           job.finish();
         }
         if (o.json) {
-          return printJson({ modelId: r.model.id, name: r.model.name, path: r.model.path, repo: r.repo, revision: r.revision, commit: r.commit, alreadyRecorded: r.alreadyRecorded, bytes: r.bytes, files: r.files });
+          return printJson({
+            modelId: r.model.id,
+            name: r.model.name,
+            path: r.model.path,
+            repo: r.repo,
+            revision: r.revision,
+            commit: r.commit,
+            alreadyRecorded: r.alreadyRecorded,
+            bytes: r.bytes,
+            files: r.files,
+          });
         }
         const fetched = r.files.filter((f) => !f.present).length;
         console.log(

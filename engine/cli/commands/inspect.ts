@@ -26,9 +26,27 @@ const si = (n: number, units: [number, string][]): string => {
   const [div, unit] = units.find(([d]) => Math.abs(n) >= d) ?? units[units.length - 1];
   return `${(n / div).toFixed(div === 1 ? 0 : 1)}${unit}`;
 };
-const bytes = (n: number) => si(n, [[1e9, ' GB'], [1e6, ' MB'], [1e3, ' kB'], [1, ' B']]);
-const params = (n: number) => si(n, [[1e9, 'B'], [1e6, 'M'], [1e3, 'k'], [1, '']]);
-const flops = (n: number) => si(n, [[1e9, ' G'], [1e6, ' M'], [1e3, ' k'], [1, ' ']]);
+const bytes = (n: number) =>
+  si(n, [
+    [1e9, ' GB'],
+    [1e6, ' MB'],
+    [1e3, ' kB'],
+    [1, ' B'],
+  ]);
+const params = (n: number) =>
+  si(n, [
+    [1e9, 'B'],
+    [1e6, 'M'],
+    [1e3, 'k'],
+    [1, ''],
+  ]);
+const flops = (n: number) =>
+  si(n, [
+    [1e9, ' G'],
+    [1e6, ' M'],
+    [1e3, ' k'],
+    [1, ' '],
+  ]);
 
 function sharingLabel(s: LayerSharing): string {
   return s.strategy === 'none' ? 'none' : `${s.strategy} ×${s.repeats}`;
@@ -85,11 +103,22 @@ function describeInspection(r: InspectReport): string {
   );
   if (r.latency) {
     const l = r.latency;
-    out.push('', `decode latency: ${l.backend} (${l.threads} threads), random weights, ${l.physicalBlocks} blocks, ${l.contextTokens}-token context, median of ${l.steps * l.rounds} steps`);
+    out.push(
+      '',
+      `decode latency: ${l.backend} (${l.threads} threads), random weights, ${l.physicalBlocks} blocks, ${l.contextTokens}-token context, median of ${l.steps * l.rounds} steps`,
+    );
     out.push(
       table([
         ['variant', 'blocks', 'layers', 'ms/token', 'q1–q3', '× same storage', '× same depth'],
-        ...l.rows.map((x) => [rowLabel(x), String(x.physicalBlocks), String(x.effectiveDepth), x.msPerToken.toFixed(2), `${x.q1.toFixed(1)}–${x.q3.toFixed(1)}`, x.vsSameStorage.toFixed(3), x.vsSameDepth.toFixed(3)]),
+        ...l.rows.map((x) => [
+          rowLabel(x),
+          String(x.physicalBlocks),
+          String(x.effectiveDepth),
+          x.msPerToken.toFixed(2),
+          `${x.q1.toFixed(1)}–${x.q3.toFixed(1)}`,
+          x.vsSameStorage.toFixed(3),
+          x.vsSameDepth.toFixed(3),
+        ]),
       ]),
     );
   }
@@ -98,7 +127,10 @@ function describeInspection(r: InspectReport): string {
   if (a?.activations) {
     const x = a.activations;
     const f = (v: number | null) => (v === null ? '-' : v.toFixed(3));
-    out.push('', `activations on the ${x.probe.source} probe (${x.probe.tokens} tokens); embedding rms ${x.embeddingRms}, uniform-attention entropy ${x.attnEntropyUniform}`);
+    out.push(
+      '',
+      `activations on the ${x.probe.source} probe (${x.probe.tokens} tokens); embedding rms ${x.embeddingRms}, uniform-attention entropy ${x.attnEntropyUniform}`,
+    );
     out.push(
       table([
         ['layer', 'block', 'rms', 'cos(in,out)', 'cos(Δ,Δprev)', 'attn rms', 'mlp rms', 'entropy (head mean)'],
@@ -174,7 +206,13 @@ interface ConvertCliOpts {
 
 async function runConversion(dir: string, conversion: Conversion, o: ConvertCliOpts, cmd: Command): Promise<void> {
   const g = cmd.optsWithGlobals() as GlobalOpts;
-  const evalText = o.evalText === undefined ? undefined : { ids: tokenizerFor(readModelFolder(dir).tokenizerDir, '--eval-text').encode(readTextFile(o.evalText, '--eval-text'), { bos: true }), source: o.evalText };
+  const evalText =
+    o.evalText === undefined
+      ? undefined
+      : {
+          ids: tokenizerFor(readModelFolder(dir).tokenizerDir, '--eval-text').encode(readTextFile(o.evalText, '--eval-text'), { bos: true }),
+          source: o.evalText,
+        };
   const backend = await initBackend(g.backend);
   const job = cliJob(conversion.operation, { quiet: o.json });
   let report: ConversionReport;
@@ -199,21 +237,24 @@ async function runConversion(dir: string, conversion: Conversion, o: ConvertCliO
 export function registerInspectCommands(program: Command): void {
   program
     .command('inspect')
-    .description('layer sharing of a model folder or preset: schedule, storage, FLOPs, KV cache, optional measured latency; for a folder also weight and activation analysis')
+    .description(
+      'layer sharing of a model folder or preset: schedule, storage, FLOPs, KV cache, optional measured latency; for a folder also weight and activation analysis',
+    )
     .argument('<target>', `model folder, or a preset (${PRESET_NAMES.join(', ')})`)
-    .addOption(new Option('--strategy <s>', 'strategy to show in the diagram (default: the model\'s own, else immediate)').choices(SHARING_STRATEGIES))
-    .option('--repeats <r>', 'times each block runs in the shared rows (default: the model\'s own, else 2)')
+    .addOption(new Option('--strategy <s>', "strategy to show in the diagram (default: the model's own, else immediate)").choices(SHARING_STRATEGIES))
+    .option('--repeats <r>', "times each block runs in the shared rows (default: the model's own, else 2)")
     .option('--context <n>', 'tokens of context the per-token FLOPs are given at (default 512)')
     .option('--probe-text <file>', 'text to run through the model for the activation analysis (default: a built-in paragraph)')
     .option('--probe-ids <ids>', 'comma-separated token ids instead of a probe text')
     .option('--latency', 'also measure decode latency of every variant with random weights (slow for large shapes)')
-    .option('--latency-blocks <n>', 'physical blocks for the latency measurement (default: the model\'s)')
+    .option('--latency-blocks <n>', "physical blocks for the latency measurement (default: the model's)")
     .option('--latency-steps <n>', 'timed decode steps per variant and round (default 32)')
     .option('--json', 'print the report as JSON (engine/inspect/schema.ts: InspectReport)')
     .action(async (target: string, o: InspectCliOpts, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOpts;
       const preset = isPresetName(target);
-      if (preset && (o.probeText !== undefined || o.probeIds !== undefined)) throw new UsageError('a preset has no weights: --probe-text and --probe-ids need a model folder');
+      if (preset && (o.probeText !== undefined || o.probeIds !== undefined))
+        throw new UsageError('a preset has no weights: --probe-text and --probe-ids need a model folder');
       if (o.probeText !== undefined && o.probeIds !== undefined) throw new UsageError('inspect: give at most one of --probe-text or --probe-ids');
       if (!preset && !fs.existsSync(target)) throw new UsageError(`${target}: neither a model folder nor a preset (${PRESET_NAMES.join(', ')})`);
       const opts: InspectOptions = {
@@ -233,7 +274,8 @@ export function registerInspectCommands(program: Command): void {
             }
           : undefined,
       };
-      if (!o.latency && (o.latencyBlocks !== undefined || o.latencySteps !== undefined)) throw new UsageError('--latency-blocks and --latency-steps go with --latency');
+      if (!o.latency && (o.latencyBlocks !== undefined || o.latencySteps !== undefined))
+        throw new UsageError('--latency-blocks and --latency-steps go with --latency');
       if (!preset || o.latency) await initBackend(g.backend);
       const job = cliJob('inspect', { quiet: o.json });
       let report: InspectReport;

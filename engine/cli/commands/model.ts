@@ -87,7 +87,11 @@ export function registerModelCommands(program: Command): void {
       if (quantization) lines.splice(1, 0, `quantized    ${describeSpec(quantization)}`);
       if (adapter) {
         const o = adapter.options;
-        lines.splice(1, 0, `adapter      LoRA rank ${o.rank}, alpha ${o.alpha}${o.rslora ? ' (rsLoRA)' : ''} on ${o.targets.join(', ')}; base model ${result.adapter!.base}`);
+        lines.splice(
+          1,
+          0,
+          `adapter      LoRA rank ${o.rank}, alpha ${o.alpha}${o.rslora ? ' (rsLoRA)' : ''} on ${o.targets.join(', ')}; base model ${result.adapter!.base}`,
+        );
       }
       console.log(lines.join('\n'));
     });
@@ -169,18 +173,26 @@ export function registerModelCommands(program: Command): void {
       }).finally(() => runtime.dispose());
       if (template) answer = template.cutAtStop(answer + stream!.flush()).text.trim();
       if (o.json) {
-        return printJson({ prompt_ids: promptIds, ids: result.ids, text: template ? answer : tokenizer ? tokenizer.decode(result.ids) : null, finish: result.finish, runtime: runtime.name });
+        return printJson({
+          prompt_ids: promptIds,
+          ids: result.ids,
+          text: template ? answer : tokenizer ? tokenizer.decode(result.ids) : null,
+          finish: result.finish,
+          runtime: runtime.name,
+        });
       }
       process.stdout.write(template ? answer + '\n' : stream ? stream.flush() + '\n' : '');
       const secs = (result.totalMs - result.firstTokenMs) / 1000;
       const rate = result.ids.length > 1 ? ((result.ids.length - 1) / secs).toFixed(1) : '-';
-      process.stderr.write(`[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${runtime.describe()}]\n`);
+      process.stderr.write(
+        `[${result.ids.length} tokens, ${result.finish}; first token ${result.firstTokenMs.toFixed(0)} ms, ${rate} tokens/s, ${runtime.describe()}]\n`,
+      );
     });
 
   program
     .command('tokenize')
     .description('text → token ids and pieces')
-    .argument('<modelDir>', 'folder with tokenizer.model or tokenizer.json, or a LoRA adapter folder (its base model\'s tokenizer when it has none)')
+    .argument('<modelDir>', "folder with tokenizer.model or tokenizer.json, or a LoRA adapter folder (its base model's tokenizer when it has none)")
     .requiredOption('--text <text>', 'text to tokenize')
     .option('--bos', 'prepend the beginning-of-sequence token')
     .option('--json', 'print JSON')

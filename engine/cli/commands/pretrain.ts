@@ -44,7 +44,10 @@ export function registerPretrainCommands(program: Command): void {
       else {
         if (!o.out) throw new UsageError('pretrain: --out DIR is required (or --resume RUN)');
         input = {
-          corpus: String(o.corpus).split(',').map((s) => s.trim()).filter(Boolean),
+          corpus: String(o.corpus)
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean),
           out: o.out as string,
           vocabSize: n('--vocab-size', 'vocabSize', 300),
           hiddenSize: n('--hidden', 'hidden'),
@@ -76,7 +79,9 @@ export function registerPretrainCommands(program: Command): void {
         const r = await pretrain(store, input, job.ctx);
         job.finish();
         if (o.json) return printJson(r);
-        console.log(`run ${r.runId} ${r.status} at step ${r.step}${r.out ? ` → ${r.out}` : ''}${r.valLoss !== null ? ` (validation loss ${r.valLoss.toFixed(3)})` : ''} — ${describeBackend(backend)}`);
+        console.log(
+          `run ${r.runId} ${r.status} at step ${r.step}${r.out ? ` → ${r.out}` : ''}${r.valLoss !== null ? ` (validation loss ${r.valLoss.toFixed(3)})` : ''} — ${describeBackend(backend)}`,
+        );
         if (r.status === 'paused') console.log(`resume with: mlw pretrain --resume ${r.runId}`);
       } finally {
         job.finish();

@@ -28,7 +28,7 @@ interface QuantizeOpts {
 export function registerQuantizeCommands(program: Command): void {
   program
     .command('quantize')
-    .description('quantize a float model (w8a8: the MobileLLM paper\'s W8A8; w8/w4: weight-only) and report size and quality')
+    .description("quantize a float model (w8a8: the MobileLLM paper's W8A8; w8/w4: weight-only) and report size and quality")
     .argument('<modelDir>', 'float model folder, or a LoRA adapter folder (merged into its base model first)')
     .addOption(new Option('--method <method>', 'quantization method').choices(QUANT_METHODS).makeOptionMandatory())
     .option('--group-size <n>', `w4: inputs per scale, ${GROUP_SIZES.join(', ')} (default: the largest that fits the model)`)
@@ -70,7 +70,9 @@ export function registerQuantizeCommands(program: Command): void {
         const recorded = recordQuantization(store, report);
         if (o.json) return printJson({ ...recorded.report, reportId: recorded.reportId, sourceModelId: recorded.sourceModelId });
         process.stdout.write(reportToMarkdown(recorded.report));
-        process.stderr.write(`recorded as report ${recorded.reportId} of model ${recorded.sourceModelId} (quantized model ${recorded.outputModelId}) in ${store.layout.root} — ${describeBackend(backend)}\n`);
+        process.stderr.write(
+          `recorded as report ${recorded.reportId} of model ${recorded.sourceModelId} (quantized model ${recorded.outputModelId}) in ${store.layout.root} — ${describeBackend(backend)}\n`,
+        );
       } finally {
         store.close();
       }

@@ -40,7 +40,10 @@ export function registerServeCommands(program: Command): void {
         return new Promise(() => {}); // runs until the shell disconnects
       }
       process.on('SIGINT', shutdown);
-      const web = await startWebServer(service, { staticDir: opts.ui, port: opts.port ? parseNumber(opts.port, '--port', { integer: true, min: 1, max: 65535 }) : undefined });
+      const web = await startWebServer(service, {
+        staticDir: opts.ui,
+        port: opts.port ? parseNumber(opts.port, '--port', { integer: true, min: 1, max: 65535 }) : undefined,
+      });
       console.log(`MobileLLM Workbench ${appVersion()} — engine on ${describeBackend(backend)}, data in ${store.layout.root}`);
       console.log(`Open ${web.url}`);
       return new Promise(() => {}); // serve until stopped

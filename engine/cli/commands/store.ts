@@ -17,8 +17,7 @@ interface StoreOpts {
   moveAside?: boolean;
 }
 
-const moveAsideOption = () =>
-  new Option('--move-aside', 'if workbench.db is damaged, rename it to workbench.db.corrupt-<time> and start a new one');
+const moveAsideOption = () => new Option('--move-aside', 'if workbench.db is damaged, rename it to workbench.db.corrupt-<time> and start a new one');
 
 /** Opens the store of --home; with --move-aside, a damaged database is renamed (never deleted) and a new one made. */
 function storeFor(cmd: Command, { readonly }: { readonly: boolean }): Store {
@@ -118,16 +117,7 @@ export function registerStoreCommands(program: Command): void {
       withStore(cmd, true, (store) => {
         const models = store.models.list();
         if (cmd.opts<StoreOpts>().json) return printJson(models);
-        const rows = models.map((m) => [
-          String(m.id),
-          m.name,
-          m.source,
-          m.format,
-          count(m.paramCount),
-          bytes(m.bytes),
-          when(m.createdAt),
-          m.path,
-        ]);
+        const rows = models.map((m) => [String(m.id), m.name, m.source, m.format, count(m.paramCount), bytes(m.bytes), when(m.createdAt), m.path]);
         process.stdout.write(table(['ID', 'NAME', 'SOURCE', 'FORMAT', 'PARAMS', 'SIZE', 'CREATED', 'PATH'], rows, 'no models'));
       }),
     );
@@ -205,15 +195,7 @@ export function registerStoreCommands(program: Command): void {
         const runId = store.runs.get(parseId(runIdText, 'run')).id;
         const list = store.checkpoints.list(runId);
         if (opts.json) return printJson(list);
-        const rows = list.map((c) => [
-          String(c.id),
-          String(c.step),
-          c.kind,
-          bytes(c.bytes),
-          c.sha256.slice(0, 12),
-          when(c.createdAt),
-          c.path,
-        ]);
+        const rows = list.map((c) => [String(c.id), String(c.step), c.kind, bytes(c.bytes), c.sha256.slice(0, 12), when(c.createdAt), c.path]);
         process.stdout.write(table(['ID', 'STEP', 'KIND', 'SIZE', 'SHA256', 'CREATED', 'PATH'], rows, `run ${runId} has no checkpoints`));
       }),
     );

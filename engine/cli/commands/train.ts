@@ -57,7 +57,10 @@ function setAt(obj: Record<string, unknown>, p: string[], value: unknown): void 
 }
 
 function targets(s: string): LinearKey[] {
-  const list = s.split(',').map((t) => t.trim()).filter(Boolean);
+  const list = s
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean);
   const bad = list.find((t) => !(LINEAR_KEYS as readonly string[]).includes(t));
   if (bad || !list.length) throw new UsageError(`--lora-targets: "${bad ?? s}" is not one of ${LINEAR_KEYS.join(', ')}`);
   return list as LinearKey[];
@@ -79,7 +82,15 @@ function flagError(issue: z.core.$ZodIssue, o: Opts): UsageError {
 function configFrom(model: string, o: Opts): FinetuneConfig {
   if (o.epochs !== undefined && o.maxSteps !== undefined) throw new UsageError('finetune: give --epochs or --max-steps, not both');
   // commander checked the choices of --method, --schedule, --loss-on and --grad-mode
-  const input: Record<string, unknown> = { model, data: o.data, val: o.val ?? null, method: o.method, lossOn: o.lossOn, packing: o.packing === true, gradMode: o.gradMode };
+  const input: Record<string, unknown> = {
+    model,
+    data: o.data,
+    val: o.val ?? null,
+    method: o.method,
+    lossOn: o.lossOn,
+    packing: o.packing === true,
+    gradMode: o.gradMode,
+  };
   if (o.schedule !== undefined) setAt(input, ['train', 'decay'], o.schedule);
   if (o.loraTargets !== undefined) setAt(input, ['lora', 'targets'], targets(o.loraTargets as string));
   for (const f of NUMBER_FLAGS) {
@@ -105,17 +116,24 @@ export function registerTrainCommands(program: Command): void {
     .option('--lora-targets <list>', `LoRA target layers among ${LINEAR_KEYS.join(',')} (default ${DEFAULTS.lora.targets.join(',')})`)
     .addOption(new Option('--loss-on <what>', `tokens the loss covers (default ${DEFAULTS.lossOn})`).choices(FinetuneConfig.shape.lossOn.unwrap().options))
     .option('--packing', 'pack several examples into each sequence')
-    .addOption(new Option('--grad-mode <mode>', 'tape (fast) or recompute (less memory); default: chosen by the memory estimate').choices(FinetuneConfig.shape.gradMode.unwrap().options))
+    .addOption(
+      new Option('--grad-mode <mode>', 'tape (fast) or recompute (less memory); default: chosen by the memory estimate').choices(
+        FinetuneConfig.shape.gradMode.unwrap().options,
+      ),
+    )
     .option('--resume <runId>', 'continue a paused or interrupted run')
     .option('--check', 'validate the data and estimate memory and time, then stop')
     .option('--json', 'print the outcome as JSON (no progress bar)')
     .action(async (model: string | undefined, o: Opts, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
-      if (o.resume === undefined && (model === undefined || o.data === undefined)) throw new UsageError('finetune: give <model> and --data (or --resume <runId>)');
+      if (o.resume === undefined && (model === undefined || o.data === undefined))
+        throw new UsageError('finetune: give <model> and --data (or --resume <runId>)');
       const resumeId = o.resume === undefined ? undefined : parseNumber(o.resume as string, '--resume', { integer: true, min: 1 });
       const extra = Object.keys(o).filter((k) => o[k] !== undefined && k !== 'resume' && k !== 'json');
       if (resumeId !== undefined && (model !== undefined || extra.length)) {
-        throw new UsageError(`finetune: --resume continues a run with its own settings; drop ${model !== undefined ? '<model>' : `--${extra[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`}`);
+        throw new UsageError(
+          `finetune: --resume continues a run with its own settings; drop ${model !== undefined ? '<model>' : `--${extra[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`}`,
+        );
       }
       const input = resumeId === undefined ? configFrom(model!, o) : undefined;
       const backend = await initBackend(g.backend);
