@@ -339,6 +339,43 @@ describe('runs', () => {
     expect(s.runs.setStatus(withCkpt.id, 'running').owner?.pid).toBe(process.pid);
   });
 
+  it('left queued by a process that ended before starting them become interrupted on open (resumable from scratch)', () => {
+    let s = open();
+    const orphaned = s.runs.create({ kind: 'finetune', config: { lr: 1e-4 } });
+    const otherBoot = s.runs.create({ kind: 'pretrain' });
+    const ours = s.runs.create({ kind: 'eval' });
+    s.close();
+    const db = raw();
+    const identity = (id: number) => JSON.parse(db.prepare('SELECT queued_by FROM runs WHERE id = ?').pluck().get(id) as string);
+    expect(identity(ours.id)).toMatchObject({ pid: process.pid, host: os.hostname() });
+    db.prepare('UPDATE runs SET queued_by = ? WHERE id = ?').run(JSON.stringify({ ...identity(orphaned.id), pid: deadPid() }), orphaned.id);
+    db.prepare('UPDATE runs SET queued_by = ? WHERE id = ?').run(JSON.stringify({ ...identity(otherBoot.id), bootId: 'another-boot' }), otherBoot.id);
+    db.close();
+
+    s = open();
+    expect(s.reconcileReport!.interrupted.map((i) => [i.run.id, i.resumeFrom]).sort()).toEqual(
+      [
+        [orphaned.id, null],
+        [otherBoot.id, null],
+      ].sort(),
+    );
+    expect(s.runs.get(orphaned.id)).toMatchObject({ status: 'interrupted', error: 'its process ended before the run started', config: { lr: 1e-4 } });
+    expect(s.runs.get(ours.id).status).toBe('queued');
+    expect(() => requireResumable(s.runs.get(orphaned.id))).not.toThrow();
+    // resuming starts it and clears the reason
+    expect(s.runs.setStatus(orphaned.id, 'running')).toMatchObject({ status: 'running', error: null });
+  });
+
+  it('queued in a database of schema version 1 (no creator recorded) are taken as abandoned', () => {
+    const file = homeLayout(home).db;
+    const db = new Database(file);
+    migrate(db, MIGRATIONS.slice(0, 1));
+    db.prepare("INSERT INTO runs (kind, created_at) VALUES ('finetune', 0)").run();
+    db.close();
+    const s = open();
+    expect(s.runs.get(1).status).toBe('interrupted');
+  });
+
   it('resume only when paused or interrupted (else a conflict), and are not removed while a live process runs them (busy)', () => {
     const s = open();
     const run = s.runs.create({ kind: 'finetune' });

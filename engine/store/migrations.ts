@@ -143,6 +143,14 @@ CREATE INDEX reports_checkpoint ON reports(checkpoint_id);
 CREATE INDEX reports_run ON reports(run_id);
 `,
   },
+  {
+    version: 2,
+    name: 'the process that queued a run',
+    // A queued run has no owner yet; the process that created it is recorded
+    // (a ProcessIdentity as JSON) so that a writer can tell one whose creator
+    // died before starting it.
+    sql: `ALTER TABLE runs ADD COLUMN queued_by TEXT CHECK (queued_by IS NULL OR json_valid(queued_by));`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -26,7 +26,8 @@ export type ReportKind = (typeof REPORT_KINDS)[number];
 
 /** Which status may follow which. Terminal states have no way out. */
 export const RUN_TRANSITIONS: Record<RunStatus, readonly RunStatus[]> = {
-  queued: ['running', 'failed', 'cancelled'],
+  // interrupted: its process died, or the disk filled, before it started
+  queued: ['running', 'interrupted', 'failed', 'cancelled'],
   running: ['paused', 'interrupted', 'completed', 'failed', 'cancelled'],
   paused: ['running', 'failed', 'cancelled'],
   interrupted: ['running', 'failed', 'cancelled'],
@@ -173,6 +174,7 @@ export const Run = z.object({
   createdAt: time,
   startedAt: time.nullable(),
   finishedAt: time.nullable(),
+  /** Why it failed, or why it was interrupted when that is known (a full disk, a process that ended before starting it). */
   error: z.string().nullable(),
   /** The process that last ran it (set when it goes to running). */
   owner: ProcessIdentity.nullable(),

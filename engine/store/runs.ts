@@ -6,6 +6,7 @@ import { InvalidTransitionError, NotFoundError, RunBusyError, StoreError } from 
 import { currentProcess, isProcessAlive } from './liveness';
 import {
   JsonObject,
+  ProcessIdentity,
   RESUMABLE_STATUSES,
   RUN_TRANSITIONS,
   TERMINAL_STATUSES,
@@ -32,6 +33,8 @@ interface RunRow {
   host: string | null;
   boot_id: string | null;
   proc_start: string | null;
+  /** The ProcessIdentity (JSON) of the process that created it; null in rows of schema version 1. */
+  queued_by: string | null;
 }
 
 export interface RunFilter {
@@ -56,12 +59,12 @@ export class RunsRepo {
     owner: r.pid === null || r.host === null || r.boot_id === null ? null : { pid: r.pid, host: r.host, bootId: r.boot_id, startTime: r.proc_start },
   });
 
-  /** A new run, queued. */
+  /** A new run, queued by the calling process (see interruptAbandoned). */
   create(r: NewRun): Run {
     const row = withForeignKeys('the model or dataset of this run does not exist', () =>
       this.sql
-        .q('INSERT INTO runs (kind, model_id, dataset_id, config, created_at) VALUES (?, ?, ?, ?, ?) RETURNING *')
-        .get(r.kind, r.modelId ?? null, r.datasetId ?? null, json(r.config ?? {}), Date.now()),
+        .q('INSERT INTO runs (kind, model_id, dataset_id, config, created_at, queued_by) VALUES (?, ?, ?, ?, ?, ?) RETURNING *')
+        .get(r.kind, r.modelId ?? null, r.datasetId ?? null, json(r.config ?? {}), Date.now(), json(currentProcess())),
     ) as RunRow;
     return this.toRun(row);
   }
@@ -83,7 +86,8 @@ export class RunsRepo {
   /**
    * Moves a run to `status` if RUN_TRANSITIONS allows it. Going to running
    * records the calling process as the run's owner (and the first start
-   * time); a terminal status records the finish time; failed needs the error.
+   * time); a terminal status records the finish time; failed needs the error,
+   * interrupted may carry its reason (a full disk).
    */
   setStatus(id: number, status: RunStatus, { error }: { error?: string } = {}): Run {
     if (status === 'failed' && !error) throw new StoreError(`run ${id}: a failed run needs its error`);
@@ -101,7 +105,7 @@ export class RunsRepo {
         )
         .get(
           status,
-          status === 'failed' ? error : null,
+          status === 'failed' || status === 'interrupted' ? (error ?? null) : null,
           owner?.pid ?? null,
           owner?.host ?? null,
           owner?.bootId ?? null,
@@ -123,19 +127,31 @@ export class RunsRepo {
 
   /**
    * Marks as interrupted every run left `running` by a process that is gone
-   * (crashed, killed, machine rebooted). Returns those runs.
+   * (crashed, killed, machine rebooted), and every run left `queued` by a
+   * process that ended before starting it. Interrupted, the latter can be
+   * resumed like any other: with no checkpoint, resuming starts it from
+   * scratch with its recorded configuration. Returns those runs.
    */
   interruptAbandoned(): Run[] {
     const here = currentProcess();
     const abandoned = this.list({ status: 'running' }).filter((r) => r.owner === null || !isProcessAlive(r.owner, here));
     const update = this.sql.q(`UPDATE runs SET status = 'interrupted' WHERE id = ? AND status = 'running' AND pid IS ? AND proc_start IS ? RETURNING *`);
-    return this.sql.tx(() =>
-      abandoned.flatMap((r) => {
+    const neverStarted = (this.sql.q(`SELECT * FROM runs WHERE status = 'queued'`).all() as RunRow[]).filter((r) => {
+      const creator = r.queued_by === null ? null : parseJsonColumn(ProcessIdentity, r.queued_by, 'run', r.id, 'queued_by');
+      return creator === null || !isProcessAlive(creator, here);
+    });
+    const updateQueued = this.sql.q(`UPDATE runs SET status = 'interrupted', error = ? WHERE id = ? AND status = 'queued' AND queued_by IS ? RETURNING *`);
+    return this.sql.tx(() => [
+      ...abandoned.flatMap((r) => {
         // The condition re-checks the owner: another process may have reconciled or resumed it meanwhile.
         const row = update.get(r.id, r.owner?.pid ?? null, r.owner?.startTime ?? null) as RunRow | undefined;
         return row ? [this.toRun(row)] : [];
       }),
-    );
+      ...neverStarted.flatMap((r) => {
+        const row = updateQueued.get('its process ended before the run started', r.id, r.queued_by) as RunRow | undefined;
+        return row ? [this.toRun(row)] : [];
+      }),
+    ]);
   }
 
   /** The ids of every run (to tell run folders from orphans). */

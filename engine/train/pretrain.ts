@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Store } from '../store/store';
-import { requireResumable } from '../store/records';
+import { requireResumable, type Run } from '../store/records';
 import type { JobContext } from '../jobs/job';
 import type { MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
@@ -21,7 +21,7 @@ import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { TokenizedExample } from './batching';
 import { readOptimizerState, readTrainerState } from './checkpoints';
-import { StoreRunLog } from './run';
+import { StoreRunLog, stopOnError } from './run';
 import { DECAYS } from './schedule';
 import { train } from './trainer';
 import { RNG, permutation, rngFor } from './rng';
@@ -180,6 +180,18 @@ export async function pretrain(store: Store, input: PretrainInput | { resumeRunI
     'resumeRunId' in input ? store.runs.get(input.resumeRunId) : store.runs.create({ kind: 'pretrain', config: cfg as unknown as Record<string, unknown> });
   const started = Date.now();
   const baseDir = path.join(store.runs.dirFor(run.id), 'base');
+  try {
+    return await trainRun(store, run, cfg, baseDir, started, ctx);
+  } catch (err) {
+    // A new run that stopped before training (the base model, the tokenizer)
+    // or any run during training; a resumption that could not start stays resumable.
+    const { status } = store.runs.get(run.id);
+    if (status === 'queued' || status === 'running') stopOnError(store, run.id, err);
+    throw err;
+  }
+}
+
+async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: string, started: number, ctx: JobContext): Promise<PretrainOutcome> {
   const corpora = cfg.corpus.map(corpusTexts);
   const texts = corpora.flatMap((c) => c.texts);
   await prepareBase(cfg, texts, baseDir, ctx);
@@ -263,9 +275,6 @@ export async function pretrain(store: Store, input: PretrainInput | { resumeRunI
     }
     store.runs.setStatus(run.id, result.status);
     return { runId: run.id, status: result.status, step: result.state.step, out, valLoss };
-  } catch (err) {
-    store.runs.setStatus(run.id, 'failed', { error: (err as Error).message.split('\n')[0] });
-    throw err;
   } finally {
     if (resume) tf.dispose([...resume.optimizer.values()]);
     model.dispose();

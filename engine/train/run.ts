@@ -177,9 +177,29 @@ export async function resumeFinetune(store: Store, runId: number, ctx: JobContex
   return execute(store, run, cfg, data, estimateRun(cfg, data), ctx);
 }
 
+/** Error codes of a full disk (or quota): space can be freed and the run continued. */
+const DISK_FULL_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL']);
+
+function isDiskFull(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) {
+    if (DISK_FULL_CODES.has(String((e as NodeJS.ErrnoException).code))) return true;
+  }
+  return false;
+}
+
+/**
+ * Records why a run stopped on an error: a full disk interrupts it (its
+ * earlier checkpoints are intact, it resumes once space is freed), anything
+ * else fails it.
+ */
+export function stopOnError(store: Store, runId: number, err: unknown): void {
+  const message = (err instanceof Error ? err.message : String(err)).split('\n')[0] || 'failed';
+  if (isDiskFull(err)) store.runs.setStatus(runId, 'interrupted', { error: `disk full: ${message} — free some space and resume run ${runId}` });
+  else store.runs.setStatus(runId, 'failed', { error: message });
+}
+
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
-  const fail = (err: unknown) =>
-    store.runs.setStatus(run.id, 'failed', { error: (err instanceof Error ? err.message : String(err)).split('\n')[0] || 'failed' });
+  const fail = (err: unknown) => stopOnError(store, run.id, err);
   const from = store.checkpoints.resumePoint(run.id);
   let loaded: ReturnType<typeof trainableModel> | undefined;
   let resume: { state: TrainerState; optimizer: Map<string, tf.Tensor> } | undefined;
