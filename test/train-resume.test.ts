@@ -2,6 +2,7 @@
 // so the random state matters) is SIGKILLed mid-run, the store marks it
 // interrupted, it resumes from its newest checkpoint, and the loss at every
 // step — and the final adapter — equal an uninterrupted run's.
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +17,7 @@ import { ADAPTER_WEIGHTS } from '../engine/train/lora';
 import { maxAbsDiff } from './helpers/golden';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
 import { spawnMlw, waitForStep } from './helpers/train-spawn';
+import { verifyCheckpoint } from './helpers/verify-checkpoint';
 
 process.env.MLW_THREADS ??= '1'; // the child inherits it: both runs compute alike
 const tmp = tempDir('resume');
@@ -124,6 +126,96 @@ describe('a killed training process', () => {
       expect(kept.map((c) => c.step).slice(-2)).toEqual([STEPS - 5, STEPS]);
       expect(kept.length).toBeLessThanOrEqual(3);
       expect(Math.min(...refVal.values)).toBeCloseTo(best.metrics.val_loss!, 5);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+/** A process that queues a fine-tuning run and dies before starting it. */
+function queueAndDie(home: string, cfg: FinetuneInput): void {
+  const script = path.join(tmp, 'queue-and-die.ts');
+  const root = path.resolve(import.meta.dirname, '..');
+  fs.writeFileSync(
+    script,
+    [
+      `import { openStore } from ${JSON.stringify(path.join(root, 'engine/store/open.ts'))};`,
+      `import { FinetuneConfig } from ${JSON.stringify(path.join(root, 'engine/train/config.ts'))};`,
+      `const store = openStore({ home: ${JSON.stringify(home)} });`,
+      `store.runs.create({ kind: 'finetune', config: FinetuneConfig.parse(${JSON.stringify(cfg)}) });`,
+      `process.kill(process.pid, 'SIGKILL');`,
+    ].join('\n'),
+  );
+  const r = spawnSync(process.execPath, ['--import', 'tsx', script], { cwd: root, encoding: 'utf8' });
+  expect(r.signal, r.stderr).toBe('SIGKILL');
+}
+
+describe('a process killed between queueing a run and starting it', () => {
+  it('leaves a run that the next writer interrupts and that resumes from scratch', async () => {
+    const short: FinetuneInput = { ...config, train: { ...config.train, maxSteps: 6, evalEvery: 0, saveEvery: 3 } };
+    const home = path.join(tmp, 'queued');
+    queueAndDie(home, short);
+    const store = openStore({ home });
+    try {
+      expect(store.reconcileReport!.interrupted).toMatchObject([{ run: { id: 1, status: 'interrupted' }, resumeFrom: null }]);
+      const resumed = await resumeFinetune(store, 1, quietContext());
+      expect(resumed).toMatchObject({ runId: 1, status: 'completed', step: 6 });
+      expect(store.runs.get(1)).toMatchObject({ status: 'completed', error: null });
+      expect(store.metrics.curve(1, 'loss').steps).toEqual([1, 2, 3, 4, 5, 6]);
+    } finally {
+      store.close();
+    }
+  });
+});
+
+/** Mounts a small tmpfs (a real file system that fills up) at `dir`; false where this process may not mount. */
+function mountSmallDisk(dir: string): boolean {
+  if (process.getuid?.() !== 0) return false;
+  fs.mkdirSync(dir, { recursive: true });
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status === 0;
+}
+
+/** Writes into `dir` until its file system is full. */
+function fillDisk(dir: string): string {
+  const filler = path.join(dir, 'filler');
+  const fd = fs.openSync(filler, 'w');
+  try {
+    for (;;) fs.writeSync(fd, Buffer.alloc(64 * 1024, 1));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+  return filler;
+}
+
+describe('a disk that fills up during a run', () => {
+  const home = path.join(tmp, 'disk-full');
+  const checkpoints = path.join(home, 'checkpoints');
+  const mounted = mountSmallDisk(checkpoints);
+  afterAll(() => {
+    if (mounted) spawnSync('umount', [checkpoints]);
+  });
+
+  it.skipIf(!mounted)('interrupts it at the checkpoint that does not fit; freed, it resumes and completes', async () => {
+    const short: FinetuneInput = { ...config, train: { ...config.train, maxSteps: 12, evalEvery: 0, saveEvery: 4 } };
+    const store = openStore({ home });
+    try {
+      let filler: string | null = null;
+      const ctx = quietContext();
+      const fillAfterFirstCheckpoint = { ...ctx, progress: (p: { done?: number }) => void (p.done === 6 && !filler && (filler = fillDisk(checkpoints))) };
+      await expect(startFinetune(store, short, fillAfterFirstCheckpoint)).rejects.toMatchObject({ code: 'ENOSPC' });
+      const run = store.runs.get(1);
+      expect(run).toMatchObject({ status: 'interrupted', error: expect.stringMatching(/^disk full: .*ENOSPC.* resume run 1$/) });
+      expect(store.checkpoints.list(1).map((c) => c.step)).toEqual([4]);
+      expect(await verifyCheckpoint(store.checkpoints.list(1)[0])).toMatchObject({ ok: true });
+      expect(fs.readdirSync(path.join(checkpoints, '1'))).toEqual(['step-4']); // no half-written step-8
+
+      fs.rmSync(filler!);
+      const resumed = await resumeFinetune(store, 1, quietContext());
+      expect(resumed).toMatchObject({ status: 'completed', step: 12 });
+      expect(store.runs.get(1)).toMatchObject({ status: 'completed', error: null });
+      expect(store.metrics.curve(1, 'loss').steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
     } finally {
       store.close();
     }
