@@ -1,7 +1,7 @@
 // Inference on ONNX Runtime against TensorFlow.js, side by side: prefill
 // tokens/s at 1×128 and 1×512, decode tokens/s with the KV cache (128 new
 // tokens after a 32-token prompt), resident memory — for random-init 125M and
-// 350M in float32, w8 and w4, loaded from model folders as `mlw generate`
+// 350M in float32, w8a8, w8 and w4, loaded from model folders as `mlw generate`
 // loads them. Each configuration runs in its own process, so that its memory
 // is its own. Targets for 125M on these 2-core machines (issue 9): float32
 // decode ≥ 59 tokens/s, w8 ≥ 100, w4 ≥ 120, prefill 1×512 ≥ 700 in float32.
@@ -126,18 +126,18 @@ function runChild(job: Job, emit: Emit): Promise<void> {
   });
 }
 
-/** Random-init model folders: float32, w8, w4 (the largest group size that divides every width). */
+/** Random-init model folders: float32, w8a8, w8, w4 (the largest group size that divides every width). */
 async function makeFolders(root: string, size: string): Promise<{ dir: string; label: string }[]> {
   const model = randomModel({ ...preset(size), torchDtype: 'float32' }, 1);
   const out = [{ dir: path.join(root, `${size}-f32`), label: `${size} f32` }];
   await saveModel(model, out[0].dir);
-  for (const method of ['w8', 'w4'] as const) {
+  for (const method of ['w8a8', 'w8', 'w4'] as const) {
     const spec = resolveSpec(model.config, { method });
     const q = await quantizeModel(model, spec, quietContext(), { cacheBytes: 0 });
     const dir = path.join(root, `${size}-${method}`);
     await saveQuantizedModel(q, dir);
     q.model.dispose();
-    out.push({ dir, label: method === 'w4' ? `${size} w4 g${spec.groupSize}` : `${size} w8` });
+    out.push({ dir, label: method === 'w4' ? `${size} w4 g${spec.groupSize}` : `${size} ${method}` });
   }
   model.dispose();
   return out;
