@@ -80,6 +80,12 @@ describe('mlw inspect', () => {
       expect(r.code, args.join(' ')).toBe(2);
     }
   });
+
+  it('--repeats is bounded before a schedule is built', async () => {
+    const r = await mlw('inspect', '125M', '--repeats', '1000000000');
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('mlw: --repeats: 1000000000 is above the maximum 16');
+  });
 });
 
 describe('mlw share / unshare', () => {

@@ -82,6 +82,24 @@ describe('config.json dialects', () => {
     [{ vocab_size: -1 }, /invalid "vocab_size"/],
     [{ model_type: 'gpt2' }, /unsupported model_type "gpt2"/],
     [{ layer_sharing: true, layer_sharing_strategy: 'sideways' }, /invalid "layer_sharing_strategy"/],
+    // Sizes are bounded (engine/model/limits.ts) before anything is sized by them.
+    [{ num_hidden_layers: 1e9 }, /x\/config\.json: invalid "num_hidden_layers": at most 1024/],
+    [{ layer_sharing: true, layer_sharing_repeats: 1e9 }, /x\/config\.json: invalid "layer_sharing_repeats": at most 16/],
+    [
+      { num_hidden_layers: 1024, layer_sharing: true, layer_sharing_repeats: 16 },
+      /x\/config\.json: num_hidden_layers × layer_sharing_repeats \(1024 × 16 = 16384 layers\) is over the limit of 4096/,
+    ],
+    [{ vocab_size: 2 ** 21 }, /invalid "vocab_size": at most 1048576/],
+    [{ hidden_size: 2 ** 17 }, /invalid "hidden_size": at most 65536/],
+    [{ intermediate_size: 1e12 }, /invalid "intermediate_size": at most 262144/],
+    [{ num_attention_heads: 4096 }, /invalid "num_attention_heads": at most 1024/],
+    [{ num_key_value_heads: 4096 }, /invalid "num_key_value_heads": at most 1024/],
+    [{ head_dim: 4096 }, /invalid "head_dim": at most 1024/],
+    [{ max_position_embeddings: 1e12 }, /invalid "max_position_embeddings": at most 1048576/],
+    [{ bos_token_id: 1e9 }, /x\/config\.json: bos_token_id \(1000000000\) is not below vocab_size \(10\)/],
+    [{ bos_token_id: -1 }, /invalid "bos_token_id"/],
+    [{ eos_token_id: 10 }, /eos_token_id \(10\) is not below vocab_size \(10\)/],
+    [{ eos_token_id: [2, 1e9] }, /eos_token_id \(1000000000\) is not below vocab_size \(10\)/],
   ])('refuses %j', (patch, error) => {
     const base = { vocab_size: 10, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 3, num_attention_heads: 2 };
     expect(() => configFromHf({ ...base, ...patch }, 'x/config.json')).toThrow(error);
@@ -108,5 +126,9 @@ describe('sharing schedules', () => {
       }
     }
     expect(() => sharingSchedule(3, { strategy: 'immediate', repeats: 0 })).toThrow(/positive integer/);
+    // However the sharing was built (a flag, a request), the schedule is never sized past the limits.
+    expect(() => sharingSchedule(30, { strategy: 'immediate', repeats: 1e9 })).toThrow(/layer_sharing_repeats must be at most 16, got 1000000000/);
+    expect(() => sharingSchedule(1e9, { strategy: 'none', repeats: 1 })).toThrow(/a schedule of 1000000000 layers is over the limit of 4096/);
+    expect(() => sharingSchedule(1000, { strategy: 'reverse', repeats: 16 })).toThrow(/a schedule of 16000 layers is over the limit of 4096/);
   });
 });

@@ -3,6 +3,7 @@
 // `share_embedding`, `layer_sharing`) or plain LlamaForCausalLM
 // (`tie_word_embeddings`) — and written back in MobileLLM hub style.
 import { z } from 'zod';
+import { CONFIG_LIMITS } from './limits';
 import { sharingSchedule, SHARING_STRATEGIES, type LayerSharing } from './sharing';
 
 export interface MobileLLMConfig {
@@ -27,32 +28,35 @@ export interface MobileLLMConfig {
 }
 
 const positiveInt = z.number().int().positive();
+/** A size of at most `max` (engine/model/limits.ts). */
+const size = (max: number) => positiveInt.max(max, `at most ${max}`);
+const tokenId = z.number().int().nonnegative();
 
 /** The keys of config.json we read. Unknown keys are ignored; unsupported values are refused. */
 const HfConfigSchema = z
   .object({
     model_type: z.string().optional(),
-    vocab_size: positiveInt,
-    hidden_size: positiveInt,
-    intermediate_size: positiveInt,
-    num_hidden_layers: positiveInt,
-    num_attention_heads: positiveInt,
-    num_key_value_heads: positiveInt.optional(),
-    head_dim: positiveInt.nullish(),
+    vocab_size: size(CONFIG_LIMITS.vocabSize),
+    hidden_size: size(CONFIG_LIMITS.hiddenSize),
+    intermediate_size: size(CONFIG_LIMITS.intermediateSize),
+    num_hidden_layers: size(CONFIG_LIMITS.layers),
+    num_attention_heads: size(CONFIG_LIMITS.heads),
+    num_key_value_heads: size(CONFIG_LIMITS.heads).optional(),
+    head_dim: size(CONFIG_LIMITS.headDim).nullish(),
     rms_norm_eps: z.number().positive().default(1e-5),
     rope_theta: z.number().positive().default(10000),
-    max_position_embeddings: positiveInt.default(2048),
+    max_position_embeddings: size(CONFIG_LIMITS.maxPositions).default(2048),
     hidden_act: z.string().default('silu'),
     share_embedding: z.boolean().optional(),
     tie_word_embeddings: z.boolean().optional(),
     layer_sharing: z.boolean().optional(),
     layer_sharing_strategy: z.enum(SHARING_STRATEGIES).optional(),
-    layer_sharing_repeats: positiveInt.optional(),
+    layer_sharing_repeats: size(CONFIG_LIMITS.sharingRepeats).optional(),
     attention_bias: z.boolean().optional(),
     mlp_bias: z.boolean().optional(),
     rope_scaling: z.unknown().optional(),
-    bos_token_id: z.number().int().nullish(),
-    eos_token_id: z.union([z.number().int(), z.array(z.number().int())]).nullish(),
+    bos_token_id: tokenId.nullish(),
+    eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
     torch_dtype: z.string().nullish(),
     quantization: z.unknown().optional(),
   })
@@ -85,7 +89,17 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
     ? { strategy: c.layer_sharing_strategy ?? 'immediate', repeats: c.layer_sharing_repeats ?? 2 }
     : { strategy: 'none', repeats: 1 };
   if (sharing.strategy === 'none' && sharingOn) sharing.repeats = 1;
-  const eos = Array.isArray(c.eos_token_id) ? c.eos_token_id[0] : c.eos_token_id;
+  const depth = c.num_hidden_layers * sharing.repeats;
+  if (depth > CONFIG_LIMITS.effectiveDepth) {
+    fail(
+      `num_hidden_layers × layer_sharing_repeats (${c.num_hidden_layers} × ${sharing.repeats} = ${depth} layers) is over the limit of ${CONFIG_LIMITS.effectiveDepth}`,
+    );
+  }
+  const eosIds = Array.isArray(c.eos_token_id) ? c.eos_token_id : c.eos_token_id == null ? [] : [c.eos_token_id];
+  for (const [key, id] of [['bos_token_id', c.bos_token_id] as const, ...eosIds.map((id) => ['eos_token_id', id] as const)]) {
+    if (id != null && id >= c.vocab_size) fail(`${key} (${id}) is not below vocab_size (${c.vocab_size})`);
+  }
+  const eos = eosIds[0];
   return {
     vocabSize: c.vocab_size,
     hiddenSize: c.hidden_size,

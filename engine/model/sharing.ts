@@ -8,6 +8,7 @@
 //
 // A shared block stores its weights once; its gradient is the sum over its uses,
 // which autodiff gives for free because every use reads the same tensors.
+import { CONFIG_LIMITS } from './limits';
 
 export const SHARING_STRATEGIES = ['none', 'immediate', 'repeat_all', 'reverse'] as const;
 export type SharingStrategy = (typeof SHARING_STRATEGIES)[number];
@@ -27,8 +28,15 @@ export const NO_SHARING: LayerSharing = { strategy: 'none', repeats: 1 };
 export function sharingSchedule(numBlocks: number, sharing: LayerSharing): number[] {
   const { strategy, repeats } = sharing;
   if (!Number.isInteger(numBlocks) || numBlocks < 1) throw new Error(`numBlocks must be a positive integer, got ${numBlocks}`);
+  // The schedule is allocated: bound it however the sharing was asked for (a config, a flag, a request).
+  const tooDeep = (layers: number) => {
+    if (layers > CONFIG_LIMITS.effectiveDepth) throw new Error(`a schedule of ${layers} layers is over the limit of ${CONFIG_LIMITS.effectiveDepth}`);
+  };
+  tooDeep(numBlocks);
   if (strategy === 'none') return Array.from({ length: numBlocks }, (_, i) => i);
   if (!Number.isInteger(repeats) || repeats < 1) throw new Error(`layer_sharing_repeats must be a positive integer, got ${repeats}`);
+  if (repeats > CONFIG_LIMITS.sharingRepeats) throw new Error(`layer_sharing_repeats must be at most ${CONFIG_LIMITS.sharingRepeats}, got ${repeats}`);
+  tooDeep(numBlocks * repeats);
   const ascending = Array.from({ length: numBlocks }, (_, i) => i);
   const out: number[] = [];
   switch (strategy) {

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
 import { SHARED_STRATEGIES, SHARING_STRATEGIES, sharingSchedule, type LayerSharing, type SharedStrategy, type SharingStrategy } from '../../model/sharing';
+import { CONFIG_LIMITS } from '../../model/limits';
 import { PRESET_NAMES } from '../../model/presets';
 import { loadTokenizer } from '../../tokenizer/tokenizer';
 import { readModelFolder } from '../../folder/kind';
@@ -242,7 +243,7 @@ export function registerInspectCommands(program: Command): void {
     )
     .argument('<target>', `model folder, or a preset (${PRESET_NAMES.join(', ')})`)
     .addOption(new Option('--strategy <s>', "strategy to show in the diagram (default: the model's own, else immediate)").choices(SHARING_STRATEGIES))
-    .option('--repeats <r>', "times each block runs in the shared rows (default: the model's own, else 2)")
+    .option('--repeats <r>', `times each block runs in the shared rows, 2 to ${CONFIG_LIMITS.sharingRepeats} (default: the model's own, else 2)`)
     .option('--context <n>', 'tokens of context the per-token FLOPs are given at (default 512)')
     .option('--probe-text <file>', 'text to run through the model for the activation analysis (default: a built-in paragraph)')
     .option('--probe-ids <ids>', 'comma-separated token ids instead of a probe text')
@@ -259,7 +260,7 @@ export function registerInspectCommands(program: Command): void {
       if (!preset && !fs.existsSync(target)) throw new UsageError(`${target}: neither a model folder nor a preset (${PRESET_NAMES.join(', ')})`);
       const opts: InspectOptions = {
         strategy: o.strategy,
-        repeats: o.repeats === undefined ? undefined : parseNumber(o.repeats, '--repeats', { integer: true, min: 2 }),
+        repeats: o.repeats === undefined ? undefined : parseNumber(o.repeats, '--repeats', { integer: true, min: 2, max: CONFIG_LIMITS.sharingRepeats }),
         contextTokens: o.context === undefined ? undefined : parseNumber(o.context, '--context', { integer: true, min: 1 }),
         probe:
           o.probeIds !== undefined
