@@ -423,6 +423,9 @@ export type EngineEvent =
 
 // ---- wire format -------------------------------------------------------------
 
+/** The largest frame (a request's JSON, UTF-8) a WebSocket connection takes; a larger one closes it (1009). */
+export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
+
 /**
  * Error codes in responses: a request the engine refuses as given, the other
  * kinds an engine error carries (engine/errors.ts), any other failure, and

@@ -24,6 +24,8 @@ import {
   type Handlers,
   type Method,
   type ModelDetails,
+  type RequestFrame,
+  type ResponseFrame,
   type Result,
   type ValidParams,
 } from '../protocol/protocol';
@@ -293,6 +295,16 @@ export class EngineService {
 
   emit(event: EngineEvent): void {
     this.events.emit('event', event);
+  }
+
+  /** The answer to one request frame: its result, or the error it failed with. */
+  async respond(frame: RequestFrame): Promise<ResponseFrame> {
+    try {
+      return { id: frame.id, result: await this.handle(frame.method, frame.params) };
+    } catch (err) {
+      const e = err instanceof RequestError ? err : new RequestError(String(err));
+      return { id: frame.id, error: { message: e.message, code: e.code } };
+    }
   }
 
   /** Validates and answers one request; throws RequestError with the code of the failure's kind. */
