@@ -13,6 +13,8 @@ import { readModelFolder, UnusableFolderError } from '../engine/folder/kind';
 import { loadModel } from '../engine/io/checkpoint';
 import type { InspectReport } from '../engine/inspect/schema';
 import { quietContext } from '../engine/jobs/job';
+import { EngineService } from '../engine/server/service';
+import { openStore } from '../engine/store/open';
 import { saveQuantizedModel } from '../engine/quant/checkpoint';
 import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
@@ -28,7 +30,7 @@ const home = path.join(tmp, 'home');
 const TEXT = path.join(FIXTURES, 'eval/text.txt');
 /** What quantize measures its perplexity and layer errors on: a few windows' worth keeps it quick. */
 const SHORT_TEXT = path.join(tmp, 'short.txt');
-const dirs = {} as Record<'float' | 'quantized' | 'adapter' | 'shared' | 'merged' | 'empty' | 'orphan', string>;
+const dirs = {} as Record<'float' | 'quantized' | 'adapter' | 'shared' | 'merged' | 'empty' | 'orphan' | 'oversized', string>;
 type Kind = 'float' | 'quantized' | 'adapter' | 'shared';
 const KINDS: Kind[] = ['float', 'quantized', 'adapter', 'shared'];
 
@@ -58,8 +60,27 @@ beforeAll(async () => {
   fs.cpSync(dirs.adapter, dirs.orphan, { recursive: true });
   const cfg = JSON.parse(fs.readFileSync(path.join(dirs.orphan, ADAPTER_CONFIG), 'utf8'));
   fs.writeFileSync(path.join(dirs.orphan, ADAPTER_CONFIG), JSON.stringify({ ...cfg, base_model_name_or_path: path.join(tmp, 'gone') }));
+  dirs.oversized = path.join(tmp, 'oversized');
+  fs.cpSync(dirs.float, dirs.oversized, { recursive: true });
+  oversize(dirs.oversized);
 }, 60_000);
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** Makes a folder's config.json ask for a billion layers (engine/model/limits.ts refuses it before sizing anything by it). */
+function oversize(dir: string): void {
+  const file = path.join(dir, 'config.json');
+  fs.writeFileSync(file, JSON.stringify({ ...JSON.parse(fs.readFileSync(file, 'utf8')), num_hidden_layers: 1e9 }));
+}
+
+/** The one line readModelFolder refuses `dir` with. */
+function reasonOf(dir: string): string {
+  try {
+    readModelFolder(dir);
+  } catch (e) {
+    return (e as Error).message;
+  }
+  throw new Error(`${dir} is a usable folder`);
+}
 
 /** `fn` of each key, one after the other (mlwHere captures this process's output, one call at a time). */
 async function byKind<K extends string, T>(keys: K[], fn: (k: K) => Promise<T>): Promise<Record<K, T>> {
@@ -232,17 +253,35 @@ describe('every command on every kind of folder', () => {
     );
   });
 
-  it.each(['empty', 'orphan'] as const)('every command gives the same one-line reason for the %s folder', async (which) => {
+  it.each(['empty', 'orphan', 'oversized'] as const)('every command gives the same one-line reason for the %s folder', async (which) => {
     const dir = dirs[which];
-    const reason = (() => {
-      try {
-        readModelFolder(dir);
-      } catch (e) {
-        return (e as Error).message;
-      }
-    })();
+    const reason = reasonOf(dir);
     for (const [name, args] of commands(dir, path.join(tmp, `out-${which}`))) {
+      if (which === 'oversized' && name === 'tokenize') continue; // its tokenizer is fine, and tokenizing reads nothing else
       expect(await refused(args), name).toBe(`mlw: error: ${reason}`);
+    }
+  });
+});
+
+describe('the engine service and a folder it cannot use', () => {
+  it('refuses to import an oversized config, and answers models.get of a stored folder whose config went bad', async () => {
+    const store = openStore({ home: path.join(tmp, 'service-home') });
+    try {
+      const service = new EngineService(store, 'test');
+      expect(reasonOf(dirs.oversized)).toBe(`${path.join(dirs.oversized, 'config.json')}: invalid "num_hidden_layers": at most 1024`);
+      await expect(service.handle('models.import', { path: dirs.oversized })).rejects.toMatchObject({
+        code: 'bad_request',
+        message: `cannot import: ${reasonOf(dirs.oversized)}`,
+      });
+      const later = path.join(tmp, 'goes-bad');
+      fs.cpSync(dirs.float, later, { recursive: true });
+      const { id } = (await service.handle('models.import', { path: later })) as { id: number };
+      oversize(later);
+      // As at every start: the stored row's details, with the reason instead of a crash.
+      expect(await service.handle('models.get', { id })).toMatchObject({ model: { id }, config: null, schedule: null, problem: reasonOf(later) });
+      expect(((await service.handle('models.list', {})) as { id: number }[]).map((m) => m.id)).toEqual([id]);
+    } finally {
+      store.close();
     }
   });
 });
