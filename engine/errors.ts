@@ -30,3 +30,29 @@ export function errorKind(err: unknown): ErrorKind | null {
   const kind = typeof err === 'object' && err !== null && 'kind' in err ? err.kind : undefined;
   return isErrorKind(kind) ? kind : null;
 }
+
+// Control characters (C0, DEL, C1), line and paragraph separators, format
+// characters (zero-width, bidi overrides, the BOM, tag characters) and lone surrogates.
+const UNPRINTABLE = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}]/gu;
+const SHORT_ESCAPES: Record<string, string> = { '\t': '\\t', '\n': '\\n', '\r': '\\r' };
+
+/**
+ * `text` with every character that is invisible or that a terminal obeys
+ * shown as an escape (`\x1b`, `\r`, `\u202e`): a message quoting a data file
+ * can then neither move the cursor, recolour or retitle the terminal, nor hide
+ * what it quotes.
+ */
+export function printable(text: string): string {
+  return text.replace(UNPRINTABLE, (c) => {
+    const code = c.codePointAt(0)!;
+    if (SHORT_ESCAPES[c]) return SHORT_ESCAPES[c];
+    if (code < 0x100) return `\\x${code.toString(16).padStart(2, '0')}`;
+    return code < 0x10000 ? `\\u${code.toString(16).padStart(4, '0')}` : `\\u{${code.toString(16)}}`;
+  });
+}
+
+/** The one line to show for any error: the first line of its message, printable. */
+export function oneLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return printable(msg.split(/\r?\n/)[0]);
+}

@@ -109,6 +109,20 @@ describe('mlw finetune', () => {
     expect(train.stderr).toBe(`mlw: error: ${bad}:3: conversation does not end with an assistant message (and 1 more problem)\n`);
   });
 
+  it('shows control characters of the data escaped, never raw on the terminal', async () => {
+    const bad = path.join(tmp, 'controls.jsonl');
+    fs.writeFileSync(bad, '{"\\u001b]0;owned\\u0007\\u001b[2J":1}\n');
+    for (const args of [
+      ['finetune', model, '--data', bad, '--check'],
+      ['--home', home, 'finetune', model, '--data', bad],
+    ]) {
+      const r = await mlwHere(args);
+      expect(r.code).toBe(1);
+      expect(r.stderr).toContain('(keys: "\\x1b]0;owned\\x07\\x1b[2J")');
+      expect(r.stderr.replaceAll('\n', '')).not.toMatch(/\p{Cc}/u);
+    }
+  });
+
   it('prints the data summary and the memory and time estimate with --check', async () => {
     // A row is <s>, "### User:\n3+4\n\n### Assistant:\n7" (32 tokens with the word-start ▁) and </s>: 34, or 35 for a two-digit sum.
     const r = await mlwHere(['finetune', model, '--data', data, '--max-seq-len', '34', '--check']);

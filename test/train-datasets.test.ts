@@ -86,6 +86,67 @@ describe('validation', () => {
   });
 });
 
+describe('bytes as editors and other programs write them', () => {
+  const write = (name: string, ...parts: (string | number[])[]) => {
+    const file = path.join(tmp, name);
+    fs.writeFileSync(file, Buffer.concat(parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))));
+    return file;
+  };
+  const BOM = [0xef, 0xbb, 0xbf];
+
+  it('reads past a UTF-8 byte order mark at the start of a .jsonl or .txt file', () => {
+    const d = parseDataset(write('bom.jsonl', BOM, '{"text":"a"}\r\n{"text":"b"}\r\n'));
+    expect(d.issues).toEqual([]);
+    expect(d.rows).toEqual([
+      { line: 1, format: 'text', text: 'a' },
+      { line: 2, format: 'text', text: 'b' },
+    ]);
+    expect(parseDataset(write('bom.txt', BOM, 'first\n\nsecond\n')).rows.map((r) => r.format === 'text' && r.text)).toEqual(['first', 'second']);
+  });
+
+  // Each file and the issues it must raise: bytes that are not UTF-8 are named by line, never read as U+FFFD.
+  const notUtf8: [name: string, parts: (string | number[])[], issues: [number, string][], goodLines: number[]][] = [
+    [
+      'latin1.jsonl',
+      ['{"text":"ok"}\n{"text":"caf', [0xe9], '"}\n{"text":"fine"}\n{"text":', [0xff, 0xfe], '"}\n'],
+      [
+        [2, 'not valid UTF-8'],
+        [4, 'not valid UTF-8'],
+      ],
+      [1, 3],
+    ],
+    ['cut-sequence.jsonl', ['{"text":"', [0xe2, 0x82], '"}\n{"text":"\u20ac"}\n'], [[1, 'not valid UTF-8']], [2]],
+    ['latin1.txt', ['fine\n\ncaf', [0xe9], '\n'], [[3, 'not valid UTF-8']], [1]],
+    ['utf16.jsonl', [[0xff, 0xfe], '{\0"\0t\0'], [[1, 'UTF-16']], []],
+  ];
+  it.each(notUtf8)('%s: refused with the line', (name, parts, issues, goodLines) => {
+    const d = parseDataset(write(name, ...parts));
+    expect(d.issues.map((i) => [i.line, i.message])).toEqual(issues.map(([line, text]) => [line, expect.stringContaining(text)]));
+    expect(d.rows.map((r) => r.line)).toEqual(goodLines);
+    expect(d.rows.some((r) => JSON.stringify(r).includes('\ufffd'))).toBe(false);
+  });
+
+  it('shows control and invisible characters of the data escaped in its messages', () => {
+    // Raw control characters are not valid JSON inside strings, but JSON escapes of them are.
+    const file = write('controls.jsonl', '{"\\u001b[2J\\u001b[31mkey":1}\n\x1b]0;owned\x07\n{"text":"a"}\n\ufeff{"text":"b"}\n{"a\\rb\u202e":1}\n');
+    const lines = formatIssues(parseDataset(file));
+    expect(lines).toHaveLength(4);
+    for (const l of lines) expect(l).not.toMatch(/[\p{Cc}\p{Cf}]/u);
+    expect(lines[0]).toContain('"\\x1b[2J\\x1b[31mkey"');
+    expect(lines[1]).toMatch(/^.*:2: not valid JSON .*\\x1b\]0;owned\\x07/);
+    expect(lines[2]).toContain(':4: not valid JSON');
+    expect(lines[2]).toContain('\\ufeff');
+    expect(lines[3]).toContain('"a\\rb\\u202e"');
+  });
+
+  it('names at most a few keys of an unknown row, each shortened', () => {
+    const keys = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`${i}`.padEnd(10_000, 'k'), i]));
+    const d = parseDataset(writeJsonl(path.join(tmp, 'keys.jsonl'), [keys]));
+    expect(d.issues[0].message).toMatch(/^unknown row shape \(keys: "0k+…", .* and 4\d more\)/);
+    expect(d.issues[0].message.length).toBeLessThan(1000);
+  });
+});
+
 describe('templates and loss masks', () => {
   const chat: Row = {
     line: 1,

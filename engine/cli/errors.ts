@@ -2,9 +2,3 @@
 export class UsageError extends Error {
   override name = 'UsageError';
 }
-
-/** The one-line message of any error (the first line of it). */
-export function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.split('\n')[0];
-}

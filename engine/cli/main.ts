@@ -2,7 +2,8 @@
 // Exit status: 0 ok, 2 usage error, 1 runtime error (one line on stderr).
 import { Command, CommanderError, Option } from 'commander';
 import { BACKEND_NAMES } from '../backend/select';
-import { UsageError, oneLine } from './errors';
+import { UsageError } from './errors';
+import { oneLine, printable } from '../errors';
 import { registerEvalCommands } from './commands/eval';
 import { registerHubCommands } from './commands/hub';
 import { registerInspectCommands } from './commands/inspect';
@@ -45,7 +46,7 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     if (err instanceof UsageError) {
-      process.stderr.write(`mlw: ${err.message}\n`);
+      process.stderr.write(`mlw: ${printable(err.message)}\n`);
       return 2;
     }
     process.stderr.write(`mlw: error: ${oneLine(err)}\n`);

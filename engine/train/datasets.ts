@@ -9,14 +9,16 @@
 //   text        {"text": …}   raw text: <s> text </s>
 //   .txt        one text example per paragraph (blank-line separated)
 //
-// Validation reads every row and collects one-line, line-numbered issues; the
-// loss covers the answers (assistant turns, alpaca output, completion) unless
-// lossOn is 'all'. Rows longer than maxSeqLen are cut at maxSeqLen.
+// The file is UTF-8, a byte order mark before the first row allowed; a line
+// that is not UTF-8 is an issue (never read as U+FFFD). Validation reads every
+// row and collects one-line, line-numbered issues; the loss covers the answers
+// (assistant turns, alpaca output, completion) unless lossOn is 'all'. Rows
+// longer than maxSeqLen are cut at maxSeqLen.
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { z } from 'zod';
-import { KindedError } from '../errors';
+import { KindedError, printable } from '../errors';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 import { ROLES, type ChatMessage, type ChatTemplate } from '../chat/template';
 import type { TokenizedExample } from './batching';
@@ -63,6 +65,13 @@ function describeIssue(err: z.ZodError): string {
   return `"${where}" ${issue.message.replace(/^Invalid input: /, '')}`;
 }
 
+/** `"a", "b" and 3 more`: the first few keys, each shortened (a row's keys are the user's, of any number and length). */
+function describeKeys(keys: string[], shown = 8, chars = 40): string {
+  if (!keys.length) return 'none';
+  const named = keys.slice(0, shown).map((k) => `"${k.length > chars ? `${k.slice(0, chars)}…` : k}"`);
+  return named.join(', ') + (keys.length > shown ? ` and ${keys.length - shown} more` : '');
+}
+
 /** One JSON value → a row, or the reason it is not one. */
 function parseRow(value: unknown, line: number): Row | string {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'not a JSON object';
@@ -93,8 +102,39 @@ function parseRow(value: unknown, line: number): Row | string {
     const r = check(TextRow);
     return typeof r === 'string' ? r : { line, format: 'text', text: r.text };
   }
-  const shown = keys.length ? keys.map((k) => `"${k}"`).join(', ') : 'none';
-  return `unknown row shape (keys: ${shown}); expected "messages", "instruction"/"output", "prompt"/"completion" or "text"`;
+  return `unknown row shape (keys: ${describeKeys(keys)}); expected "messages", "instruction"/"output", "prompt"/"completion" or "text"`;
+}
+
+const UTF8_BOM = [0xef, 0xbb, 0xbf];
+const isUtf16 = (b: Buffer) => b.length >= 2 && ((b[0] === 0xff && b[1] === 0xfe) || (b[0] === 0xfe && b[1] === 0xff));
+
+/**
+ * The file's lines (split at \n or \r\n), the BOM before the first dropped, and
+ * the indices of those that are not UTF-8 (empty in `lines`). \n never occurs
+ * inside a multi-byte UTF-8 character, so lines can be cut as bytes.
+ */
+function decodeLines(bytes: Buffer): { lines: string[]; invalid: Set<number> } {
+  const body = UTF8_BOM.every((b, i) => bytes[i] === b) ? bytes.subarray(UTF8_BOM.length) : bytes;
+  const strict = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+  try {
+    return { lines: strict.decode(body).split(/\r?\n/), invalid: new Set() };
+  } catch {
+    // Not UTF-8 somewhere: find the lines.
+  }
+  const lines: string[] = [];
+  const invalid = new Set<number>();
+  for (let start = 0; start <= body.length;) {
+    const nl = body.indexOf(0x0a, start);
+    const end = nl < 0 ? body.length : nl;
+    try {
+      lines.push(strict.decode(body.subarray(start, end)).replace(/\r$/, ''));
+    } catch {
+      invalid.add(lines.length);
+      lines.push('');
+    }
+    start = end + 1;
+  }
+  return { lines, invalid };
 }
 
 /** Reads and validates a .jsonl (or .json lines) or .txt dataset. Never throws for bad rows: they become issues. */
@@ -102,10 +142,15 @@ export function parseDataset(file: string): ParsedDataset {
   if (!fs.existsSync(file)) throw new KindedError('not_found', `${file}: dataset file not found`);
   const bytes = fs.readFileSync(file);
   const sha256 = crypto.createHash('sha256').update(bytes).digest('hex');
-  const lines = bytes.toString('utf8').split(/\r?\n/);
+  const txt = path.extname(file).toLowerCase() === '.txt';
+  if (isUtf16(bytes))
+    return { file, sha256, format: txt ? 'txt' : 'mixed', rows: [], issues: [{ line: 1, message: 'the file is UTF-16 text; save it as UTF-8' }] };
+  const { lines, invalid } = decodeLines(bytes);
   const rows: Row[] = [];
   const issues: DatasetIssue[] = [];
-  if (path.extname(file).toLowerCase() === '.txt') {
+  const notUtf8 = (i: number) => issues.push({ line: i + 1, message: 'not valid UTF-8 (is the file in another encoding? save it as UTF-8)' });
+  if (txt) {
+    invalid.forEach(notUtf8);
     let start = -1;
     const flush = (end: number) => {
       if (start >= 0) rows.push({ line: start + 1, format: 'text', text: lines.slice(start, end).join('\n') });
@@ -117,6 +162,7 @@ export function parseDataset(file: string): ParsedDataset {
     return { file, sha256, format: 'txt', rows, issues };
   }
   lines.forEach((text, i) => {
+    if (invalid.has(i)) return notUtf8(i);
     if (!text.trim()) return; // blank lines are allowed
     let value: unknown;
     try {
@@ -135,9 +181,9 @@ export function parseDataset(file: string): ParsedDataset {
   return { file, sha256, format, rows, issues };
 }
 
-/** "file:line: message" for each issue (at most `limit`, then a count). */
+/** "file:line: message" for each issue (at most `limit`, then a count), printable: messages quote the data. */
 export function formatIssues(d: ParsedDataset, limit = 20): string[] {
-  const out = d.issues.slice(0, limit).map((i) => `${d.file}:${i.line}: ${i.message}`);
+  const out = d.issues.slice(0, limit).map((i) => printable(`${d.file}:${i.line}: ${i.message}`));
   if (d.issues.length > limit) out.push(`… and ${d.issues.length - limit} more`);
   return out;
 }
