@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { openTorchBin } from '../engine/io/torch-bin';
+import { MAX_PICKLE_OPCODES, openTorchBin } from '../engine/io/torch-bin';
 import { SafetensorsFile } from '../engine/io/safetensors';
 import { f32ToF16Bits, toFloat32 } from '../engine/io/raw-tensor';
 import { ZipReader } from '../engine/io/zip';
@@ -181,12 +181,12 @@ function writeBin(
   name: string,
   pkl: Buffer,
   blobs: Record<string, Buffer>,
-  opts: { prefix?: string; byteorder?: string | null; zip64?: boolean; deflatePickle?: boolean } = {},
+  opts: { prefix?: string; byteorder?: string | null; zip64?: boolean; deflatePickle?: boolean; deflateBlobs?: boolean } = {},
 ): string {
   const prefix = opts.prefix ?? 'archive';
   const entries: ZipInput[] = [{ name: `${prefix}/data.pkl`, data: pkl, deflate: opts.deflatePickle }];
   if (opts.byteorder !== null) entries.push({ name: `${prefix}/byteorder`, data: Buffer.from(opts.byteorder ?? 'little') });
-  for (const [key, data] of Object.entries(blobs)) entries.push({ name: `${prefix}/data/${key}`, data });
+  for (const [key, data] of Object.entries(blobs)) entries.push({ name: `${prefix}/data/${key}`, data, deflate: opts.deflateBlobs });
   entries.push({ name: `${prefix}/version`, data: Buffer.from('3\n') });
   const file = path.join(dir, name);
   fs.writeFileSync(file, zipFile(entries, opts.zip64));
@@ -523,6 +523,45 @@ describe('bad files', () => {
     expect(openError(file)).toBe(`${file}: tensor "w": storage archive/data/0 holds 12 bytes but the tensor needs 16`);
     const missing = writeBin('missing.bin', pickle(stateDict([['w', { storage: 'FloatStorage', key: '5', numel: 4, size: [4] }]])), {});
     expect(openError(missing)).toBe(`${missing}: tensor "w": storage archive/data/5 is missing`);
+  });
+
+  it('a pickle bomb: more opcodes than any state_dict needs, refused before they pile up', () => {
+    // A valid state_dict beside a list of MAX_PICKLE_OPCODES Nones: small deflated, and what 250 M of them does to V8 (a fatal error) is no place to stop.
+    const inner = stateDict([['w', { storage: 'FloatStorage', key: '0', numel: 1, size: [1] }]]);
+    const junk = cat([0x5d], MARK, Buffer.alloc(MAX_PICKLE_OPCODES, 0x4e), [0x65]);
+    const file = writeBin(
+      'opcode-bomb.bin',
+      pickle(cat(MARK, str('state_dict'), inner, str('junk'), junk, [0x64])),
+      { '0': f32([1]) },
+      { deflatePickle: true },
+    );
+    expect(fs.statSync(file).size).toBeLessThan(64 * 1024);
+    expect(openError(file)).toMatch(new RegExp(`^${file}: malformed data\\.pkl at byte \\d+: more than ${MAX_PICKLE_OPCODES} opcodes`));
+  });
+
+  it('a zip bomb: a deflated storage that inflates past what its tensors use', () => {
+    // 4 MiB of zeros (4 kB deflated) behind a 16-byte tensor: refused at open, naming the entry, before anything is inflated.
+    const bomb = writeBin(
+      'zip-bomb.bin',
+      pickle(stateDict([['w', { storage: 'FloatStorage', key: '0', numel: 4, size: [4] }]])),
+      { '0': Buffer.alloc(4 << 20) },
+      { deflateBlobs: true },
+    );
+    expect(fs.statSync(bomb).size).toBeLessThan(64 * 1024);
+    expect(openError(bomb)).toBe(`${bomb}: deflated storage archive/data/0 inflates to 4194304 bytes, more than the 16 its tensors use`);
+    // A deflated storage of the size its tensors use still loads (a re-zipped checkpoint).
+    const fine = writeBin(
+      'deflated.bin',
+      pickle(stateDict([['w', { storage: 'FloatStorage', key: '0', numel: 4, size: [4] }]])),
+      { '0': f32([1, 2, 3, 4]) },
+      { deflateBlobs: true },
+    );
+    const bin = openTorchBin(fine);
+    try {
+      expect([...toFloat32(bin.read('w'))]).toEqual([1, 2, 3, 4]);
+    } finally {
+      bin.close();
+    }
   });
 
   it('a top level that is not a state_dict of tensors', () => {

@@ -17,11 +17,25 @@
 import fs from 'node:fs';
 import { DTYPE_BYTES, type DType, type RawTensor } from './raw-tensor';
 import type { TensorSource } from './tensor-source';
-import { ZipReader, type ZipEntry } from './zip';
+import { METHOD_DEFLATE, ZipReader, type ZipEntry } from './zip';
 
-/** data.pkl of a state_dict is ~100 bytes per tensor; refuse absurd ones. */
-const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
-/** torch never compresses storages; if a re-zipped file does, this bounds inflating one. */
+// A hostile file must not make us allocate what no state_dict needs. torch
+// writes ~30 opcodes and ~150 bytes of data.pkl per tensor, and the largest
+// state_dicts hold tens of thousands of tensors, so these bounds are two
+// orders of magnitude above any real checkpoint:
+/** data.pkl is inflated whole before it is read. */
+const MAX_PICKLE_BYTES = 64 * 1024 * 1024;
+/**
+ * Opcodes executed. Every opcode adds at most one value to the stack, the memo
+ * or a container, so this also bounds the memo and every container; without
+ * it 250 M one-byte NONEs (1 MB deflated) grow the stack until V8 aborts.
+ */
+export const MAX_PICKLE_OPCODES = 4 * 1024 * 1024;
+/**
+ * torch never compresses storages; a re-zipped file may, and a deflated
+ * storage is inflated whole to read a tensor of it. Besides this cap, each is
+ * refused at open if it inflates to more than its tensors use.
+ */
 const MAX_INFLATED_STORAGE_BYTES = 2 ** 31 - 1;
 
 // ---------------------------------------------------------------------------
@@ -252,8 +266,9 @@ class Unpickler {
 
   run(): Value {
     const d = this.data;
-    for (;;) {
+    for (let executed = 0; ; executed++) {
       this.at = this.pos;
+      if (executed === MAX_PICKLE_OPCODES) this.fail(`more than ${MAX_PICKLE_OPCODES} opcodes, far more than a state_dict of tensors needs`);
       const op = this.u8();
       switch (op) {
         case OP.PROTO: {
@@ -654,6 +669,8 @@ export function openTorchBin(file: string): TensorSource {
     const stateDict = findStateDict(file, new Unpickler(file, pickle).run());
 
     const tensors = new Map<string, TensorRecord>();
+    /** Bytes of each storage its tensors use, from its start to the end of the last one. */
+    const used = new Map<ZipEntry, number>();
     for (const [name, ref] of stateDict) {
       const { dtype, key } = ref.storage;
       const itemsize = DTYPE_BYTES[dtype];
@@ -669,6 +686,12 @@ export function openTorchBin(file: string): TensorSource {
         fail(`tensor "${printable(name)}": storage ${printable(blobName)} holds ${blob.uncompressedSize} bytes but the tensor needs ${needed}`);
       }
       tensors.set(name, { dtype, shape: ref.shape, stride: ref.stride, offset: n === 0 ? 0 : ref.offset, span, blob });
+      used.set(blob, Math.max(used.get(blob) ?? 0, n === 0 ? 0 : needed));
+    }
+    for (const [blob, bytes] of used) {
+      if (blob.method === METHOD_DEFLATE && blob.uncompressedSize > bytes) {
+        fail(`deflated storage ${printable(blob.name)} inflates to ${blob.uncompressedSize} bytes, more than the ${bytes} its tensors use`);
+      }
     }
     return new TorchBinFile(file, zip, tensors);
   } catch (err) {
