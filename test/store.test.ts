@@ -3,15 +3,15 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import Database from 'better-sqlite3';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { tempNameFor } from '../engine/io/atomic';
 import { moveDatabaseAside } from '../engine/store/database';
-import { BadRecordError, CorruptDatabaseError, InvalidTransitionError, NewerDatabaseError, StoreError } from '../engine/store/errors';
+import { BadRecordError, CorruptDatabaseError, InvalidTransitionError, NewerDatabaseError, StoreError, UnwritableDatabaseError } from '../engine/store/errors';
 import { defaultHome, homeLayout, resolveHome } from '../engine/store/home';
 import { MIGRATIONS, SCHEMA_VERSION, migrate } from '../engine/store/migrations';
-import { openStore } from '../engine/store/open';
+import { openStore, type OpenStoreOptions } from '../engine/store/open';
 import { collectGarbage, reconcile } from '../engine/store/reconcile';
 import {
   CHECKPOINT_KINDS,
@@ -30,7 +30,7 @@ import { verifyCheckpoint } from './helpers/verify-checkpoint';
 let home: string;
 const opened: Store[] = [];
 
-function open(options: { readonly?: boolean } = {}): Store {
+function open(options: Omit<OpenStoreOptions, 'home'> = {}): Store {
   const s = openStore({ home, ...options });
   opened.push(s);
   return s;
@@ -52,6 +52,21 @@ const sha = (file: string): string => crypto.createHash('sha256').update(fs.read
 function deadPid(): number {
   const r = spawnSync(process.execPath, ['-e', '']);
   return r.pid!;
+}
+
+/** Whether `chattr +i` works here (root on a file system with the immutable flag). */
+function canMakeImmutable(): boolean {
+  const probe = path.join(os.tmpdir(), `mlw-chattr-${process.pid}`);
+  fs.writeFileSync(probe, '');
+  try {
+    execFileSync('chattr', ['+i', probe], { stdio: 'ignore' });
+    execFileSync('chattr', ['-i', probe], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { force: true });
+  }
 }
 
 /** Sets a path's mtime into the past, beyond the orphan grace period. */
@@ -269,6 +284,90 @@ describe('bad database files', () => {
     fs.writeFileSync(file, bytes);
     expect(() => open()).toThrow(CorruptDatabaseError);
     expect(fs.readFileSync(file).equals(bytes)).toBe(true);
+  });
+
+  it('a 0-byte database next to the files of a lost one is started anew with a notice naming the file and the way back', () => {
+    const layout = homeLayout(home);
+    const notices: string[] = [];
+    open({ notify: (l) => notices.push(l) }).close();
+    expect(notices).toEqual([]); // a first start is no loss
+    fs.mkdirSync(path.join(layout.models, 'my-model'));
+    fs.mkdirSync(path.join(layout.checkpoints, '3'));
+    fs.writeFileSync(layout.db, '');
+    for (const side of ['-wal', '-shm']) fs.rmSync(layout.db + side, { force: true });
+
+    const s = open({ notify: (l) => notices.push(l) });
+    expect(notices).toHaveLength(1);
+    expect(notices[0]).toContain(`${layout.db} was empty (0 bytes)`);
+    expect(notices[0]).toContain('1 in models/, 1 in checkpoints/');
+    expect(notices[0]).toContain('mlw gc --reregister');
+    expect(notices[0]).not.toContain('\n');
+    expect(s.models.list()).toEqual([]);
+    s.close();
+    open({ notify: (l) => notices.push(l) });
+    expect(notices).toHaveLength(1); // told once: the database is no longer empty
+  });
+
+  it('damaged pages behind a sound header and schema are found by verify, named, left untouched, and can be moved aside', () => {
+    let s = open();
+    const run = s.runs.create({ kind: 'pretrain' });
+    s.metrics.append(
+      run.id,
+      Array.from({ length: 20_000 }, (_, i) => ({ step: i, name: 'loss', value: i / 7 })),
+    );
+    s.close();
+    const file = homeLayout(home).db;
+    expect(fs.existsSync(file + '-wal') && fs.statSync(file + '-wal').size).toBeFalsy(); // all in the main file
+    const bytes = fs.readFileSync(file);
+    const pageSize = bytes.readUInt16BE(16);
+    expect(bytes.length / pageSize).toBeGreaterThan(20);
+    // Pages from the middle of the file (the metrics' b-tree), the header and schema page untouched.
+    bytes.fill(0xa5, 10 * pageSize, 14 * pageSize);
+    fs.writeFileSync(file, bytes);
+
+    let err: unknown;
+    try {
+      open({ verify: true });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CorruptDatabaseError);
+    expect((err as Error).message).toContain(file);
+    expect((err as Error).message).toContain('integrity_check');
+    expect((err as Error).message).toContain('--move-aside');
+    expect(() => open({ readonly: true, verify: true })).toThrow(CorruptDatabaseError);
+    expect(fs.readFileSync(file).equals(bytes)).toBe(true);
+
+    moveDatabaseAside(file);
+    s = open({ verify: true });
+    expect(s.runs.list()).toEqual([]);
+  });
+
+  it.skipIf(!canMakeImmutable())('a database that cannot be written is named with the way out; a reader still reads it', () => {
+    const s = open();
+    s.models.add({ name: 'm', source: 'imported', format: 'f', path: '/abs/m' });
+    s.close();
+    const file = homeLayout(home).db;
+    // Root ignores permission bits; an immutable file refuses root too.
+    execFileSync('chattr', ['+i', file]);
+    try {
+      let err: unknown;
+      try {
+        open();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(UnwritableDatabaseError);
+      expect((err as Error).message).toContain(file);
+      expect((err as Error).message).toMatch(/make it and its folder writable, or choose another home with --home or MLW_HOME$/);
+      expect(
+        open({ readonly: true })
+          .models.list()
+          .map((m) => m.name),
+      ).toEqual(['m']);
+    } finally {
+      execFileSync('chattr', ['-i', file]);
+    }
   });
 
   it('moving aside takes the side files along, so no stale WAL meets the new database', () => {

@@ -2,8 +2,9 @@
 // SQLite database or was written by a newer app, then set the pragmas and
 // bring the schema up to date.
 import fs from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
-import { CorruptDatabaseError, NewerDatabaseError } from './errors';
+import { CorruptDatabaseError, NewerDatabaseError, UnwritableDatabaseError } from './errors';
 import { SCHEMA_VERSION, migrate, userVersion } from './migrations';
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -34,26 +35,71 @@ export function headerProblem(file: string): string | null {
   }
 }
 
-function isCorruption(err: unknown): boolean {
+/** Whether SQLite found the file damaged (or not a database at all). */
+export function isCorruption(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB');
 }
 
+/** Whether SQLite could not write the file: read-only (file, folder or file system) or not permitted. */
+export function isUnwritable(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return (
+    typeof code === 'string' && (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code === 'SQLITE_PERM' || code === 'SQLITE_AUTH')
+  );
+}
+
+/**
+ * Why a writer could not write the database or create its side files next to
+ * it, or null. SQLite itself opens a write-protected file read-only without a
+ * word and fails only at the first write, in the middle of some command.
+ */
+function writeProblem(file: string): string | null {
+  for (const p of [file, path.dirname(file)]) {
+    try {
+      fs.accessSync(p, fs.constants.W_OK);
+    } catch (err) {
+      const { code } = err as NodeJS.ErrnoException;
+      if (code === 'ENOENT') continue;
+      return `${p === file ? 'the file' : 'its folder'} is not writable: ${code}`;
+    }
+  }
+  return null;
+}
+
 export interface OpenOptions {
   readonly: boolean;
+  /** Also run integrity_check (reads every page): damage the header and schema checks cannot see. */
+  verify?: boolean;
+}
+
+/** integrity_check's first complaint, or null when the database is sound. */
+function integrityProblem(db: Database.Database): string | null {
+  const rows = db.pragma('integrity_check', { simple: false }) as { integrity_check: string }[];
+  return rows[0]?.integrity_check === 'ok' ? null : `integrity_check: ${rows[0]?.integrity_check.split('\n')[0]}`;
 }
 
 /** Opens the database; a writer also sets the pragmas and migrates it. A reader needs the file to exist. */
-export function openDatabase(file: string, { readonly }: OpenOptions): Database.Database {
+export function openDatabase(file: string, { readonly, verify = false }: OpenOptions): Database.Database {
   const problem = headerProblem(file);
   if (problem) throw new CorruptDatabaseError(file, problem);
-  const db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
+  const unwritable = readonly ? null : writeProblem(file);
+  if (unwritable) throw new UnwritableDatabaseError(file, unwritable);
+  let db: Database.Database;
+  try {
+    db = new Database(file, { readonly, fileMustExist: readonly, timeout: BUSY_TIMEOUT_MS });
+  } catch (err) {
+    if (!readonly && isUnwritable(err)) throw new UnwritableDatabaseError(file, (err as Error).message, { cause: err });
+    throw err;
+  }
   try {
     // Read before anything writes: a damaged schema or a newer version must be
     // reported with the file exactly as it was found.
     const version = userVersion(db);
     db.prepare('SELECT count(*) FROM sqlite_schema').get();
     if (version > SCHEMA_VERSION) throw new NewerDatabaseError(file, version, SCHEMA_VERSION);
+    const damage = verify ? integrityProblem(db) : null;
+    if (damage) throw new CorruptDatabaseError(file, damage);
     // A reader may find an older schema; the caller migrates it through a writer.
     if (readonly) return db;
     // WAL: readers (a second CLI, the UI) never block the writer nor see half a transaction.
@@ -68,7 +114,8 @@ export function openDatabase(file: string, { readonly }: OpenOptions): Database.
     return db;
   } catch (err) {
     db.close();
-    if (isCorruption(err)) throw new CorruptDatabaseError(file, (err as Error).message);
+    if (isCorruption(err)) throw new CorruptDatabaseError(file, (err as Error).message, { cause: err });
+    if (!readonly && isUnwritable(err)) throw new UnwritableDatabaseError(file, (err as Error).message, { cause: err });
     throw err;
   }
 }

@@ -13,8 +13,25 @@ export class CorruptDatabaseError extends StoreError {
   constructor(
     readonly file: string,
     readonly detail: string,
+    options?: ErrorOptions,
   ) {
-    super(`${file} is not a usable workbench database (${detail}); it was left untouched — ` + 'move it aside with --move-aside to start a new one');
+    super(
+      `${file} is not a usable workbench database (${detail}); it was left untouched — ` +
+        'move it aside with --move-aside (e.g. "mlw gc --move-aside") to start a new one',
+      options,
+    );
+  }
+}
+
+/** The database (or its folder) cannot be written: a read-only file, folder or file system. */
+export class UnwritableDatabaseError extends StoreError {
+  override name = 'UnwritableDatabaseError';
+  constructor(
+    readonly file: string,
+    readonly detail: string,
+    options?: ErrorOptions,
+  ) {
+    super(`${file} cannot be written (${detail}); make it and its folder writable, ` + 'or choose another home with --home or MLW_HOME', options);
   }
 }
 
