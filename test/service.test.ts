@@ -11,7 +11,8 @@ import { openStore } from '../engine/store/open';
 import { EngineService } from '../engine/server/service';
 import { startWebServer, type WebServer } from '../engine/server/web';
 import { z } from 'zod';
-import { JobSnapshot, requests, type EngineEvent, type ServerFrame } from '../engine/protocol/protocol';
+import { JobSnapshot, MAX_FRAME_BYTES, requests, UPLOAD_MAX_BYTES, UPLOAD_PIECE_CHARS, type EngineEvent, type ServerFrame } from '../engine/protocol/protocol';
+import { uploadDataset, type UploadCall } from '../engine/protocol/upload';
 import { tinyChatModel } from './helpers/web';
 import { tinyModelDir } from './helpers/train-fixtures';
 import { loadModel } from '../engine/io/checkpoint';
@@ -110,6 +111,75 @@ describe('engine service over a socket', () => {
       error: { code: 'bad_request', message: expect.stringMatching(/^cannot import: \/does\/not\/exist: folder not found$/) },
     });
     c.ws.close();
+  });
+
+  describe('dataset uploads', () => {
+    const partials = () => fs.readdirSync(service.store.layout.datasets).filter((f) => f.startsWith('.upload-'));
+
+    it('a text larger than a frame arrives whole, in pieces that each fit one', async () => {
+      const c = await Client.open(wsUrl());
+      const frames: number[] = [];
+      const upload: UploadCall = (params) => {
+        frames.push(Buffer.byteLength(JSON.stringify({ id: 1, method: 'datasets.upload', params })));
+        return c.ok('datasets.upload', params);
+      };
+      // ~20 MB: two- and three-byte characters, a surrogate pair across the first piece's end, control characters.
+      const text = 'a'.repeat(UPLOAD_PIECE_CHARS - 1) + '😀' + '{"text": "é✓\u0001"}\n'.repeat(900_000) + '\u001f'.repeat(UPLOAD_PIECE_CHARS);
+      const file = await uploadDataset(upload, '../big data.jsonl', text);
+      expect(path.dirname(file)).toBe(service.store.layout.datasets);
+      expect(path.basename(file)).toMatch(/^\d+-big data\.jsonl$/);
+      expect(fs.readFileSync(file, 'utf8') === text).toBe(true);
+      expect(frames.length).toBeGreaterThan(2);
+      expect(Math.max(...frames)).toBeLessThanOrEqual(MAX_FRAME_BYTES);
+      expect(await uploadDataset(upload, 'empty.txt', '').then((f) => fs.readFileSync(f, 'utf8'))).toBe('');
+      expect(partials()).toEqual([]);
+      c.ws.close();
+    });
+
+    it('refuses a file over the limit at its first piece, naming the limit', async () => {
+      const c = await Client.open(wsUrl());
+      expect(await c.call('datasets.upload', { name: 'huge.jsonl', bytes: UPLOAD_MAX_BYTES + 1, content: 'x' })).toMatchObject({
+        error: { code: 'bad_request', message: 'datasets.upload: invalid "bytes": a dataset upload is at most 200 MiB' },
+      });
+      expect(await c.call('datasets.upload', { name: 'wide.jsonl', bytes: UPLOAD_PIECE_CHARS + 1, content: 'x'.repeat(UPLOAD_PIECE_CHARS + 1) })).toMatchObject(
+        {
+          error: { code: 'bad_request', message: `datasets.upload: invalid "content": a piece of an upload is at most ${UPLOAD_PIECE_CHARS} characters` },
+        },
+      );
+      c.ws.close();
+    });
+
+    it('refuses more than announced and forgets that upload, leaving no partial file', async () => {
+      const c = await Client.open(wsUrl());
+      expect(await c.call('datasets.upload', { name: 'd.jsonl', bytes: 3, content: 'abcd' })).toMatchObject({
+        error: { code: 'bad_request', message: 'upload of d.jsonl: more than the 3 bytes announced' },
+      });
+      const first = await c.ok<{ uploadId: string; received: number; path: null }>('datasets.upload', { name: 'd.jsonl', bytes: 5, content: 'abc' });
+      expect(first).toMatchObject({ received: 3, path: null });
+      expect(partials()).toHaveLength(1);
+      expect(await c.call('datasets.upload', { name: 'other.jsonl', bytes: 5, content: 'd', uploadId: first.uploadId })).toMatchObject({
+        error: { code: 'bad_request', message: `upload ${first.uploadId} started as d.jsonl of 5 bytes; a piece may not change them` },
+      });
+      expect(await c.call('datasets.upload', { name: 'd.jsonl', bytes: 5, content: 'de', uploadId: first.uploadId })).toMatchObject({
+        error: { code: 'not_found', message: `no upload ${first.uploadId} in progress (it was completed, refused, or dropped for newer ones)` },
+      });
+      expect(partials()).toEqual([]);
+      c.ws.close();
+    });
+
+    it('keeps at most four uploads open: a fifth drops the oldest', async () => {
+      const c = await Client.open(wsUrl());
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await c.ok<{ uploadId: string }>('datasets.upload', { name: `p${i}.txt`, bytes: 2, content: 'a' })).uploadId);
+      expect(partials()).toHaveLength(4);
+      expect(await c.call('datasets.upload', { name: 'p0.txt', bytes: 2, content: 'b', uploadId: ids[0] })).toMatchObject({ error: { code: 'not_found' } });
+      for (const [i, uploadId] of ids.slice(1).entries()) {
+        const saved = await c.ok<{ path: string }>('datasets.upload', { name: `p${i + 1}.txt`, bytes: 2, content: 'b', uploadId });
+        expect(fs.readFileSync(saved.path, 'utf8')).toBe('ab');
+      }
+      expect(partials()).toEqual([]);
+      c.ws.close();
+    });
   });
 
   describe.skipIf(!modelDir)('chat jobs', () => {

@@ -238,6 +238,16 @@ export const JobSnapshot = z.discriminatedUnion('kind', [
 ]);
 export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
+// ---- sizes -------------------------------------------------------------------
+
+const MiB = 1024 * 1024;
+/** The largest frame (a request's JSON, UTF-8) a WebSocket connection takes; a larger one closes it (1009). */
+export const MAX_FRAME_BYTES = 16 * MiB;
+/** The largest dataset upload: UTF-8 bytes of the whole text. */
+export const UPLOAD_MAX_BYTES = 200 * MiB;
+/** The most characters in one piece of an upload: JSON spends at most 6 bytes on one (`\u001f`), so a piece's frame fits. */
+export const UPLOAD_PIECE_CHARS = MAX_FRAME_BYTES / 8;
+
 // ---- requests --------------------------------------------------------------
 
 const Removed = z.object({ removed: z.literal(true) });
@@ -291,10 +301,20 @@ export const requests = {
     params: z.object({ path: z.string().min(1), modelId: id, maxSeqLen: FinetuneConfig.shape.maxSeqLen, lossOn: FinetuneConfig.shape.lossOn }),
     result: DatasetInspection,
   },
-  /** Saves a dropped file's text into the workbench's datasets folder; returns its path. */
+  /**
+   * Saves a dropped file's text into the workbench's datasets folder, in pieces that each fit a frame
+   * (engine/protocol/upload.ts cuts them): the first piece (no uploadId) announces the name and the
+   * whole text's UTF-8 bytes, so a file over UPLOAD_MAX_BYTES is refused before it is sent; later
+   * pieces repeat both with the uploadId. The piece that completes the bytes saves the file: its path.
+   */
   'datasets.upload': {
-    params: z.object({ name: z.string().min(1).max(200), content: z.string().max(200 * 1024 * 1024) }),
-    result: z.object({ path: z.string() }),
+    params: z.object({
+      name: z.string().min(1).max(200),
+      bytes: count.max(UPLOAD_MAX_BYTES, `a dataset upload is at most ${UPLOAD_MAX_BYTES / MiB} MiB`),
+      content: z.string().max(UPLOAD_PIECE_CHARS, `a piece of an upload is at most ${UPLOAD_PIECE_CHARS} characters`),
+      uploadId: z.string().min(1).max(100).optional(),
+    }),
+    result: z.object({ uploadId: z.string(), received: count, path: z.string().nullable() }),
   },
   'finetune.estimate': { params: FinetuneRequest, result: FinetuneEstimate },
   /** Starts a run in the background; its job's result names the run. */
@@ -422,9 +442,6 @@ export type EngineEvent =
   | { type: 'notice'; level: 'info' | 'warning' | 'error'; message: string };
 
 // ---- wire format -------------------------------------------------------------
-
-/** The largest frame (a request's JSON, UTF-8) a WebSocket connection takes; a larger one closes it (1009). */
-export const MAX_FRAME_BYTES = 16 * 1024 * 1024;
 
 /**
  * Error codes in responses: a request the engine refuses as given, the other

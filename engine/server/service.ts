@@ -9,7 +9,6 @@ import type { Store } from '../store/store';
 import type { Message, Model, SamplingSettings } from '../store/records';
 import { checkpointAsModel } from '../train/run';
 import { backendInfo } from '../backend/select';
-import { writeFileAtomic } from '../io/atomic';
 import { countParams, effectiveDepth, layerSchedule } from '../model/config';
 import { ChatTemplate, loadChatTemplate } from '../chat/template';
 import {
@@ -31,6 +30,7 @@ import {
 } from '../protocol/protocol';
 import { errorKind, KindedError, type ErrorKind } from '../errors';
 import { JobManager } from './jobs';
+import { DatasetUploads } from './uploads';
 import { ModelHost } from './model-host';
 import { readModelFolder } from '../folder/kind';
 import { checkModelFolder } from '../folder/load';
@@ -81,12 +81,14 @@ export class EngineService {
   readonly jobs: JobManager;
   private readonly host = new ModelHost();
   private readonly handlers: Handlers;
+  private readonly uploads: DatasetUploads;
 
   constructor(
     readonly store: Store,
     private readonly version: string,
   ) {
     this.jobs = new JobManager((job) => this.emit({ type: 'job', job }));
+    this.uploads = new DatasetUploads(store.layout.datasets);
     this.handlers = {
       'engine.status': () => this.status(),
       'models.list': () => this.store.models.list(),
@@ -157,12 +159,7 @@ export class EngineService {
       'jobs.list': () => this.jobs.list(),
       'jobs.cancel': ({ jobId, mode }) => ({ cancelled: this.jobs.cancel(jobId, mode === 'cancel' ? CANCEL : undefined) }),
       'datasets.inspect': (p) => inspectDataset(this.store.models.get(p.modelId).path, p.path, p.maxSeqLen, p.lossOn),
-      'datasets.upload': ({ name, content }) => {
-        const safe = path.basename(name).replace(/[^\w.\- ]+/g, '_');
-        const file = path.join(this.store.layout.datasets, `${Date.now()}-${safe}`);
-        writeFileAtomic(file, content);
-        return { path: file };
-      },
+      'datasets.upload': (p) => this.uploads.receive(p),
       'finetune.estimate': (p) => estimateFinetune(this, p),
       'finetune.start': (p) => startFinetuneJob(this, p),
       'finetune.resume': ({ runId }) => resumeFinetuneJob(this, runId),
@@ -465,6 +462,7 @@ export class EngineService {
     this.jobs.cancelAll();
     await this.jobs.idle();
     this.host.unload();
+    this.uploads.close();
     this.store.close();
   }
 }

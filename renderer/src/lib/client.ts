@@ -4,6 +4,7 @@
 // pending call fails at once (nothing waits forever) and the client
 // reconnects; the UI shows a notice meanwhile.
 import type { EngineEvent, ErrorCode, Method, Params, Result, ServerFrame } from '../../../engine/protocol/protocol';
+import { uploadDataset } from '../../../engine/protocol/upload';
 
 /** What the Electron preload exposes on window (see electron/preload.ts). */
 export interface DesktopBridge {
@@ -75,6 +76,11 @@ export class EngineClient {
         reject(new EngineError('the engine is not connected', 'engine_restarted'));
       }
     });
+  }
+
+  /** Saves a text as a file of the engine's datasets folder, sent in pieces that each fit a frame; its path. */
+  uploadDataset(name: string, text: string): Promise<string> {
+    return uploadDataset((params) => this.call('datasets.upload', params), name, text);
   }
 
   private waitForConnection(): Promise<void> {
