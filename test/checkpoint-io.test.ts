@@ -9,6 +9,8 @@ import { initBackend } from '../engine/backend/select';
 import { loadModel, saveModel } from '../engine/io/checkpoint';
 import { SafetensorsFile, safetensorsHeader, writeSafetensors, MAX_HEADER_BYTES } from '../engine/io/safetensors';
 import { readSafetensors } from '../engine/io/safetensors';
+import { f32ToF16Bits, float32Raw, toFloat32 } from '../engine/io/raw-tensor';
+import { checkpointParams, type FloatParam } from '../engine/onnx/params';
 import { goldenDir, goldenTensors, maxAbsDiff } from './helpers/golden';
 
 let tmp: string;
@@ -217,6 +219,40 @@ describe('malformed inputs: one line naming the file and tensor', () => {
       error: /tensor "model\.norm\.weight" has dtype I32; expected a float type/,
     },
     {
+      name: 'a NaN weight',
+      damage: (dir) => {
+        const { tensors } = readSafetensors(path.join(dir, 'model.safetensors'));
+        const t = tensors.get('model.layers.1.mlp.down_proj.weight')!;
+        const values = Float32Array.from(toFloat32(t));
+        values[5] = NaN;
+        tensors.set('model.layers.1.mlp.down_proj.weight', float32Raw(values, t.shape));
+        writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+      },
+      error: /model\.safetensors: tensor "model\.layers\.1\.mlp\.down_proj\.weight" holds NaN \(element 5 of \d+\); a checkpoint's weights must be finite/,
+    },
+    {
+      name: 'an infinite float16 weight',
+      damage: (dir) => {
+        const { tensors } = readSafetensors(path.join(dir, 'model.safetensors'));
+        const bits = f32ToF16Bits(new Float32Array(64).fill(1));
+        bits[63] = 0x7c00;
+        tensors.set('model.norm.weight', { dtype: 'F16', shape: [64], data: new Uint8Array(bits.buffer) });
+        writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+      },
+      error: /tensor "model\.norm\.weight" holds Infinity \(element 63 of 64\)/,
+    },
+    {
+      name: 'a -Inf bfloat16 weight',
+      damage: (dir) => {
+        const { tensors } = readSafetensors(path.join(dir, 'model.safetensors'));
+        const bits = new Uint16Array(64).fill(0x3f80); // 1.0
+        bits[0] = 0xff80;
+        tensors.set('model.layers.0.input_layernorm.weight', { dtype: 'BF16', shape: [64], data: new Uint8Array(bits.buffer) });
+        writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+      },
+      error: /tensor "model\.layers\.0\.input_layernorm\.weight" holds -Infinity \(element 0 of 64\)/,
+    },
+    {
       name: 'no weights',
       damage: (dir) => fs.rmSync(path.join(dir, 'model.safetensors')),
       error: /no weights found \(expected model\.safetensors/,
@@ -252,6 +288,20 @@ describe('malformed inputs: one line naming the file and tensor', () => {
     }
     expect(message).toMatch(error);
     expect(message).not.toContain('\n');
+  });
+
+  it('a NaN weight is refused as well when the ONNX exporter reads the folder from disk', () => {
+    const nan = cases.find((c) => c.name === 'a NaN weight')!;
+    const dir = copyCase('tiny-gqa', 'bad-nan-onnx');
+    nan.damage(dir);
+    const params = checkpointParams(dir);
+    try {
+      const down = params.get('model.layers.1.mlp.down_proj') as FloatParam;
+      expect(() => down.values()).toThrow(nan.error);
+      expect((params.get('model.layers.0.mlp.down_proj') as FloatParam).values().every(Number.isFinite)).toBe(true);
+    } finally {
+      params.close();
+    }
   });
 
   it('a header over the cap is refused before it is read', () => {

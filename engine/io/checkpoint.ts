@@ -9,7 +9,7 @@ import { MobileLLM, weightsFromCheckpoint } from '../model/model';
 import { expectedShapes, type Layout } from '../model/layout';
 import { SafetensorsFile, safetensorsHeader } from './safetensors';
 import { openTorchBin } from './torch-bin';
-import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from './raw-tensor';
+import { f32ToF16Bits, finiteFloat32, type DType, type RawTensor } from './raw-tensor';
 import type { TensorSource } from './tensor-source';
 import { writeDirAtomic, writeFileAtomic } from './atomic';
 
@@ -154,7 +154,7 @@ export function loadModel(dir: string, opts: LoadOptions = {}): LoadedModel {
     const get = (name: string) => {
       const raw = source.read(name);
       dtypes.set(raw.dtype, (dtypes.get(raw.dtype) ?? 0) + 1);
-      return tf.tensor(toFloat32(raw, `${source.path}: ${name}`), raw.shape, 'float32');
+      return tf.tensor(finiteFloat32(raw, source.path, name), raw.shape, 'float32');
     };
     const weights = weightsFromCheckpoint(config, get, opts.wrap, opts.layout);
     const storedDtype = [...dtypes.entries()].sort((a, b) => b[1] - a[1])[0][0];

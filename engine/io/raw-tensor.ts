@@ -86,6 +86,23 @@ export function toFloat32(t: RawTensor, name = 'tensor'): Float32Array {
   }
 }
 
+/**
+ * Float32 values of a checkpoint's weight (toFloat32), refused if one is NaN
+ * or ±Inf: a model computes NaN from it, and a load is the place to say which
+ * tensor of which file. One pass over the converted values: x·0 is 0 for
+ * every finite x and NaN otherwise, so the sum is NaN exactly when one is off.
+ */
+export function finiteFloat32(t: RawTensor, file: string, name: string): Float32Array {
+  const values = toFloat32(t, `${file}: ${name}`);
+  let probe = 0;
+  for (let i = 0; i < values.length; i++) probe += values[i] * 0;
+  if (Number.isNaN(probe)) {
+    const i = values.findIndex((x) => !Number.isFinite(x));
+    throw new Error(`${file}: tensor "${name}" holds ${values[i]} (element ${i} of ${values.length}); a checkpoint's weights must be finite`);
+  }
+  return values;
+}
+
 /** float32 → float16 bits, round to nearest even (for saving float16 checkpoints). */
 export function f32ToF16Bits(values: Float32Array): Uint16Array {
   const f = new Float32Array(1);

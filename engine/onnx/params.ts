@@ -9,7 +9,7 @@ import { TokenEmbedding } from '../model/embedding';
 import { weightOf, type MobileLLM } from '../model/model';
 import { tensorSpecs, type Layout, type TensorSpec } from '../model/layout';
 import { checkTensorNames, openWeights, readConfig } from '../io/checkpoint';
-import { toFloat32 } from '../io/raw-tensor';
+import { finiteFloat32 } from '../io/raw-tensor';
 import { DequantCache, QuantizedLinear } from '../quant/quantized-linear';
 import { checkQuantizedTensors, readWeight } from '../quant/checkpoint';
 import { activationQuant } from '../quant/quantize';
@@ -73,7 +73,7 @@ function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
 /** A float tensor of a checkpoint, read from the file when the exporter asks ([out, in] → held [in, out]). */
 function fileParam(source: TensorSource, name: string): FloatParam {
   const { shape } = source.info(name);
-  const read = () => toFloat32(source.read(name), `${source.path}: ${name}`);
+  const read = () => finiteFloat32(source.read(name), source.path, name);
   if (shape.length === 1) return { shape, values: read };
   const [rows, cols] = shape;
   return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
