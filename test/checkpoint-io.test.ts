@@ -10,7 +10,13 @@ import { loadModel, saveModel } from '../engine/io/checkpoint';
 import { SafetensorsFile, safetensorsHeader, writeSafetensors, MAX_HEADER_BYTES } from '../engine/io/safetensors';
 import { readSafetensors } from '../engine/io/safetensors';
 import { f32ToF16Bits, float32Raw, toFloat32 } from '../engine/io/raw-tensor';
+import { quietContext } from '../engine/jobs/job';
 import { checkpointParams, type FloatParam } from '../engine/onnx/params';
+import { loadQuantizedModel, saveQuantizedModel } from '../engine/quant/checkpoint';
+import { quantizeModel } from '../engine/quant/quantize';
+import { resolveSpec } from '../engine/quant/spec';
+import { LoraSettings } from '../engine/train/config';
+import { ADAPTER_WEIGHTS, applyLora, readAdapterWeights, writeAdapterFiles } from '../engine/train/lora';
 import { goldenDir, goldenTensors, maxAbsDiff } from './helpers/golden';
 
 let tmp: string;
@@ -301,6 +307,38 @@ describe('malformed inputs: one line naming the file and tensor', () => {
       expect((params.get('model.layers.0.mlp.down_proj') as FloatParam).values().every(Number.isFinite)).toBe(true);
     } finally {
       params.close();
+    }
+  });
+
+  it("a NaN in a quantized model's scales or in an adapter's weights is refused too", async () => {
+    /** Sets element 0 of a float tensor of `file` to NaN. */
+    const poison = (file: string, name: string) => {
+      const { tensors } = readSafetensors(file);
+      const t = tensors.get(name)!;
+      const values = Float32Array.from(toFloat32(t));
+      values[0] = NaN;
+      tensors.set(name, t.dtype === 'F16' ? { ...t, data: new Uint8Array(f32ToF16Bits(values).buffer) } : float32Raw(values, t.shape));
+      writeSafetensors(file, tensors);
+    };
+    const { model } = loadModel(goldenDir('tiny-gqa'));
+    try {
+      const quantized = path.join(tmp, 'nan-quantized');
+      const q = await quantizeModel(model, resolveSpec(model.config, { method: 'w8' }), quietContext());
+      await saveQuantizedModel(q, quantized);
+      poison(path.join(quantized, 'model.safetensors'), 'model.layers.2.self_attn.v_proj.scales');
+      expect(() => loadQuantizedModel(quantized)).toThrow(
+        /model\.safetensors: tensor "model\.layers\.2\.self_attn\.v_proj\.scales" holds NaN \(element 0 of \d+\)/,
+      );
+      const adapter = path.join(tmp, 'nan-adapter');
+      fs.mkdirSync(adapter);
+      const lora = applyLora(model, LoraSettings.parse({ rank: 2, targets: ['q'] }), { seed: 1 }, (t) => tf.variable(t));
+      writeAdapterFiles(lora, adapter, goldenDir('tiny-gqa'));
+      lora.remove();
+      const file = path.join(adapter, ADAPTER_WEIGHTS);
+      poison(file, [...readSafetensors(file).tensors.keys()][0]);
+      expect(() => readAdapterWeights(adapter)).toThrow(/adapter_model\.safetensors: tensor ".+lora_[AB].+" holds NaN \(element 0 of \d+\)/);
+    } finally {
+      model.dispose();
     }
   });
 

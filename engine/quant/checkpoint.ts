@@ -22,7 +22,7 @@ import { MobileLLM, buildWeights, weightOf } from '../model/model';
 import { tensorSpecs, type Layout } from '../model/layout';
 import { TokenEmbedding } from '../model/embedding';
 import { SafetensorsFile, safetensorsHeader } from '../io/safetensors';
-import { f32ToF16Bits, toFloat32, type DType, type RawTensor } from '../io/raw-tensor';
+import { f32ToF16Bits, finiteFloat32, type DType, type RawTensor } from '../io/raw-tensor';
 import type { TensorSource } from '../io/tensor-source';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
 import { TOKENIZER_FILES, readConfigJson, type LoadOptions, type LoadedModel } from '../io/checkpoint';
@@ -179,7 +179,7 @@ export async function saveQuantizedModel(q: QuantizedModel, dir: string, opts: S
 export function readWeight(source: TensorSource, name: string, spec: QuantSpec): QuantizedWeight {
   const q = source.read(`${name}.qweight`);
   const scalesRaw = source.read(`${name}.scales`);
-  const scales = toFloat32(scalesRaw, `${source.path}: ${name}.scales`);
+  const scales = finiteFloat32(scalesRaw, source.path, `${name}.scales`);
   if (spec.method === 'w4') {
     const [O, halfIn] = q.shape;
     const I = halfIn * 2;
@@ -206,7 +206,7 @@ export function readWeight(source: TensorSource, name: string, spec: QuantSpec):
 function readFloatTable(source: TensorSource, name: string): TokenEmbedding {
   const raw = source.read(name);
   const [vocab, hidden] = raw.shape;
-  return new TokenEmbedding(tf.tensor2d(transpose(toFloat32(raw, `${source.path}: ${name}`), vocab, hidden), [hidden, vocab]));
+  return new TokenEmbedding(tf.tensor2d(transpose(finiteFloat32(raw, source.path, name), vocab, hidden), [hidden, vocab]));
 }
 
 /** Loads a quantized model folder (codes stay integer in memory). `wrap` (for training) is refused. */
@@ -226,7 +226,7 @@ export function loadQuantizedModel(dir: string, opts: QuantizedModelOptions & Lo
     const weights = buildWeights(
       config,
       (s) => {
-        if (s.kind === 'norm') return tf.tensor1d(toFloat32(source.read(s.name), `${source.path}: ${s.name}`));
+        if (s.kind === 'norm') return tf.tensor1d(finiteFloat32(source.read(s.name), source.path, s.name));
         if (s.kind === 'linear') return new QuantizedLinear(readWeight(source, s.module, spec), act, cache);
         return spec.keepEmbeddingFp ? readFloatTable(source, s.name) : new QuantizedEmbedding(readWeight(source, s.module, spec), act, cache);
       },

@@ -22,7 +22,7 @@ import { blockLinear, type MobileLLM } from '../model/model';
 import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
 import type { BlockWeights } from '../model/block';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
-import { float32Raw, toFloat32, type RawTensor } from '../io/raw-tensor';
+import { finiteFloat32, float32Raw, type RawTensor } from '../io/raw-tensor';
 import { loadModel, saveModel } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import type { LoraSettings } from './config';
@@ -303,7 +303,7 @@ export function readAdapterWeights(dir: string): Map<string, tf.Tensor2D> {
   const out = new Map<string, tf.Tensor2D>();
   for (const [name, raw] of readSafetensors(file).tensors) {
     if (raw.shape.length !== 2) throw new Error(`${file}: tensor "${name}" is not a matrix`);
-    const hf = tf.tensor2d(toFloat32(raw, `${file}: ${name}`), raw.shape as [number, number]);
+    const hf = tf.tensor2d(finiteFloat32(raw, file, name), raw.shape as [number, number]);
     out.set(name, tf.transpose(hf));
     hf.dispose();
   }
