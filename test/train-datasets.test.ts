@@ -5,16 +5,17 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tokenizerFromJson, type Tokenizer } from '../engine/tokenizer/tokenizer';
+import { tokenizerFromJson, tokenizerFromSentencePiece, type Tokenizer } from '../engine/tokenizer/tokenizer';
 import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, encodeChatText, loadChatTemplate } from '../engine/chat/template';
 import { packExamples, parseDataset, formatIssues, rowSegments, splitIndices, tokenizeRows, tokenizeSegments, type Row } from '../engine/train/datasets';
-import { BatchPlan, learnedTokens } from '../engine/train/batching';
+import { BatchPlan, learnedTokens, type TokenizedExample } from '../engine/train/batching';
 import { tempDir, tinyModelDir, tinyTokenizerJson, writeJsonl } from './helpers/train-fixtures';
 
 const tmp = tempDir('datasets');
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 const tok: Tokenizer = tokenizerFromJson(tinyTokenizerJson());
 const plain = new ChatTemplate(DEFAULT_CHAT_TEMPLATE, '<s>', '</s>');
+const META_MODEL = path.resolve(import.meta.dirname, '../../shared/reference/mobilellm-tokenizer/tokenizer.model');
 
 /** The text of the learned tokens and of the rest, decoded. */
 function split(ex: { ids: number[]; learn: Uint8Array }): { learned: string; other: string } {
@@ -239,6 +240,78 @@ describe('templates and loss masks', () => {
     for (const ex of examples) expect(Array.from(ex.learn).every((v) => v === 1)).toBe(true);
     const text = tokenizeRows([rows[1]], tok, { template: plain, lossOn: 'answers', maxSeqLen: 1000 }).examples[0];
     expect(Array.from(text.learn)).toEqual([0, ...new Array(text.ids.length - 1).fill(1)]);
+  });
+});
+
+describe('rows far longer than maxSeqLen', () => {
+  const tokenizers: [string, Tokenizer][] = [['the tiny tokenizer', tok]];
+  if (fs.existsSync(META_MODEL)) tokenizers.push(["Meta's tokenizer", tokenizerFromSentencePiece(fs.readFileSync(META_MODEL))]);
+
+  /** `t`, counting the characters it is asked to encode. */
+  function counting(t: Tokenizer): { tok: Tokenizer; chars: () => number } {
+    let chars = 0;
+    const counted = Object.create(t) as Tokenizer;
+    counted.encode = (text, opts) => ((chars += text.length), t.encode(text, opts));
+    return { tok: counted, chars: () => chars };
+  }
+
+  /** n characters of varied words, digits, punctuation, runs of spaces and a few non-ASCII characters. */
+  const prose = (n: number, seed: number) => {
+    const words = ['the', 'whale', 'Ahab', 'naïve', '1234', 'ship,', 'sea.', '  ', 'über', '鯨', '🐋', 'x=y+2;', 'Call\nme'];
+    let text = '';
+    for (let i = seed; text.length < n; i++) text += words[(i * 7919) % words.length] + ' ';
+    return text.slice(0, n);
+  };
+  const rows: Row[] = [
+    { line: 1, format: 'text', text: prose(30_000, 1) },
+    { line: 2, format: 'completion', prompt: prose(20_000, 2), completion: prose(20_000, 3) },
+    { line: 3, format: 'completion', prompt: 'Q: ', completion: prose(20_000, 4) },
+    { line: 4, format: 'text', text: 'a'.repeat(30_000) },
+    {
+      line: 5,
+      format: 'chat',
+      messages: [
+        { role: 'user', content: prose(20_000, 5) },
+        { role: 'assistant', content: prose(20_000, 6) },
+      ],
+    },
+    {
+      line: 6,
+      format: 'chat',
+      messages: [
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: prose(20_000, 7) },
+      ],
+    },
+    { line: 7, format: 'alpaca', instruction: 'Summarise', input: prose(20_000, 8), output: 'Short.' },
+    { line: 8, format: 'text', text: 'short row' },
+  ];
+
+  describe.each(tokenizers)('%s', (_, t) => {
+    const whole = new Map<Row, TokenizedExample>();
+    /** What tokenizeRows gives by definition: the whole row tokenized, then cut at maxSeqLen. */
+    function wholeThenCut(row: Row, maxSeqLen: number, lossOn: 'answers' | 'all') {
+      if (!whole.has(row)) whole.set(row, tokenizeSegments(t, rowSegments(row, t, plain)));
+      const ex = whole.get(row)!;
+      const learn = lossOn === 'all' ? new Uint8Array(ex.learn.length).fill(1) : ex.learn;
+      return { ids: ex.ids.slice(0, maxSeqLen), learn: learn.slice(0, maxSeqLen), line: row.line };
+    }
+
+    it.each([16, 100, 512])('gives the same examples as tokenizing whole rows and cutting them (maxSeqLen %d)', (maxSeqLen) => {
+      for (const lossOn of ['answers', 'all'] as const) {
+        const want = rows.map((r) => wholeThenCut(r, maxSeqLen, lossOn)).filter((e) => e.learn.some((v, i) => i > 0 && v));
+        expect(tokenizeRows(rows, t, { template: plain, lossOn, maxSeqLen }).examples).toEqual(want);
+      }
+    });
+
+    it('tokenizes a 10 MB line only as far as maxSeqLen can reach', () => {
+      const counted = counting(t);
+      const text = prose(10 * 1024 * 1024, 9);
+      const { examples, summary } = tokenizeRows([{ line: 1, format: 'text', text }], counted.tok, { template: plain, lossOn: 'answers', maxSeqLen: 64 });
+      expect(counted.chars()).toBeLessThan(20_000);
+      expect(examples).toEqual([wholeThenCut({ line: 1, format: 'text', text: text.slice(0, 100_000) }, 64, 'answers')]);
+      expect(summary).toMatchObject({ rows: 1, truncated: 1, skipped: 0, learnedTokens: 63 });
+    });
   });
 });
 

@@ -298,8 +298,57 @@ export function tokenizeSegments(tok: Tokenizer, segments: Segment[]): Tokenized
   return { ids, learn: Uint8Array.from(learn) };
 }
 
+const longestPieces = new WeakMap<Tokenizer, number>();
+
+/** Characters of the longest piece of the vocabulary: no token covers more characters of text. */
+function longestPiece(tok: Tokenizer): number {
+  let n = longestPieces.get(tok);
+  if (n === undefined) {
+    n = 1;
+    for (let id = 0; id < tok.vocabSize; id++) n = Math.max(n, tok.idToPiece(id).length);
+    longestPieces.set(tok, n);
+  }
+  return n;
+}
+
+/** The segments with their text cut after `chars` characters in all (special tokens before the cut stay). */
+function cutSegments(segments: Segment[], chars: number): { segments: Segment[]; cut: boolean } {
+  const out: Segment[] = [];
+  let left = chars;
+  for (const s of segments) {
+    if ('token' in s || s.text.length <= left) {
+      out.push(s);
+      if ('text' in s) left -= s.text.length;
+      continue;
+    }
+    const code = s.text.charCodeAt(left - 1);
+    const end = code >= 0xd800 && code < 0xdc00 ? left - 1 : left; // not between the halves of a surrogate pair
+    if (end > 0) out.push({ text: s.text.slice(0, end), learn: s.learn });
+    return { segments: out, cut: true };
+  }
+  return { segments: out, cut: false };
+}
+
+/**
+ * tokenizeSegments of a row, of which only the first maxSeqLen tokens are
+ * kept, without tokenizing all of a long one: its text is cut first. No token
+ * covers more than longestPiece characters, so 2 × maxSeqLen × longestPiece
+ * characters give at least 2 × maxSeqLen tokens, and the tokens the cut changes
+ * (those next to it) lie past the first maxSeqLen. A normalizer that folds many
+ * characters into one (runs of spaces under remove_extra_whitespaces) can give
+ * fewer: then the cut moves twice as far, until the row is whole.
+ */
+function tokenizeCut(tok: Tokenizer, segments: Segment[], maxSeqLen: number): TokenizedExample {
+  for (let chars = 2 * maxSeqLen * longestPiece(tok); ; chars *= 2) {
+    const { segments: kept, cut } = cutSegments(segments, chars);
+    const ex = tokenizeSegments(tok, kept);
+    if (!cut || ex.ids.length >= 2 * maxSeqLen) return ex;
+  }
+}
+
 export interface ExampleSummary {
   rows: number;
+  /** Tokens of the rows; a row cut before tokenizing (far longer than maxSeqLen) counts the tokens of what was tokenized. */
   tokens: number;
   /** Tokens the loss covers (after truncation). */
   learnedTokens: number;
@@ -315,12 +364,12 @@ export interface PreparedExamples {
   summary: ExampleSummary;
 }
 
-/** Renders, tokenizes and cuts rows at maxSeqLen; rows with nothing to learn are left out (and counted). */
+/** Renders, tokenizes and cuts rows at maxSeqLen (long ones before tokenizing); rows with nothing to learn are left out (and counted). */
 export function tokenizeRows(rows: Row[], tok: Tokenizer, opts: RenderOptions & { maxSeqLen: number }): PreparedExamples {
   const examples: PreparedExamples['examples'] = [];
   const summary: ExampleSummary = { rows: rows.length, tokens: 0, learnedTokens: 0, longest: null, truncated: 0, skipped: 0 };
   for (const row of rows) {
-    const ex = tokenizeSegments(tok, rowSegments(row, tok, opts.template));
+    const ex = tokenizeCut(tok, rowSegments(row, tok, opts.template), opts.maxSeqLen);
     if (opts.lossOn === 'all') ex.learn.fill(1);
     summary.tokens += ex.ids.length;
     if (!summary.longest || ex.ids.length > summary.longest.tokens) summary.longest = { line: row.line, tokens: ex.ids.length };
