@@ -13,6 +13,8 @@ import { SCHEMA_VERSION } from '../engine/store/migrations';
 import { openStore } from '../engine/store/open';
 import type { Checkpoint, Model, Run } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
+import type { ReregisterReport } from '../engine/store/reregister';
+import { tinyModelDir } from './helpers/train-fixtures';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
 function mlw(...args: string[]): Promise<Result> {
@@ -153,6 +155,57 @@ describe('mlw store commands', () => {
     const aside = fs.readdirSync(bad).filter((n) => /^workbench\.db\.corrupt-[\dT-]+Z$/.test(n));
     expect(aside).toHaveLength(1);
     expect(sha(path.join(bad, aside[0]))).toBe(before);
+  });
+
+  it('move aside, on request, a database whose header is sound but whose pages are damaged', async () => {
+    const damaged = path.join(root, 'damaged');
+    const s = openStore({ home: damaged });
+    const run = s.runs.create({ kind: 'pretrain' });
+    s.metrics.append(
+      run.id,
+      Array.from({ length: 20_000 }, (_, i) => ({ step: i, name: 'loss', value: i / 7 })),
+    );
+    s.close();
+    const file = homeLayout(damaged).db;
+    const bytes = fs.readFileSync(file);
+    const pageSize = bytes.readUInt16BE(16);
+    bytes.fill(0xa5, 10 * pageSize, 14 * pageSize); // pages of the metrics, not the header or the schema
+    fs.writeFileSync(file, bytes);
+    const before = sha(file);
+
+    // A reader: no reconcile reads the damaged pages on the way in, integrity_check does.
+    const moved = await mlw('runs', '--move-aside', '--json', '--home', damaged);
+    expect(moved.code, moved.stderr).toBe(0);
+    expect(JSON.parse(moved.stdout)).toEqual([]);
+    expect(moved.stderr).toMatch(new RegExp(`^mlw: moved the damaged ${file} to ${file}\\.corrupt-[\\dT-]+Z\n$`));
+    const aside = fs.readdirSync(damaged).filter((n) => /^workbench\.db\.corrupt-[\dT-]+Z$/.test(n));
+    expect(aside).toHaveLength(1);
+    expect(sha(path.join(damaged, aside[0]))).toBe(before);
+  });
+
+  it('after a lost (0-byte) database: say so once, and gc --reregister records the model folders again', async () => {
+    const lost = path.join(root, 'lost');
+    openStore({ home: lost }).close();
+    const layout = homeLayout(lost);
+    const modelDir = tinyModelDir(layout.models);
+    fs.mkdirSync(path.join(layout.models, 'not-a-model'));
+    fs.mkdirSync(path.join(layout.checkpoints, '4'));
+    fs.writeFileSync(layout.db, '');
+    for (const side of ['-wal', '-shm']) fs.rmSync(layout.db + side, { force: true });
+
+    const first = await mlw('models', '--json', '--home', lost);
+    expect(first.code).toBe(0);
+    expect(JSON.parse(first.stdout)).toEqual([]);
+    expect(first.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(first.stderr).toContain(`${layout.db} was empty (0 bytes)`);
+    expect(first.stderr).toContain('mlw gc --reregister');
+
+    const found = json(await mlw('gc', '--reregister', '--json', '--home', lost)) as ReregisterReport;
+    expect(found.registered.map((m) => [m.path, m.format, m.paramCount! > 0])).toEqual([[modelDir, 'safetensors', true]]);
+    expect(found.skipped).toMatchObject([{ path: path.join(layout.models, 'not-a-model') }]);
+    expect(found.unrecorded).toEqual([path.join(layout.checkpoints, '4')]);
+    expect((json(await mlw('models', '--json', '--home', lost)) as Model[]).map((m) => m.path)).toEqual([modelDir]);
+    expect((await mlw('gc', '--reregister', '--dry-run', '--home', lost)).code).toBe(2);
   });
 
   it('refuse a database from a newer app, naming both versions', async () => {

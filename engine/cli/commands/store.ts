@@ -6,6 +6,7 @@ import { moveDatabaseAside } from '../../store/database';
 import { CorruptDatabaseError } from '../../store/errors';
 import { openStore } from '../../store/open';
 import { collectGarbage } from '../../store/reconcile';
+import { reregisterModels } from '../../store/reregister';
 import { isResumable, RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
 import type { Store } from '../../store/store';
 import { UsageError } from '../errors';
@@ -19,11 +20,14 @@ interface StoreOpts {
 
 const moveAsideOption = () => new Option('--move-aside', 'if workbench.db is damaged, rename it to workbench.db.corrupt-<time> and start a new one');
 
-/** Opens the store of --home; with --move-aside, a damaged database is renamed (never deleted) and a new one made. */
+/**
+ * Opens the store of --home; with --move-aside, a damaged database (its pages
+ * checked too, by integrity_check) is renamed (never deleted) and a new one made.
+ */
 function storeFor(cmd: Command, { readonly }: { readonly: boolean }): Store {
   const opts = cmd.optsWithGlobals() as StoreOpts;
   try {
-    return openStore({ home: opts.home, readonly });
+    return openStore({ home: opts.home, readonly, verify: Boolean(opts.moveAside) });
   } catch (err) {
     if (!(err instanceof CorruptDatabaseError) || !opts.moveAside) throw err;
     const moved = moveDatabaseAside(err.file);
@@ -205,10 +209,23 @@ export function registerStoreCommands(program: Command): void {
     .description('remove files no record refers to, leftovers of killed writers, and records of checkpoints whose files are gone')
     .option('--dry-run', 'only list what would be removed')
     .option('--json', 'print JSON')
+    .option('--reregister', 'after a lost database: record the model folders in models/ again, and list what else is unrecorded (removes nothing)')
     .addOption(moveAsideOption())
-    .action((opts: StoreOpts & { dryRun?: boolean }, cmd: Command) =>
+    .action((opts: StoreOpts & { dryRun?: boolean; reregister?: boolean }, cmd: Command) =>
       // A dry run only reads; a real one opens a writer, whose reconcile already removes dead writers' leftovers.
-      withStore(cmd, Boolean(opts.dryRun), (store) => {
+      withStore(cmd, Boolean(opts.dryRun) && !opts.reregister, (store) => {
+        if (opts.reregister) {
+          if (opts.dryRun) throw new UsageError('--reregister and --dry-run cannot be combined');
+          const found = reregisterModels(store);
+          if (opts.json) return printJson(found);
+          const lines = [
+            ...found.registered.map((m) => `recorded model ${m.id} ${m.name}: ${m.path}`),
+            ...found.skipped.map((s) => `skipped ${s.path}: ${s.reason}`),
+            ...found.unrecorded.map((p) => `not recorded (copy out what you need before a plain gc): ${p}`),
+          ];
+          process.stdout.write((lines.length ? lines : ['nothing to re-register']).join('\n') + '\n');
+          return;
+        }
         const report = collectGarbage(store, { dryRun: Boolean(opts.dryRun) });
         report.tempLeftovers.unshift(...(store.reconcileReport?.removedTemp ?? []));
         if (opts.json) return printJson(report);
