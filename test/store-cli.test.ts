@@ -172,6 +172,12 @@ describe('mlw store commands', () => {
     bytes.fill(0xa5, 10 * pageSize, 14 * pageSize); // pages of the metrics, not the header or the schema
     fs.writeFileSync(file, bytes);
     const before = sha(file);
+    const refused = await mlw('runs', '--home', damaged);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`${file} is not a usable workbench database (database disk image is malformed)`);
+    expect(refused.stderr).toContain('--move-aside');
+    expect(refused.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(sha(file)).toBe(before);
 
     // A reader: no reconcile reads the damaged pages on the way in, integrity_check does.
     const moved = await mlw('runs', '--move-aside', '--json', '--home', damaged);

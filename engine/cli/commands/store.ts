@@ -2,7 +2,7 @@
 // Listing commands open the store read-only, so they can run next to the
 // engine; gc is a writer (it reconciles first, then removes what is orphaned).
 import { Option, type Command } from 'commander';
-import { moveDatabaseAside } from '../../store/database';
+import { isCorruption, moveDatabaseAside } from '../../store/database';
 import { CorruptDatabaseError } from '../../store/errors';
 import { openStore } from '../../store/open';
 import { collectGarbage } from '../../store/reconcile';
@@ -36,10 +36,15 @@ function storeFor(cmd: Command, { readonly }: { readonly: boolean }): Store {
   }
 }
 
+/** Runs `fn` on the store; damage met on the way (pages no check at opening read) is named with the way out. */
 function withStore<T>(cmd: Command, readonly: boolean, fn: (store: Store) => T | Promise<T>): Promise<T> {
   const store = storeFor(cmd, { readonly });
   return Promise.resolve()
     .then(() => fn(store))
+    .catch((err: unknown) => {
+      if (isCorruption(err)) throw new CorruptDatabaseError(store.layout.db, (err as Error).message, { cause: err });
+      throw err;
+    })
     .finally(() => store.close());
 }
 
