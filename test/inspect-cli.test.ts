@@ -81,10 +81,13 @@ describe('mlw inspect', () => {
     }
   });
 
-  it('--repeats is bounded before a schedule is built', async () => {
-    const r = await mlw('inspect', '125M', '--repeats', '1000000000');
+  it.each([
+    [['--repeats', '1000000000'], 'mlw: --repeats: 1000000000 is above the maximum 16'],
+    [['--latency', '--latency-blocks', '1000000000'], 'mlw: --latency-blocks: 1000000000 is above the maximum 1024'],
+  ])('%j is refused before a schedule or a model is sized by it', async (flags, message) => {
+    const r = await mlw('inspect', '125M', ...flags);
     expect(r.code).toBe(2);
-    expect(r.stderr.trim()).toBe('mlw: --repeats: 1000000000 is above the maximum 16');
+    expect(r.stderr.trim()).toBe(message);
   });
 });
 

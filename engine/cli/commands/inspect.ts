@@ -270,7 +270,10 @@ export function registerInspectCommands(program: Command): void {
               : undefined,
         latency: o.latency
           ? {
-              blocks: o.latencyBlocks === undefined ? undefined : parseNumber(o.latencyBlocks, '--latency-blocks', { integer: true, min: 1 }),
+              blocks:
+                o.latencyBlocks === undefined
+                  ? undefined
+                  : parseNumber(o.latencyBlocks, '--latency-blocks', { integer: true, min: 1, max: CONFIG_LIMITS.layers }),
               steps: o.latencySteps === undefined ? undefined : parseNumber(o.latencySteps, '--latency-steps', { integer: true, min: 1 }),
             }
           : undefined,
