@@ -13,6 +13,7 @@ import { readSafetensors } from '../engine/io/safetensors';
 import { toFloat32 } from '../engine/io/raw-tensor';
 import { resumeFinetune, startFinetune } from '../engine/train/run';
 import type { FinetuneInput } from '../engine/train/config';
+import { pretrain, type PretrainInput } from '../engine/train/pretrain';
 import { ADAPTER_WEIGHTS } from '../engine/train/lora';
 import { maxAbsDiff } from './helpers/golden';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
@@ -71,7 +72,12 @@ const flags = [
 beforeAll(async () => {
   await initBackend();
 });
-afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+/** The small disks mounted for the disk-full cases, unmounted before the folder goes. */
+const mounts: string[] = [];
+afterAll(() => {
+  for (const dir of mounts) spawnSync('umount', [dir]);
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
 
 function finalAdapter(dir: string): Map<string, Float32Array> {
   return new Map([...readSafetensors(path.join(dir, ADAPTER_WEIGHTS)).tensors].map(([n, t]) => [n, toFloat32(t, n)]));
@@ -172,7 +178,9 @@ describe('a process killed between queueing a run and starting it', () => {
 function mountSmallDisk(dir: string): boolean {
   if (process.getuid?.() !== 0) return false;
   fs.mkdirSync(dir, { recursive: true });
-  return spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status === 0;
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status !== 0) return false;
+  mounts.push(dir);
+  return true;
 }
 
 /** Writes into `dir` until its file system is full. */
@@ -193,9 +201,6 @@ describe('a disk that fills up during a run', () => {
   const home = path.join(tmp, 'disk-full');
   const checkpoints = path.join(home, 'checkpoints');
   const mounted = mountSmallDisk(checkpoints);
-  afterAll(() => {
-    if (mounted) spawnSync('umount', [checkpoints]);
-  });
 
   it.skipIf(!mounted)('interrupts it at the checkpoint that does not fit; freed, it resumes and completes', async () => {
     const short: FinetuneInput = { ...config, train: { ...config.train, maxSteps: 12, evalEvery: 0, saveEvery: 4 } };
@@ -216,6 +221,47 @@ describe('a disk that fills up during a run', () => {
       expect(resumed).toMatchObject({ status: 'completed', step: 12 });
       expect(store.runs.get(1)).toMatchObject({ status: 'completed', error: null });
       expect(store.metrics.curve(1, 'loss').steps).toEqual(Array.from({ length: 12 }, (_, i) => i + 1));
+    } finally {
+      store.close();
+    }
+  });
+});
+
+describe('a disk that is full before a pre-training run starts', () => {
+  const home = path.join(tmp, 'pretrain-full');
+  const runs = path.join(home, 'runs');
+  const mounted = mountSmallDisk(runs);
+
+  it.skipIf(!mounted)('interrupts the queued run while writing its base model; freed, it resumes and completes', async () => {
+    const corpus = path.join(tmp, 'corpus.txt');
+    const words = ['the', 'sea', 'ship', 'whale', 'captain', 'wind', 'wave', 'deck', 'rope', 'storm'];
+    fs.writeFileSync(
+      corpus,
+      Array.from({ length: 200 }, (_, i) => Array.from({ length: 20 }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(' ')).join('\n'),
+    );
+    const input: PretrainInput = {
+      corpus: [corpus],
+      out: path.join(tmp, 'pretrained'),
+      vocabSize: 300,
+      hiddenSize: 32,
+      intermediateSize: 64,
+      numBlocks: 2,
+      numHeads: 2,
+      numKvHeads: 1,
+      seqLen: 32,
+      train: { maxSteps: 3, batchSize: 4, warmupSteps: 1, evalEvery: 0, saveEvery: 2 },
+    };
+    const store = openStore({ home });
+    try {
+      const filler = fillDisk(runs);
+      await expect(pretrain(store, input, quietContext())).rejects.toMatchObject({ code: 'ENOSPC' });
+      expect(store.runs.get(1)).toMatchObject({ status: 'interrupted', startedAt: null, error: expect.stringMatching(/^disk full: .*ENOSPC/) });
+      expect(fs.readdirSync(path.join(runs, '1'))).toEqual([]); // no half-written base model, no leftovers
+
+      fs.rmSync(filler);
+      const resumed = await pretrain(store, { resumeRunId: 1 }, quietContext());
+      expect(resumed).toMatchObject({ runId: 1, status: 'completed', step: 3 });
+      expect(store.runs.get(1)).toMatchObject({ status: 'completed', error: null });
     } finally {
       store.close();
     }
