@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import { DTYPE_BYTES, isDType, numel, type DType, type RawTensor } from './raw-tensor';
 import { writeFileAtomic } from './atomic';
 import type { TensorSource } from './tensor-source';
+import { printable } from '../errors';
 
 /** Same cap as the reference implementation (100 MB of JSON). */
 export const MAX_HEADER_BYTES = 100_000_000;
@@ -35,8 +36,9 @@ export class SafetensorsFile implements TensorSource {
     const fd = fs.openSync(file, 'r');
     try {
       const size = fs.fstatSync(fd).size;
+      // printable: the message may quote the header (JSON.parse's does, newlines and all).
       const fail = (msg: string): never => {
-        throw new Error(`${file}: ${msg}`);
+        throw new Error(printable(`${file}: ${msg}`));
       };
       if (size < 8) fail(`truncated safetensors file (${size} bytes, no header length)`);
       const lenBuf = Buffer.alloc(8);
@@ -111,7 +113,7 @@ export class SafetensorsFile implements TensorSource {
 
 function validateEntry(file: string, name: string, value: unknown, dataLen: number): TensorEntry {
   const fail = (msg: string): never => {
-    throw new Error(`${file}: tensor "${name}": ${msg}`);
+    throw new Error(printable(`${file}: tensor "${name}": ${msg}`));
   };
   if (typeof value !== 'object' || value === null) fail('header entry is not an object');
   const v = value as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };

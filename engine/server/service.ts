@@ -28,7 +28,7 @@ import {
   type Result,
   type ValidParams,
 } from '../protocol/protocol';
-import { errorKind, KindedError, type ErrorKind } from '../errors';
+import { errorKind, KindedError, oneLine, type ErrorKind } from '../errors';
 import { JobManager } from './jobs';
 import { DatasetUploads } from './uploads';
 import { ModelHost } from './model-host';
@@ -300,7 +300,7 @@ export class EngineService {
       return { id: frame.id, result: await this.handle(frame.method, frame.params) };
     } catch (err) {
       const e = err instanceof RequestError ? err : new RequestError(String(err));
-      return { id: frame.id, error: { message: e.message, code: e.code } };
+      return { id: frame.id, error: { message: oneLine(e), code: e.code } };
     }
   }
 
