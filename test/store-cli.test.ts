@@ -136,6 +136,22 @@ describe('mlw store commands', () => {
     expect(show).toMatchObject({ run: { status: 'interrupted' }, resumeFrom: { step: 20 } });
   });
 
+  it('gc interrupts a run whose process ended between queueing and starting it, so that it can be resumed', async () => {
+    const queued = path.join(root, 'queued');
+    const s = openStore({ home: queued });
+    const run = s.runs.create({ kind: 'finetune', config: { method: 'lora' } });
+    s.close();
+    const db = new Database(homeLayout(queued).db);
+    const creator = JSON.parse(db.prepare('SELECT queued_by FROM runs WHERE id = ?').pluck().get(run.id) as string);
+    db.prepare('UPDATE runs SET queued_by = ? WHERE id = ?').run(JSON.stringify({ ...creator, pid: spawnSync(process.execPath, ['-e', '']).pid }), run.id);
+    db.close();
+    expect((json(await mlw('runs', '--json', '--home', queued)) as Run[]).map((r) => r.status)).toEqual(['queued']); // a reader changes nothing
+
+    json(await mlw('gc', '--json', '--home', queued));
+    const [after] = json(await mlw('runs', '--json', '--home', queued)) as Run[];
+    expect(after).toMatchObject({ id: run.id, status: 'interrupted', error: 'its process ended before the run started' });
+  });
+
   it('refuse a damaged database without touching it, and move it aside on request', async () => {
     const bad = path.join(root, 'bad');
     fs.mkdirSync(bad);
