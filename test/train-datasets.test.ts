@@ -6,7 +6,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tokenizerFromJson, tokenizerFromSentencePiece, type Tokenizer } from '../engine/tokenizer/tokenizer';
-import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, encodeChatText, loadChatTemplate } from '../engine/chat/template';
+import { ChatTemplate, DEFAULT_CHAT_TEMPLATE, encodeChatText, loadChatTemplate, type ChatMessage } from '../engine/chat/template';
 import { packExamples, parseDataset, formatIssues, rowSegments, splitIndices, tokenizeRows, tokenizeSegments, type Row } from '../engine/train/datasets';
 import { BatchPlan, learnedTokens, type TokenizedExample } from '../engine/train/batching';
 import { tempDir, tinyModelDir, tinyTokenizerJson, writeJsonl } from './helpers/train-fixtures';
@@ -262,6 +262,9 @@ describe('rows far longer than maxSeqLen', () => {
     for (let i = seed; text.length < n; i++) text += words[(i * 7919) % words.length] + ' ';
     return text.slice(0, n);
   };
+  /** `turns` user and assistant messages of a few words each. */
+  const conversation = (turns: number, seed: number): ChatMessage[] =>
+    Array.from({ length: 2 * turns }, (_, i) => ({ role: i % 2 ? 'assistant' : 'user', content: prose(5 + (i % 13), seed + i).trim() || 'x' }));
   const rows: Row[] = [
     { line: 1, format: 'text', text: prose(30_000, 1) },
     { line: 2, format: 'completion', prompt: prose(20_000, 2), completion: prose(20_000, 3) },
@@ -285,6 +288,8 @@ describe('rows far longer than maxSeqLen', () => {
     },
     { line: 7, format: 'alpaca', instruction: 'Summarise', input: prose(20_000, 8), output: 'Short.' },
     { line: 8, format: 'text', text: 'short row' },
+    { line: 9, format: 'chat', messages: conversation(150, 10) },
+    { line: 10, format: 'chat', messages: [{ role: 'system', content: prose(3_000, 11) }, ...conversation(40, 12)] },
   ];
 
   describe.each(tokenizers)('%s', (_, t) => {
@@ -311,6 +316,17 @@ describe('rows far longer than maxSeqLen', () => {
       expect(counted.chars()).toBeLessThan(20_000);
       expect(examples).toEqual([wholeThenCut({ line: 1, format: 'text', text: text.slice(0, 100_000) }, 64, 'answers')]);
       expect(summary).toMatchObject({ rows: 1, truncated: 1, skipped: 0, learnedTokens: 63 });
+    });
+
+    it('renders a conversation of 100 000 messages only as far as maxSeqLen can reach', () => {
+      let rendered = 0;
+      const counted = Object.create(plain) as ChatTemplate;
+      counted.render = (messages, addGenerationPrompt) => ((rendered += messages.length), plain.render(messages, addGenerationPrompt));
+      const row: Row = { line: 1, format: 'chat', messages: conversation(50_000, 13) };
+      const { examples, summary } = tokenizeRows([row], t, { template: counted, lossOn: 'answers', maxSeqLen: 64 });
+      expect(rendered).toBeLessThan(10_000);
+      expect(examples).toEqual([wholeThenCut({ ...row, messages: row.messages.slice(0, 200) }, 64, 'answers')]);
+      expect(summary).toMatchObject({ rows: 1, truncated: 1, skipped: 0 });
     });
   });
 });

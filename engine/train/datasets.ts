@@ -329,20 +329,36 @@ function cutSegments(segments: Segment[], chars: number): { segments: Segment[];
   return { segments: out, cut: false };
 }
 
+/** The row with its conversation cut after the first assistant message from message `n` on (other rows as they are). */
+function firstMessages(row: Row, n: number): { row: Row; cut: boolean } {
+  if (row.format !== 'chat') return { row, cut: false };
+  const end = row.messages.findIndex((m, i) => i >= n - 1 && m.role === 'assistant') + 1;
+  return end > 0 && end < row.messages.length ? { row: { ...row, messages: row.messages.slice(0, end) }, cut: true } : { row, cut: false };
+}
+
 /**
  * tokenizeSegments of a row, of which only the first maxSeqLen tokens are
- * kept, without tokenizing all of a long one: its text is cut first. No token
- * covers more than longestPiece characters, so 2 × maxSeqLen × longestPiece
- * characters give at least 2 × maxSeqLen tokens, and the tokens the cut changes
- * (those next to it) lie past the first maxSeqLen. A normalizer that folds many
- * characters into one (runs of spaces under remove_extra_whitespaces) can give
- * fewer: then the cut moves twice as far, until the row is whole.
+ * kept, without rendering or tokenizing all of a long one: it is cut first.
+ * No token covers more than longestPiece characters, so 2 × maxSeqLen ×
+ * longestPiece characters give at least 2 × maxSeqLen tokens, and the tokens
+ * the cut changes (those next to it) lie past the first maxSeqLen. A
+ * conversation is also cut after some messages (rendering one costs as much as
+ * the messages before it), ending at an answer, which the incremental chat
+ * template renders as the start of the whole. Whenever fewer than 2 × maxSeqLen
+ * tokens come out (few characters per message, or a normalizer folding many
+ * characters into one, as runs of spaces under remove_extra_whitespaces), the
+ * cut moves twice as far, until the row is whole.
  */
-function tokenizeCut(tok: Tokenizer, segments: Segment[], maxSeqLen: number): TokenizedExample {
-  for (let chars = 2 * maxSeqLen * longestPiece(tok); ; chars *= 2) {
-    const { segments: kept, cut } = cutSegments(segments, chars);
-    const ex = tokenizeSegments(tok, kept);
-    if (!cut || ex.ids.length >= 2 * maxSeqLen) return ex;
+function tokenizeCut(tok: Tokenizer, row: Row, template: ChatTemplate, maxSeqLen: number): TokenizedExample {
+  for (let messages = 16; ; messages *= 2) {
+    const { row: kept, cut: fewerMessages } = firstMessages(row, messages);
+    const segments = rowSegments(kept, tok, template);
+    for (let chars = 2 * maxSeqLen * longestPiece(tok); ; chars *= 2) {
+      const { segments: shorter, cut } = cutSegments(segments, chars);
+      const ex = tokenizeSegments(tok, shorter);
+      if (ex.ids.length >= 2 * maxSeqLen || (!cut && !fewerMessages)) return ex;
+      if (!cut) break;
+    }
   }
 }
 
@@ -369,7 +385,7 @@ export function tokenizeRows(rows: Row[], tok: Tokenizer, opts: RenderOptions & 
   const examples: PreparedExamples['examples'] = [];
   const summary: ExampleSummary = { rows: rows.length, tokens: 0, learnedTokens: 0, longest: null, truncated: 0, skipped: 0 };
   for (const row of rows) {
-    const ex = tokenizeCut(tok, rowSegments(row, tok, opts.template), opts.maxSeqLen);
+    const ex = tokenizeCut(tok, row, opts.template, opts.maxSeqLen);
     if (opts.lossOn === 'all') ex.learn.fill(1);
     summary.tokens += ex.ids.length;
     if (!summary.longest || ex.ids.length > summary.longest.tokens) summary.longest = { line: row.line, tokens: ex.ids.length };
