@@ -368,6 +368,7 @@ export interface ExampleSummary {
   tokens: number;
   /** Tokens the loss covers (after truncation). */
   learnedTokens: number;
+  /** The longest row (its tokens counted as in `tokens`). */
   longest: { line: number; tokens: number } | null;
   /** Rows longer than maxSeqLen (cut). */
   truncated: number;
