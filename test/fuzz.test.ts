@@ -21,6 +21,7 @@ import { openStore } from '../engine/store/open';
 import { EngineService } from '../engine/server/service';
 import { requests, type Method, type RequestFrame } from '../engine/protocol/protocol';
 import { tempDir, tinyModelDir, tinyTokenizerJson } from './helpers/train-fixtures';
+import { seededRandom } from '../engine/generate/sampling';
 
 const SEED = 14;
 /** Cases per input kind (config.json's are the quickest, and have the most keys to vary). */
@@ -33,22 +34,10 @@ const RSS_GROWTH = 1024 ** 3;
 const tmp = tempDir('fuzz');
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-/** mulberry32: a small seeded PRNG, [0, 1). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 class Mutator {
   private readonly next: () => number;
   constructor(seed: number) {
-    this.next = prng(seed);
+    this.next = seededRandom(seed);
   }
   int(n: number): number {
     return Math.floor(this.next() * n);
