@@ -1,5 +1,5 @@
 // store.chats: a chat's settings (model or checkpoint, system prompt, sampling); its messages are in messages.ts.
-import { NotFoundError, StoreError } from './errors';
+import { StoreError } from './errors';
 import { SamplingSettings, parseJsonColumn, type Chat, type ChatPatch, type NewChat } from './records';
 import { definedFields, json, withForeignKeys, type Sql } from './sql';
 
@@ -67,9 +67,7 @@ export class ChatsRepo {
   }
 
   get(id: number): Chat {
-    const row = this.sql.q('SELECT * FROM chats WHERE id = ?').get(id) as ChatRow | undefined;
-    if (!row) throw new NotFoundError('chat', id);
-    return this.toChat(row);
+    return this.toChat(this.sql.byId<ChatRow>('chats', 'chat', id));
   }
 
   /** Most recently active first; `search` matches the title or any message (case-insensitive for ASCII). */

@@ -3,7 +3,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeDirAtomic } from '../io/atomic';
-import { NotFoundError } from './errors';
 import { digestFolder } from './folder-digest';
 import { CheckpointMetrics, parseJsonColumn, type Checkpoint, type CheckpointKind } from './records';
 import type { RunsRepo } from './runs';
@@ -96,9 +95,7 @@ export class CheckpointsRepo {
   }
 
   get(id: number): Checkpoint {
-    const row = this.sql.q('SELECT * FROM checkpoints WHERE id = ?').get(id) as CheckpointRow | undefined;
-    if (!row) throw new NotFoundError('checkpoint', id);
-    return this.toCheckpoint(row);
+    return this.toCheckpoint(this.sql.byId<CheckpointRow>('checkpoints', 'checkpoint', id));
   }
 
   /** A run's checkpoints in step order; every checkpoint when no run is given. */

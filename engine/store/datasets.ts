@@ -1,5 +1,4 @@
 // store.datasets: the training files recorded by content hash and split setting.
-import { NotFoundError } from './errors';
 import { ValidationSplit, parseJsonColumn, type Dataset, type NewDataset } from './records';
 import { json, withForeignKeys, type Sql } from './sql';
 
@@ -50,9 +49,7 @@ export class DatasetsRepo {
   }
 
   get(id: number): Dataset {
-    const row = this.sql.q('SELECT * FROM datasets WHERE id = ?').get(id) as DatasetRow | undefined;
-    if (!row) throw new NotFoundError('dataset', id);
-    return this.toDataset(row);
+    return this.toDataset(this.sql.byId<DatasetRow>('datasets', 'dataset', id));
   }
 
   list(): Dataset[] {

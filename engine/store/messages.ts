@@ -66,9 +66,7 @@ export class MessagesRepo {
   }
 
   get(id: number): Message {
-    const row = this.sql.q('SELECT * FROM messages WHERE id = ?').get(id) as MessageRow | undefined;
-    if (!row) throw new NotFoundError('message', id);
-    return this.toMessage(row);
+    return this.toMessage(this.sql.byId<MessageRow>('messages', 'message', id));
   }
 
   /** Updates a message in place (an answer being streamed in, or stopped). */

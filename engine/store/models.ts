@@ -2,7 +2,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeDirAtomic } from '../io/atomic';
-import { NotFoundError } from './errors';
 import { folderBytes } from './folder-digest';
 import { isInside } from './home';
 import { JsonObject, parseJsonColumn, type Model, type ModelSource, type NewModel } from './records';
@@ -96,9 +95,7 @@ export class ModelsRepo {
   }
 
   get(id: number): Model {
-    const row = this.sql.q('SELECT * FROM models WHERE id = ?').get(id) as ModelRow | undefined;
-    if (!row) throw new NotFoundError('model', id);
-    return this.toModel(row);
+    return this.toModel(this.sql.byId<ModelRow>('models', 'model', id));
   }
 
   list(): Model[] {

@@ -1,5 +1,4 @@
 // store.reports: what an evaluation, a quantization, an inspection or a conversion found, as JSON.
-import { NotFoundError } from './errors';
 import { JsonObject, parseJsonColumn, type NewReport, type Report, type ReportKind } from './records';
 import { json, withForeignKeys, type Sql } from './sql';
 
@@ -46,9 +45,7 @@ export class ReportsRepo {
   }
 
   get(id: number): Report {
-    const row = this.sql.q('SELECT * FROM reports WHERE id = ?').get(id) as ReportRow | undefined;
-    if (!row) throw new NotFoundError('report', id);
-    return this.toReport(row);
+    return this.toReport(this.sql.byId<ReportRow>('reports', 'report', id));
   }
 
   /** Newest first, narrowed by any of the filter's fields. */

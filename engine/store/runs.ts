@@ -2,7 +2,7 @@
 // runs, their status transitions and the process that owns a running one.
 import fs from 'node:fs';
 import path from 'node:path';
-import { InvalidTransitionError, NotFoundError, RunBusyError, StoreError } from './errors';
+import { InvalidTransitionError, RunBusyError, StoreError } from './errors';
 import { currentProcess, isProcessAlive } from './liveness';
 import {
   JsonObject,
@@ -70,9 +70,7 @@ export class RunsRepo {
   }
 
   get(id: number): Run {
-    const row = this.sql.q('SELECT * FROM runs WHERE id = ?').get(id) as RunRow | undefined;
-    if (!row) throw new NotFoundError('run', id);
-    return this.toRun(row);
+    return this.toRun(this.sql.byId<RunRow>('runs', 'run', id));
   }
 
   /** Newest first. */

@@ -2,7 +2,7 @@
 // IMMEDIATE write transactions, paths stored relative to the home, and
 // foreign-key failures turned into errors that say what was wrong.
 import type Database from 'better-sqlite3';
-import { StoreError } from './errors';
+import { NotFoundError, StoreError } from './errors';
 import { fromStoredPath, toStoredPath, type HomeLayout } from './home';
 
 type Statement = Database.Statement<unknown[], unknown>;
@@ -23,6 +23,13 @@ export class Sql {
       this.statements.set(sql, s);
     }
     return s;
+  }
+
+  /** The row of `table` with this id; a NotFoundError naming `what` (e.g. "run") when there is none. */
+  byId<R>(table: string, what: string, id: number): R {
+    const row = this.q(`SELECT * FROM ${table} WHERE id = ?`).get(id) as R | undefined;
+    if (!row) throw new NotFoundError(what, id);
+    return row;
   }
 
   /**
