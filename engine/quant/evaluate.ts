@@ -66,15 +66,15 @@ export interface LayerPair {
 
 /** Every quantized layer of `q` with its float original in `f`: the embedding and head first, then unique blocks once. */
 export function layerPairs(f: MobileLLM, q: MobileLLM): LayerPair[] {
-  const pairs: LayerPair[] = [];
+  const tables: LayerPair[] = [];
+  const blocks: LayerPair[] = [];
   for (const s of q.specs()) {
     const quantized = s.kind === 'norm' ? null : layerOf(q.weights, s);
     if (!(quantized instanceof QuantizedLinear)) continue; // a norm, or a table kept in float
-    const pair = { name: s.module, block: s.block ?? null, layers: s.block === undefined ? [] : s.layers, float: layerOf(f.weights, s), quantized };
-    if (s.block === undefined) pairs.splice(pairs.filter((p) => p.block === null).length, 0, pair);
-    else pairs.push(pair);
+    if (s.block === undefined) tables.push({ name: s.module, block: null, layers: [], float: layerOf(f.weights, s), quantized });
+    else blocks.push({ name: s.module, block: s.block, layers: s.layers, float: layerOf(f.weights, s), quantized });
   }
-  return pairs;
+  return [...tables, ...blocks];
 }
 
 function floatWeight(l: Linear): tf.Tensor2D {
