@@ -8,6 +8,7 @@
 import { z } from 'zod';
 import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from './schedule';
+import { RUNTIME_NAMES } from '../runtime/runtime';
 
 const int = z.number().int();
 
@@ -61,6 +62,10 @@ export type LoraSettings = z.infer<typeof LoraSettings>;
 
 export const DEFAULT_LORA: LoraSettings = LoraSettings.parse({});
 
+export const TRAIN_RUNTIME_CHOICES = ['auto', ...RUNTIME_NAMES] as const;
+export const TrainRuntimeChoice = z.enum(TRAIN_RUNTIME_CHOICES).default('auto');
+export type TrainRuntimeChoice = z.infer<typeof TrainRuntimeChoice>;
+
 /** Everything a run needs, as stored in runs.config (and read back on resume). */
 export const FinetuneConfig = z.object({
   /** Base model folder. */
@@ -76,6 +81,8 @@ export const FinetuneConfig = z.object({
   packing: z.boolean().default(false),
   /** tape (fast) or recompute (less memory); auto: chosen by the memory estimate. */
   gradMode: z.enum(['auto', 'tape', 'recompute']).default('auto'),
+  /** What computes the training steps; auto: ONNX Runtime when it loads, else TensorFlow.js. A run stores the one it resolved to. */
+  runtime: TrainRuntimeChoice,
   train: TrainOptions.prefault({}),
 });
 export type FinetuneConfig = z.infer<typeof FinetuneConfig>;

@@ -23,6 +23,7 @@ import type { TokenizedExample } from './batching';
 import { readOptimizerState, readTrainerState } from './checkpoints';
 import { StoreRunLog, stopOnError } from './run';
 import { DECAYS } from './schedule';
+import { TrainRuntimeChoice } from './config';
 import { train } from './trainer';
 import { RNG, permutation, rngFor } from './rng';
 
@@ -90,6 +91,8 @@ export const PretrainConfig = z.object({
       saveEvery: int.min(0).default(100),
     })
     .prefault({}),
+  /** What computes the training steps (engine/train/config.ts). */
+  runtime: TrainRuntimeChoice,
   /** The command line that started the run, for the model card. */
   commandLine: z.string().default(''),
 });
