@@ -2,7 +2,7 @@
 // provider, batch 1, with its KV cache. The serialized weights are dropped as
 // soon as the session holds them, so only ONNX Runtime's copy stays alive.
 import os from 'node:os';
-import type { Tensor } from 'onnxruntime-node';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
 import type { MobileLLMConfig } from '../model/config';
 import { WEIGHTS_FILE, type ExportOptions, type ExportedGraph, type GraphSignature } from './mobilellm';
 import { loadOrt, type Ort } from './ort';
@@ -12,6 +12,22 @@ export interface OnnxSessionOptions extends ExportOptions {
   threads?: number;
   /** Profile with ONNX Runtime: endProfiling() writes `<profilePrefix>_<date>.json` (a Chrome trace). */
   profilePrefix?: string;
+}
+
+/**
+ * The CPU session options every session of ours uses (inference and
+ * training): `threads` intra-op threads, one inter-op thread (the graphs run
+ * sequentially), every graph optimization. Kept in one place so that the
+ * measured choices (see bench/onnx.bench.ts) hold for every session.
+ */
+export function cpuSessionOptions(threads: number): InferenceSession.SessionOptions {
+  return {
+    executionProviders: ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+  };
 }
 
 /** Cache growth step, in tokens. */
@@ -116,12 +132,8 @@ export class OnnxModelSession {
     const ort = await loadOrt();
     const threads = opts.threads ?? os.availableParallelism();
     const session = await ort.InferenceSession.create(graph.model, {
+      ...cpuSessionOptions(threads),
       externalData: [{ path: WEIGHTS_FILE, data: graph.weights }],
-      executionProviders: ['cpu'],
-      graphOptimizationLevel: 'all',
-      executionMode: 'sequential',
-      intraOpNumThreads: threads,
-      interOpNumThreads: 1,
       ...(opts.profilePrefix ? { enableProfiling: true, profileFilePrefix: opts.profilePrefix } : {}),
     });
     return new OnnxModelSession(ort, session, graph.config, graph.signature, threads);
