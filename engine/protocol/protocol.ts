@@ -17,6 +17,7 @@ import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome } from '../train/config';
 import { JobProgress } from '../jobs/job';
+import { RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
 export type { EvalReport } from '../eval/report';
@@ -138,6 +139,30 @@ export const FINETUNE_PRESETS: Record<FinetunePreset, Pick<z.input<typeof Finetu
     train: { epochs: 3, lr: 3e-4, batchSize: 4, gradAccum: 4, warmupSteps: 20 },
   },
 };
+
+/** What computes a training run's steps, as the wizard offers it ('auto': the fastest that loads). */
+export const TrainRuntime = FinetuneConfig.shape.runtime.unwrap();
+
+/** How people name each runtime; a training job's first progress message begins with it ("ONNX Runtime · …"). */
+export const RUNTIME_LABELS: Record<RuntimeName, string> = { onnx: 'ONNX Runtime', tfjs: 'TensorFlow.js' };
+
+const TRAINING_KINDS: readonly Run['kind'][] = ['finetune', 'pretrain'];
+
+/**
+ * The runtime that trained a fine-tuning or pre-training run, as its config
+ * records it (null for other kinds). Runs from before the engine recorded the
+ * one it resolved to (no runtime, or 'auto') were all trained on TensorFlow.js.
+ */
+export function trainedRuntime(run: Pick<Run, 'kind' | 'config'>): RuntimeName | null {
+  if (!TRAINING_KINDS.includes(run.kind)) return null;
+  const recorded = z.enum(RUNTIME_NAMES).safeParse(run.config.runtime);
+  return recorded.success ? recorded.data : 'tfjs';
+}
+
+/** The runtime a training job's progress message names at its start, if it names one. */
+export function runtimeInMessage(message: string | undefined): RuntimeName | null {
+  return RUNTIME_NAMES.find((name) => message?.startsWith(RUNTIME_LABELS[name])) ?? null;
+}
 
 /** The wizard's request for a preset: the configuration's defaults, then what the preset sets. */
 export function presetRequest(preset: FinetunePreset, modelId: number, data: string): FinetuneRequest {

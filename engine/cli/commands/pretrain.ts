@@ -6,8 +6,10 @@ import { Option } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
 import { openStore } from '../../store/open';
 import { pretrain, type PretrainInput } from '../../train/pretrain';
+import { trainedRuntime } from '../../protocol/protocol';
 import { SHARING_STRATEGIES } from '../../model/sharing';
 import { cliJob } from '../progress';
+import { trainRuntimeOption } from './train';
 import { UsageError } from '../errors';
 import { parseNumber, printJson } from '../format';
 
@@ -34,14 +36,17 @@ export function registerPretrainCommands(program: Command): void {
     .option('--seed <n>', 'seed', '0')
     .option('--eval-every <n>', 'validation every N steps', '100')
     .option('--save-every <n>', 'checkpoint every N steps', '100')
+    .addOption(trainRuntimeOption())
     .option('--resume <runId>', 'continue a paused or interrupted pre-training run')
     .option('--json', 'print the outcome as JSON')
     .action(async (o: Record<string, string | boolean | undefined>, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
       const n = (flag: string, key: string, min = 1) => parseNumber(o[key] as string, flag, { integer: true, min });
       let input: PretrainInput | { resumeRunId: number };
-      if (o.resume !== undefined) input = { resumeRunId: n('--resume', 'resume') };
-      else {
+      if (o.resume !== undefined) {
+        if (o.runtime !== undefined) throw new UsageError('pretrain: --resume continues a run with its own settings; drop --runtime');
+        input = { resumeRunId: n('--resume', 'resume') };
+      } else {
         if (!o.out) throw new UsageError('pretrain: --out DIR is required (or --resume RUN)');
         input = {
           corpus: String(o.corpus)
@@ -67,6 +72,7 @@ export function registerPretrainCommands(program: Command): void {
             evalEvery: n('--eval-every', 'evalEvery', 0),
             saveEvery: n('--save-every', 'saveEvery', 0),
           },
+          runtime: o.runtime as PretrainInput['runtime'],
           commandLine: `mlw ${process.argv.slice(2).join(' ')}`,
         };
         const [hidden, heads] = [n('--hidden', 'hidden'), n('--heads', 'heads')];
@@ -80,7 +86,7 @@ export function registerPretrainCommands(program: Command): void {
         job.finish();
         if (o.json) return printJson(r);
         console.log(
-          `run ${r.runId} ${r.status} at step ${r.step}${r.out ? ` → ${r.out}` : ''}${r.valLoss !== null ? ` (validation loss ${r.valLoss.toFixed(3)})` : ''} — ${describeBackend(backend)}`,
+          `run ${r.runId} ${r.status} at step ${r.step} on ${trainedRuntime(store.runs.get(r.runId))}${r.out ? ` → ${r.out}` : ''}${r.valLoss !== null ? ` (validation loss ${r.valLoss.toFixed(3)})` : ''} — ${describeBackend(backend)}`,
         );
         if (r.status === 'paused') console.log(`resume with: mlw pretrain --resume ${r.runId}`);
       } finally {

@@ -9,6 +9,7 @@ import { collectGarbage } from '../../store/reconcile';
 import { reregisterModels } from '../../store/reregister';
 import { isResumable, RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
 import type { Store } from '../../store/store';
+import { trainedRuntime } from '../../protocol/protocol';
 import { UsageError } from '../errors';
 import { printJson } from '../format';
 
@@ -105,9 +106,12 @@ function duration(run: Run): string {
 
 const metricValue = (v: number): string => (Number.isInteger(v) ? String(v) : v.toPrecision(4));
 
-/** A run as listed: a 'running' run whose process is gone is shown as such (a writer will mark it interrupted). */
+/**
+ * A run as listed: a 'running' run whose process is gone is shown as such (a writer will mark it interrupted);
+ * a training run names the runtime that trained it.
+ */
 function runView(store: Store, run: Run) {
-  return { ...run, ownerAlive: run.status === 'running' ? store.runs.ownerAlive(run) : null };
+  return { ...run, ownerAlive: run.status === 'running' ? store.runs.ownerAlive(run) : null, runtime: trainedRuntime(run) };
 }
 
 function statusText(r: ReturnType<typeof runView>): string {
@@ -147,6 +151,7 @@ export function registerStoreCommands(program: Command): void {
           return [
             String(r.id),
             r.kind,
+            r.runtime ?? '-',
             statusText(r),
             r.modelId === null ? '-' : String(r.modelId),
             when(r.createdAt),
@@ -154,7 +159,7 @@ export function registerStoreCommands(program: Command): void {
             latest.length ? latest.map(([k, v]) => `${k} ${metricValue(v.value)} @${v.step}`).join(', ') : '-',
           ];
         });
-        process.stdout.write(table(['ID', 'KIND', 'STATUS', 'MODEL', 'CREATED', 'TIME', 'LAST METRICS'], rows, 'no runs'));
+        process.stdout.write(table(['ID', 'KIND', 'RUNTIME', 'STATUS', 'MODEL', 'CREATED', 'TIME', 'LAST METRICS'], rows, 'no runs'));
       }),
     );
 
@@ -175,6 +180,7 @@ export function registerStoreCommands(program: Command): void {
         const lines: [string, string][] = [
           ['run', `${run.id} (${run.kind})`],
           ['status', statusText(run)],
+          ['runtime', run.runtime ?? '-'],
           ['model', run.modelId === null ? '-' : String(run.modelId)],
           ['dataset', run.datasetId === null ? '-' : String(run.datasetId)],
           ['created', when(run.createdAt)],

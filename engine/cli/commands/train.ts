@@ -11,6 +11,7 @@ import { DECAYS } from '../../train/schedule';
 import { estimateRun, prepareData, resumeFinetune, startFinetune } from '../../train/run';
 import { z } from 'zod';
 import { FinetuneConfig } from '../../train/config';
+import { trainedRuntime } from '../../protocol/protocol';
 import { formatIssues, parseDataset } from '../../train/datasets';
 import { cliJob } from '../progress';
 import { UsageError } from '../errors';
@@ -47,6 +48,15 @@ const NUMBER_FLAGS = [
   numberFlag('--keep-last <k>', ['train', 'keepLast'], (d) => `checkpoints kept besides the best (default ${d})`),
 ];
 
+/** --runtime of mlw finetune and mlw pretrain: the choices and the default are the configuration schema's. */
+export function trainRuntimeOption(): Option {
+  const runtime = FinetuneConfig.shape.runtime;
+  return new Option(
+    '--runtime <name>',
+    `what computes the training steps; auto: ONNX Runtime when onnxruntime-node loads, else TensorFlow.js (default ${runtime.parse(undefined)})`,
+  ).choices(runtime.unwrap().options);
+}
+
 function valueAt(obj: unknown, p: string[]): unknown {
   return p.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], obj);
 }
@@ -81,7 +91,7 @@ function flagError(issue: z.core.$ZodIssue, o: Opts): UsageError {
 /** The run configuration from the flags: unset flags keep the schema's defaults, set ones are held to its bounds. */
 function configFrom(model: string, o: Opts): FinetuneConfig {
   if (o.epochs !== undefined && o.maxSteps !== undefined) throw new UsageError('finetune: give --epochs or --max-steps, not both');
-  // commander checked the choices of --method, --schedule, --loss-on and --grad-mode
+  // commander checked the choices of --method, --schedule, --loss-on, --grad-mode and --runtime
   const input: Record<string, unknown> = {
     model,
     data: o.data,
@@ -90,6 +100,7 @@ function configFrom(model: string, o: Opts): FinetuneConfig {
     lossOn: o.lossOn,
     packing: o.packing === true,
     gradMode: o.gradMode,
+    runtime: o.runtime,
   };
   if (o.schedule !== undefined) setAt(input, ['train', 'decay'], o.schedule);
   if (o.loraTargets !== undefined) setAt(input, ['lora', 'targets'], targets(o.loraTargets as string));
@@ -121,6 +132,7 @@ export function registerTrainCommands(program: Command): void {
         FinetuneConfig.shape.gradMode.unwrap().options,
       ),
     )
+    .addOption(trainRuntimeOption())
     .option('--resume <runId>', 'continue a paused or interrupted run')
     .option('--check', 'validate the data and estimate memory and time, then stop')
     .option('--json', 'print the outcome as JSON (no progress bar)')
@@ -150,7 +162,10 @@ export function registerTrainCommands(program: Command): void {
         const where = outcome.checkpoint ? `; checkpoint ${outcome.checkpoint}` : '';
         const next = outcome.status === 'paused' ? ` — continue with: mlw finetune --resume ${outcome.runId}` : '';
         const result = outcome.modelId !== null ? `; recorded as model ${outcome.modelId}` : '';
-        process.stderr.write(`run ${outcome.runId} ${outcome.status} at step ${outcome.step}${where}${result}${next} (${describeBackend(backend)})\n`);
+        const runtime = trainedRuntime(store.runs.get(outcome.runId));
+        process.stderr.write(
+          `run ${outcome.runId} ${outcome.status} at step ${outcome.step} on ${runtime}${where}${result}${next} (${describeBackend(backend)})\n`,
+        );
       } finally {
         job.finish();
         store.close();
