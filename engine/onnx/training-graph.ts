@@ -1,0 +1,204 @@
+// One training step of a MobileLLM as an ONNX graph: the forward pass of the
+// loss and, derived from it by the tape (tape.ts), the gradients of whatever is
+// trained. The same parameter layout as every other format (model/layout.ts).
+//
+//   inputs   input_ids [B, T] int64, targets [N] int64 and loss weights [N]
+//            (N = B·T: the next token of each position, weight 0 for prompt and
+//            padding), inv_denom [] (1 / Σ weights of the whole optimizer step),
+//            the trained tensors, and for LoRA dropout the keep-masks
+//   outputs  loss [] = Σ w·nll · inv_denom, and grad.<name> of every trained tensor
+//
+//   ids ─ Gather(embed) ─ effective layers ─ final RMSNorm ─ Gemm(head) ─ cross-entropy
+//   layer: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x);  x += down(silu(gate)·up) of RMSNorm(x)
+//
+// Frozen tensors are initializers, each physical block's once for all the
+// layers that run it; trained tensors are inputs, fed each step in the
+// checkpoint's layout ([out, in] for a linear: every linear is a Gemm with
+// transB). A tensor read at several places (a shared block, the tied
+// embedding) gets one gradient, the tape's sum over its uses.
+//
+// LoRA adds s·dropout(x)·A·B to a target linear, A [in, r], B [r, out]; the
+// dropout keep-mask of each adapted linear of each effective layer is an input
+// ([N, in], values 0 or 1/(1 − p)), drawn by the trainer from its seeded RNG.
+import type { MobileLLMConfig } from '../model/config';
+import { fullWidth, ropeAngles } from '../model/rope';
+import type { LinearKey, TensorSpec } from '../model/layout';
+import { GraphBuilder, MS_DOMAIN, attr } from './graph';
+import { DataType, type DeferredBytes } from './proto';
+import { Tape, type Value } from './tape';
+
+/** What a step trains. */
+export type Trained =
+  | { kind: 'full' }
+  | {
+      kind: 'lora';
+      /** Adapted linears of every block. */
+      targets: LinearKey[];
+      rank: number;
+      scale: number;
+      /** Keep-masks as inputs (dropout > 0). */
+      dropout: boolean;
+      /** Input names of A and B of block b's linear `key`. */
+      names: (block: number, key: LinearKey) => { a: string; b: string };
+    };
+
+export interface TrainingGraphInput {
+  config: MobileLLMConfig;
+  specs: TensorSpec[];
+  /** Effective layer → physical block. */
+  schedule: number[];
+  /** Bytes (float32, checkpoint layout) of a frozen tensor. */
+  frozen: (spec: TensorSpec) => DeferredBytes;
+  trained: Trained;
+}
+
+export interface TrainingGraph {
+  model: Uint8Array;
+  weights: Uint8Array;
+  /** Trained tensors in input order: name and shape. */
+  params: { name: string; shape: number[] }[];
+  /** Dropout keep-mask inputs: name, effective layer and width (rows are N). */
+  masks: { name: string; layer: number; width: number }[];
+}
+
+export const TRAINING_WEIGHTS_FILE = 'training-weights.bin';
+
+const OPSETS = [
+  { domain: '', version: 21 },
+  { domain: MS_DOMAIN, version: 1 },
+];
+
+export const gradName = (param: string) => `grad.${param}`;
+
+export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
+  const { config: c, specs, schedule, trained } = inp;
+  const { numHeads: nh, numKvHeads: nkv, headDim: d } = c;
+  const group = nh / nkv;
+  const g = new GraphBuilder('mobilellm-train');
+  const t = new Tape(g);
+  const i64 = (...v: number[]) => g.int64(v);
+  const params: TrainingGraph['params'] = [];
+  const masks: TrainingGraph['masks'] = [];
+  const trainedValues: Value[] = [];
+
+  // ---- inputs
+  const ids = g.input('input_ids', DataType.INT64, ['B', 'T']);
+  const targets = t.value(g.input('targets', DataType.INT64, ['N']), ['N']);
+  const weights = t.value(g.input('weights', DataType.FLOAT, ['N']), ['N']);
+  const invDenom = t.value(g.input('inv_denom', DataType.FLOAT, []), []);
+  const trainedInput = (name: string, shape: number[]): Value => {
+    params.push({ name, shape });
+    const v = t.value(g.input(name, DataType.FLOAT, shape), shape, true);
+    trainedValues.push(v);
+    return v;
+  };
+
+  // ---- parameters: trained ones are inputs, frozen ones initializers
+  const byName = new Map<string, Value>();
+  for (const s of specs) {
+    byName.set(
+      s.name,
+      trained.kind === 'full' ? trainedInput(s.name, s.shape) : t.value(g.initializer(s.name, DataType.FLOAT, s.shape, inp.frozen(s)), s.shape),
+    );
+  }
+  const spec = (pred: (s: TensorSpec) => boolean) => byName.get(specs.find(pred)!.name)!;
+  const embed = spec((s) => s.kind === 'embedding');
+  const head = c.shareEmbedding ? embed : spec((s) => s.kind === 'head');
+  const finalNorm = spec((s) => s.kind === 'norm' && s.block === undefined);
+  const blockParam = (b: number, kind: 'norm' | 'linear', key: string) => spec((s) => s.block === b && s.kind === kind && s.key === key);
+  const lora = new Map<string, { a: Value; b: Value }>(); // `${block}.${key}` → adapter
+  if (trained.kind === 'lora') {
+    for (let b = 0; b < c.numBlocks; b++) {
+      for (const key of trained.targets) {
+        const [out, inF] = specs.find((s) => s.block === b && s.kind === 'linear' && s.key === key)!.shape;
+        const names = trained.names(b, key);
+        lora.set(`${b}.${key}`, { a: trainedInput(names.a, [inF, trained.rank]), b: trainedInput(names.b, [trained.rank, out]) });
+      }
+    }
+  }
+
+  // ---- shapes known at run time
+  const bt = g.op1('Shape', [ids]); // [B, T]
+  const T = g.op1('Shape', [ids], { start: attr.int(1), end: attr.int(2) }); // [1]
+  const target = (...tail: number[]) => g.op1('Concat', [bt, i64(...tail)], { axis: attr.int(0) });
+  const toQ = target(nh, d);
+  const toKv = target(nkv, d);
+  const toGroups = target(nkv, group, d);
+  const toKvGroups = target(nkv, 1, d);
+  const toRows = i64(-1, nh * d);
+
+  // ---- RoPE tables and the causal mask, for positions 0 … T−1
+  const rope = ropeAngles(d, c.ropeTheta, 0, c.maxPositions);
+  const scalar = (v: string) => g.op1('Squeeze', [v, i64(0)]);
+  const pos = g.op1('Range', [g.int64([0], true), scalar(T), g.int64([1], true)]); // [T]
+  const table = (name: string, half: Float32Array) => {
+    const full = g.floats(name, [c.maxPositions, d], fullWidth(half, d / 2));
+    return t.value(g.op1('Unsqueeze', [g.op1('Gather', [full, pos]), i64(0, 2)]), [1, 'T', 1, d]); // [1, T, 1, d]
+  };
+  const cos = table('rope.cos', rope.cos);
+  const sin = table('rope.sin', rope.sin);
+  const future = g.op1('Greater', [pos, g.op1('Unsqueeze', [pos, i64(1)])]); // [T, T]: key after query
+  const mask = t.value(g.op1('Where', [future, g.float(-1e9), g.float(0)]), ['T', 'T']);
+  const scale = t.value(g.float(1 / Math.sqrt(d)), []);
+
+  /** rope(x) = x·cos + rotate_half(x)·sin on [B, T, heads, d]; rotate_half([x1, x2]) = [−x2, x1]. */
+  const applyRope = (x: Value): Value => {
+    const [x1, x2] = t.split(x, -1, [d / 2, d / 2]);
+    return t.add(t.mul(x, cos), t.mul(t.concat([t.neg(x2), x1], -1), sin));
+  };
+
+  /** Linear `key` of block b on x [N, in] (with its adapter, and the adapter's dropout mask at layer l). */
+  const linear = (b: number, key: LinearKey, x: Value, l: number): Value => {
+    const y = t.linear(x, blockParam(b, 'linear', key));
+    const adapter = lora.get(`${b}.${key}`);
+    if (!adapter || trained.kind !== 'lora') return y;
+    let xin = x;
+    if (trained.dropout) {
+      const width = x.shape[1] as number;
+      const name = g.input(`mask.${l}.${key}`, DataType.FLOAT, ['N', width]);
+      masks.push({ name, layer: l, width });
+      xin = t.mul(x, t.value(name, ['N', width]));
+    }
+    const low = t.mul(t.matmul(xin, adapter.a), t.value(g.float(trained.scale), [])); // [N, r]
+    return t.add(y, t.matmul(low, adapter.b));
+  };
+
+  /** Causal self-attention of layer l (block b) on normed x [N, H] → [N, H]. */
+  const attention = (b: number, x: Value, l: number): Value => {
+    const q = applyRope(t.reshape(linear(b, 'q', x, l), toQ, ['B', 'T', nh, d]));
+    const k = applyRope(t.reshape(linear(b, 'k', x, l), toKv, ['B', 'T', nkv, d]));
+    const v = linear(b, 'v', x, l);
+    // The query heads of one kv group side by side: q [B, nkv, group, T, d], k [B, nkv, 1, d, T], v [B, nkv, 1, T, d]
+    const q5 = t.transpose(t.reshape(q, toGroups, ['B', 'T', nkv, group, d]), [0, 2, 3, 1, 4]);
+    const k5 = t.transpose(t.reshape(k, toKvGroups, ['B', 'T', nkv, 1, d]), [0, 2, 3, 4, 1]);
+    const v5 = t.transpose(t.reshape(v, toKvGroups, ['B', 'T', nkv, 1, d]), [0, 2, 3, 1, 4]);
+    const probs = t.softmax(t.add(t.mul(t.matmul(q5, k5), scale), mask)); // [B, nkv, group, T, T]
+    const out = t.transpose(t.matmul(probs, v5), [0, 3, 1, 2, 4]); // [B, T, nkv, group, d]
+    return linear(b, 'o', t.reshape(out, toRows, ['N', nh * d]), l);
+  };
+
+  // ---- the layers, on the residual stream x [N, H]
+  const eps = c.rmsNormEps;
+  let x = t.gather(embed, t.value(g.op1('Reshape', [ids, i64(-1)]), ['N'])); // [N, H]
+  schedule.forEach((b, l) => {
+    g.scope = `layers.${l}`;
+    x = t.add(x, attention(b, t.rmsNorm(x, blockParam(b, 'norm', 'input'), eps), l));
+    const h = t.rmsNorm(x, blockParam(b, 'norm', 'post'), eps);
+    x = t.add(x, linear(b, 'down', t.mul(t.silu(linear(b, 'gate', h, l)), linear(b, 'up', h, l)), l));
+  });
+  g.scope = 'head';
+  const logits = t.linear(t.rmsNorm(x, finalNorm, eps), head); // [N, V]
+  const loss = t.mul(t.sum(t.mul(t.crossEntropy(logits, targets), weights)), invDenom);
+
+  // ---- gradients
+  g.scope = 'backward';
+  const grads = t.backward(loss, trainedValues);
+  g.scope = '';
+  g.op('Identity', [loss.name], {}, { outputs: ['loss'] });
+  g.output('loss', DataType.FLOAT, []);
+  for (const p of params) {
+    g.op('Identity', [grads.get(p.name)!], {}, { outputs: [gradName(p.name)] });
+    g.output(gradName(p.name), DataType.FLOAT, p.shape);
+  }
+  return { ...g.encode(OPSETS, TRAINING_WEIGHTS_FILE), params, masks };
+}
