@@ -205,20 +205,37 @@ export async function saveModel(model: MobileLLM, dir: string, opts: SaveOptions
 
 /** Writes config.json + model.safetensors (+ tokenizer and extra files) into `dir`, each file atomically. */
 export function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype, opts: SaveOptions = {}): void {
-  const cfg = configToHf({ ...model.config, torchDtype: dtype }, opts.configExtra);
+  const entries = [...model.namedParams()].map(([name, ref]): [string, number[]] => [
+    name,
+    ref.transposed ? [...ref.tensor.shape].reverse() : [...ref.tensor.shape],
+  ]);
+  writeTensorFiles(model.config, entries, checkpointTensors(model, dtype), dir, dtype, opts);
+}
+
+/**
+ * writeModelFiles for tensors given by name and shape (checkpoint layout),
+ * `tensors` yielding their data in that order (one at a time, to bound memory).
+ */
+export function writeTensorFiles(
+  config: MobileLLMConfig,
+  shapes: [string, number[]][],
+  tensors: Iterable<[string, RawTensor]>,
+  dir: string,
+  dtype: SaveDtype,
+  opts: SaveOptions = {},
+): void {
+  const cfg = configToHf({ ...config, torchDtype: dtype }, opts.configExtra);
   writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
   // The header needs every tensor's shape; the data is streamed tensor by tensor.
-  const entries: [string, { dtype: DType; shape: number[] }][] = [];
-  for (const [name, ref] of model.namedParams()) {
-    const shape = ref.transposed ? [...ref.tensor.shape].reverse() : [...ref.tensor.shape];
-    entries.push([name, { dtype: dtype === 'float16' ? 'F16' : 'F32', shape }]);
-  }
-  const header = safetensorsHeader(entries, { format: 'pt' }); // transformers' save_pretrained writes this too
+  const header = safetensorsHeader(
+    shapes.map(([name, shape]) => [name, { dtype: dtype === 'float16' ? 'F16' : 'F32', shape }]),
+    { format: 'pt' }, // transformers' save_pretrained writes this too
+  );
   writeFileAtomic(
     path.join(dir, 'model.safetensors'),
     (function* () {
       yield header;
-      for (const [, raw] of checkpointTensors(model, dtype)) yield raw.data;
+      for (const [, raw] of tensors) yield raw.data;
     })(),
   );
   if (opts.tokenizerFrom) {

@@ -148,3 +148,9 @@ export function f32ToF16Bits(values: Float32Array): Uint16Array {
 export function float32Raw(values: Float32Array, shape: number[]): RawTensor {
   return { dtype: 'F32', shape, data: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) };
 }
+
+/** A float32 tensor held in JavaScript, row-major. */
+export interface ArrayTensor {
+  values: Float32Array;
+  shape: number[];
+}

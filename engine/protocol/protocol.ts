@@ -17,7 +17,7 @@ import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome } from '../train/config';
 import { JobProgress } from '../jobs/job';
-import { RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
+import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
 export type { EvalReport } from '../eval/report';
@@ -143,8 +143,7 @@ export const FINETUNE_PRESETS: Record<FinetunePreset, Pick<z.input<typeof Finetu
 /** What computes a training run's steps, as the wizard offers it ('auto': the fastest that loads). */
 export const TrainRuntime = FinetuneConfig.shape.runtime.unwrap();
 
-/** How people name each runtime; a training job's first progress message begins with it ("ONNX Runtime · …"). */
-export const RUNTIME_LABELS: Record<RuntimeName, string> = { onnx: 'ONNX Runtime', tfjs: 'TensorFlow.js' };
+export { RUNTIME_LABELS };
 
 const TRAINING_KINDS: readonly Run['kind'][] = ['finetune', 'pretrain'];
 

@@ -9,6 +9,9 @@ import type { TokenScores } from './score';
 export const RUNTIME_NAMES = ['onnx', 'tfjs'] as const;
 export type RuntimeName = (typeof RUNTIME_NAMES)[number];
 
+/** How people name each runtime; every progress message of a training job begins with it ("ONNX Runtime · …"). */
+export const RUNTIME_LABELS: Record<RuntimeName, string> = { onnx: 'ONNX Runtime', tfjs: 'TensorFlow.js' };
+
 /** The key/value cache of one sequence, held by the runtime that made it. */
 export interface RuntimeCache {
   /** Tokens in the cache (the position of the next token). */

@@ -29,6 +29,20 @@ export function learnedTokens(rows: readonly TokenizedExample[]): number {
  * padding after a row's end cannot change its loss, so no attention mask is needed.
  */
 export function microBatch(rows: readonly TokenizedExample[], denom: number, padId = 0): MicroBatch {
+  const { B, T, ids, targets, weights } = batchArrays(rows, padId);
+  return {
+    ids: tf.tensor2d(ids, [B, T], 'int32'),
+    targets: tf.tensor1d(targets, 'int32'),
+    weights: tf.tensor1d(weights),
+    denom: Math.max(1, denom),
+  };
+}
+
+/** microBatch's ids [B·T], targets [B·T] and weights [B·T] as arrays. */
+export function batchArrays(
+  rows: readonly TokenizedExample[],
+  padId = 0,
+): { B: number; T: number; ids: Int32Array; targets: Int32Array; weights: Float32Array } {
   const B = rows.length;
   const T = Math.max(...rows.map((r) => r.ids.length));
   const ids = new Int32Array(B * T).fill(padId);
@@ -41,12 +55,7 @@ export function microBatch(rows: readonly TokenizedExample[], denom: number, pad
       weights[b * T + t] = r.learn[t + 1];
     }
   });
-  return {
-    ids: tf.tensor2d(ids, [B, T], 'int32'),
-    targets: tf.tensor1d(targets, 'int32'),
-    weights: tf.tensor1d(weights),
-    denom: Math.max(1, denom),
-  };
+  return { B, T, ids, targets, weights };
 }
 
 export function disposeMicroBatch(b: MicroBatch): void {

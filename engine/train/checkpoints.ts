@@ -16,7 +16,7 @@ import type { MobileLLM } from '../model/model';
 import { writeModelFiles } from '../io/checkpoint';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
 import { writeFileAtomic } from '../io/atomic';
-import { float32Raw, toFloat32, type RawTensor } from '../io/raw-tensor';
+import { float32Raw, toFloat32, type ArrayTensor, type RawTensor } from '../io/raw-tensor';
 import { writeAdapterFiles, type LoraAdapters } from './lora';
 
 export const TRAINER_STATE = 'trainer_state.json';
@@ -48,9 +48,18 @@ export interface CheckpointContents {
 export function writeCheckpointFiles(dir: string, c: CheckpointContents): void {
   if (c.adapters) writeAdapterFiles(c.adapters, dir, path.resolve(c.baseModelDir));
   else writeModelFiles(c.model, dir, 'float32', { tokenizerFrom: c.baseModelDir });
-  const moments: [string, RawTensor][] = [...c.optimizer].map(([name, t]) => [name, float32Raw(t.dataSync() as Float32Array, [...t.shape])]);
-  writeSafetensors(path.join(dir, OPTIMIZER_STATE), moments, { step: String(c.state.step) });
-  writeFileAtomic(path.join(dir, TRAINER_STATE), JSON.stringify(c.state, null, 2) + '\n');
+  writeTrainingState(
+    dir,
+    [...c.optimizer].map(([name, t]) => [name, { values: t.dataSync() as Float32Array, shape: [...t.shape] }]),
+    c.state,
+  );
+}
+
+/** The optimizer moments and trainer state of a checkpoint (what both runtimes write beside the weights). */
+export function writeTrainingState(dir: string, moments: Iterable<[string, ArrayTensor]>, state: TrainerState): void {
+  const raw: [string, RawTensor][] = [...moments].map(([name, t]) => [name, float32Raw(t.values, t.shape)]);
+  writeSafetensors(path.join(dir, OPTIMIZER_STATE), raw, { step: String(state.step) });
+  writeFileAtomic(path.join(dir, TRAINER_STATE), JSON.stringify(state, null, 2) + '\n');
 }
 
 export function readTrainerState(dir: string): TrainerState {
@@ -69,9 +78,14 @@ export function readTrainerState(dir: string): TrainerState {
 
 /** The AdamW moments of a checkpoint (the caller disposes them). */
 export function readOptimizerState(dir: string): Map<string, tf.Tensor> {
+  return new Map([...readOptimizerArrays(dir)].map(([name, t]) => [name, tf.tensor(t.values, t.shape)]));
+}
+
+/** The AdamW moments of a checkpoint as arrays. */
+export function readOptimizerArrays(dir: string): Map<string, ArrayTensor> {
   const file = path.join(dir, OPTIMIZER_STATE);
   if (!fs.existsSync(file)) throw new Error(`${dir}: no ${OPTIMIZER_STATE}`);
-  const out = new Map<string, tf.Tensor>();
-  for (const [name, raw] of readSafetensors(file).tensors) out.set(name, tf.tensor(toFloat32(raw, `${file}: ${name}`), raw.shape));
+  const out = new Map<string, ArrayTensor>();
+  for (const [name, raw] of readSafetensors(file).tensors) out.set(name, { values: toFloat32(raw, `${file}: ${name}`), shape: raw.shape });
   return out;
 }

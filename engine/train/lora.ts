@@ -22,7 +22,7 @@ import { blockLinear, type MobileLLM } from '../model/model';
 import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
 import type { BlockWeights } from '../model/block';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
-import { finiteFloat32, float32Raw, type RawTensor } from '../io/raw-tensor';
+import { finiteFloat32, float32Raw, type ArrayTensor, type RawTensor } from '../io/raw-tensor';
 import { loadModel, saveModel } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import type { LoraSettings } from './config';
@@ -85,7 +85,7 @@ export class LoraLinear implements Linear {
 /** PEFT's module name of a block's linear, e.g. "q_proj". */
 export const peftModuleName = (key: LinearKey): string => LINEAR_NAMES[key].split('.')[1];
 
-const peftKey = (block: number, key: LinearKey, which: 'A' | 'B') => `base_model.model.model.layers.${block}.${LINEAR_NAMES[key]}.lora_${which}.weight`;
+export const peftKey = (block: number, key: LinearKey, which: 'A' | 'B') => `base_model.model.model.layers.${block}.${LINEAR_NAMES[key]}.lora_${which}.weight`;
 
 function setBlockLinear(b: BlockWeights, key: LinearKey, lin: Linear): void {
   if (key === 'q' || key === 'k' || key === 'v' || key === 'o') b.attn[key] = lin;
@@ -146,6 +146,13 @@ export class LoraAdapters {
   }
 }
 
+/** A fresh adapter's A [in, r] for block `block`'s linear `key`: kaiming_uniform_(a=√5) on lora_A [r, in], bound √(6 / ((1 + 5)·in)) = 1/√in. */
+export function initialLoraA(seed: number, block: number, key: LinearKey, nIn: number, r: number): Float32Array {
+  const random = rngFor(seed, RNG.loraInit, block, LINEAR_KEYS.indexOf(key));
+  const bound = 1 / Math.sqrt(nIn);
+  return Float32Array.from({ length: nIn * r }, () => (2 * random() - 1) * bound);
+}
+
 /**
  * Wraps the target linears of every block of `model` in LoRA layers. Without
  * `weights`, A is drawn from `seed` and B is zero; with `weights` (PEFT names,
@@ -174,11 +181,7 @@ export function applyLora(
         let a: tf.Tensor2D;
         let bw: tf.Tensor2D;
         if ('seed' in init) {
-          // kaiming_uniform_(a=√5) on lora_A [r, in]: bound = √(6 / ((1 + 5)·in)) = 1/√in
-          const random = rngFor(init.seed, RNG.loraInit, block, LINEAR_KEYS.indexOf(key));
-          const bound = 1 / Math.sqrt(nIn);
-          const values = Float32Array.from({ length: nIn * r }, () => (2 * random() - 1) * bound);
-          a = tf.tensor2d(values, [nIn, r]);
+          a = tf.tensor2d(initialLoraA(init.seed, block, key, nIn, r), [nIn, r]);
           bw = tf.zeros([r, nOut]);
         } else {
           const find = (which: 'A' | 'B', shape: [number, number]) => {
@@ -286,26 +289,42 @@ export function adapterConfigJson(options: LoraSettings, baseModel: string): Rec
 
 /** Writes adapter_config.json + adapter_model.safetensors into `dir` (an existing folder). */
 export function writeAdapterFiles(adapters: LoraAdapters, dir: string, baseModel: string): void {
-  const tensors: [string, RawTensor][] = [];
-  for (const [name, t] of adapters.params()) {
-    const hf = tf.transpose(t); // PyTorch layout
-    tensors.push([name, float32Raw(hf.dataSync() as Float32Array, [...hf.shape])]);
-    hf.dispose();
-  }
-  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
-  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(adapters.options, baseModel), null, 2) + '\n');
+  const tensors = new Map<string, ArrayTensor>();
+  for (const [name, t] of adapters.params()) tensors.set(name, { values: t.dataSync() as Float32Array, shape: [...t.shape] });
+  writeAdapterTensors(tensors, adapters.options, dir, baseModel);
+}
+
+/** An adapter's files from its tensors (PEFT names, our layout: A [in, r], B [r, out]). */
+export function writeAdapterTensors(tensors: Map<string, ArrayTensor>, options: LoraSettings, dir: string, baseModel: string): void {
+  const raw: [string, RawTensor][] = [...tensors].map(([name, t]) => {
+    const [rows, cols] = t.shape;
+    return [name, float32Raw(transposeArray(t.values, rows, cols), [cols, rows])]; // PyTorch layout
+  });
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), raw, { format: 'pt' });
+  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(options, baseModel), null, 2) + '\n');
+}
+
+/** [rows, cols] row-major → [cols, rows] */
+function transposeArray(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
+  return out;
 }
 
 /** Reads an adapter folder's tensors in our layout (A [in, r], B [r, out]). */
 export function readAdapterWeights(dir: string): Map<string, tf.Tensor2D> {
+  return new Map([...readAdapterArrays(dir)].map(([name, t]) => [name, tf.tensor2d(t.values, t.shape as [number, number])]));
+}
+
+/** readAdapterWeights as arrays. */
+export function readAdapterArrays(dir: string): Map<string, ArrayTensor> {
   const file = path.join(dir, ADAPTER_WEIGHTS);
   if (!fs.existsSync(file)) throw new Error(`${dir}: no ${ADAPTER_WEIGHTS}`);
-  const out = new Map<string, tf.Tensor2D>();
+  const out = new Map<string, ArrayTensor>();
   for (const [name, raw] of readSafetensors(file).tensors) {
     if (raw.shape.length !== 2) throw new Error(`${file}: tensor "${name}" is not a matrix`);
-    const hf = tf.tensor2d(finiteFloat32(raw, file, name), raw.shape as [number, number]);
-    out.set(name, tf.transpose(hf));
-    hf.dispose();
+    const [rows, cols] = raw.shape;
+    out.set(name, { values: transposeArray(finiteFloat32(raw, file, name), rows, cols), shape: [cols, rows] });
   }
   return out;
 }

@@ -8,6 +8,7 @@
 // The moments are named tensors ("<param>.exp_avg", "<param>.exp_avg_sq") so a
 // checkpoint can hold them; gradient clipping by global norm is here too.
 import * as tf from '@tensorflow/tfjs';
+import type { ArrayTensor } from '../io/raw-tensor';
 
 export interface AdamWOptions {
   beta1: number;
@@ -110,5 +111,83 @@ export function clipGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): 
       g.dispose();
     }
   }
+  return norm;
+}
+
+/**
+ * The same AdamW on parameters held as Float32Arrays (the ONNX Runtime
+ * trainer's: what the training graph is fed), updated in place; the moments
+ * are Float32Arrays too. Arithmetic in float64, each stored value rounded
+ * once to float32, as torch's CPU kernel does.
+ */
+export class ArrayAdamW {
+  step = 0;
+  private readonly m = new Map<string, Float32Array>();
+  private readonly v = new Map<string, Float32Array>();
+
+  constructor(
+    readonly params: Map<string, ArrayTensor>,
+    readonly options: AdamWOptions,
+    readonly decays: (name: string) => boolean = decaysByDefault,
+  ) {
+    for (const [name, p] of params) {
+      this.m.set(name, new Float32Array(p.values.length));
+      this.v.set(name, new Float32Array(p.values.length));
+    }
+  }
+
+  apply(grads: Map<string, Float32Array>, lr: number): void {
+    const { beta1: b1, beta2: b2, eps, weightDecay } = this.options;
+    this.step++;
+    const stepSize = lr / (1 - b1 ** this.step);
+    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    for (const [name, { values: p }] of this.params) {
+      const g = grads.get(name);
+      if (!g) throw new Error(`AdamW: no gradient for "${name}"`);
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const keep = weightDecay && this.decays(name) ? 1 - lr * weightDecay : 1;
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        m[i] += (gi - m[i]) * (1 - b1);
+        v[i] = v[i] * b2 + gi * gi * (1 - b2);
+        p[i] = p[i] * keep - (m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps)) * stepSize;
+      }
+    }
+  }
+
+  /** The moments under the names AdamW.state() uses (live views). */
+  state(): Map<string, ArrayTensor> {
+    const out = new Map<string, ArrayTensor>();
+    for (const [name, p] of this.params) {
+      out.set(`${name}.exp_avg`, { values: this.m.get(name)!, shape: p.shape });
+      out.set(`${name}.exp_avg_sq`, { values: this.v.get(name)!, shape: p.shape });
+    }
+    return out;
+  }
+
+  load(state: Map<string, ArrayTensor>, step: number): void {
+    for (const [name, p] of this.params) {
+      for (const [key, slots] of [
+        ['exp_avg', this.m],
+        ['exp_avg_sq', this.v],
+      ] as const) {
+        const t = state.get(`${name}.${key}`);
+        if (!t) throw new Error(`optimizer state has no "${name}.${key}"`);
+        if (t.shape.join() !== p.shape.join()) throw new Error(`optimizer state "${name}.${key}" is [${t.shape}], expected [${p.shape}]`);
+        slots.get(name)!.set(t.values);
+      }
+    }
+    this.step = step;
+  }
+}
+
+/** clipGlobalNorm on Float32Arrays (in place). */
+export function clipGlobalNormArrays(grads: Map<string, Float32Array>, maxNorm: number): number {
+  let sq = 0;
+  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
+  const norm = Math.sqrt(sq);
+  const coef = maxNorm / (norm + 1e-6);
+  if (coef < 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] *= coef;
   return norm;
 }

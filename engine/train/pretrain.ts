@@ -6,12 +6,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { Store } from '../store/store';
 import { requireResumable, type Run } from '../store/records';
 import type { JobContext } from '../jobs/job';
-import type { MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
 import { randomModel } from '../model/init';
 import { saveModel } from '../io/checkpoint';
@@ -20,8 +18,11 @@ import { loadModelFolder } from '../folder/load';
 import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { TokenizedExample } from './batching';
-import { readOptimizerState, readTrainerState } from './checkpoints';
-import { StoreRunLog, stopOnError } from './run';
+import { readTrainerState } from './checkpoints';
+import { StoreRunLog, stopOnError, storedRuntime } from './run';
+import { openSteps, resolveTrainRuntime } from './open-steps';
+import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
+import { countParams, type MobileLLMConfig } from '../model/config';
 import { DECAYS } from './schedule';
 import { TrainRuntimeChoice } from './config';
 import { train } from './trainer';
@@ -179,6 +180,11 @@ function resumedConfig(store: Store, runId: number): PretrainConfig {
 /** Pre-trains a new run, or resumes run `resumeRunId`. The backend must be initialized. */
 export async function pretrain(store: Store, input: PretrainInput | { resumeRunId: number }, ctx: JobContext): Promise<PretrainOutcome> {
   const cfg = 'resumeRunId' in input ? resumedConfig(store, input.resumeRunId) : PretrainConfig.parse(input);
+  if (!('resumeRunId' in input)) {
+    const { runtime, skipped } = await resolveTrainRuntime(cfg.runtime, null);
+    if (skipped) ctx.progress({ phase: 'starting', message: `training on TensorFlow.js: ${skipped}` });
+    cfg.runtime = runtime;
+  }
   const run =
     'resumeRunId' in input ? store.runs.get(input.resumeRunId) : store.runs.create({ kind: 'pretrain', config: cfg as unknown as Record<string, unknown> });
   const started = Date.now();
@@ -212,18 +218,29 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
   const trainSet = order.slice(nVal).map((i) => sequences[i]);
 
   const from = store.checkpoints.resumePoint(run.id);
-  const { model } = loadModelFolder(readModelFolder(from?.path ?? baseDir), { wrap: (t) => tf.variable(t) });
-  const trainable = new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable]));
-  const resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
-  store.runs.setStatus(run.id, 'running');
+  const resume = from ? readTrainerState(from.path) : undefined;
   const o = cfg.train;
+  const adamw = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay };
+  const runtime = storedRuntime(run);
+  const steps = await openSteps({
+    runtime,
+    baseModelDir: baseDir,
+    lora: null,
+    from: from && resume ? { dir: from.path, step: resume.step } : null,
+    seed: o.seed,
+    adamw,
+    gradMode: 'tape',
+  });
+  store.runs.setStatus(run.id, 'running');
+  ctx.progress({
+    phase: resume ? `resuming at step ${resume.step}` : 'starting',
+    message: `${RUNTIME_LABELS[runtime]} · ${trainSet.length} training sequences`,
+  });
+  let result;
   try {
-    const result = await train(
+    result = await train(
       {
-        model,
-        trainable,
-        adapters: null,
-        baseModelDir: baseDir,
+        steps,
         train: trainSet,
         val,
         padId: 0,
@@ -236,7 +253,7 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
           minLrRatio: o.minLrRatio,
           batchSize: o.batchSize,
           gradAccum: o.gradAccum,
-          adamw: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay },
+          adamw,
           maxGradNorm: 1,
           seed: o.seed,
           evalEvery: o.evalEvery,
@@ -244,16 +261,22 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
           saveEveryMinutes: 10,
           keepLast: 2,
         },
-        gradMode: 'tape',
         log: new StoreRunLog(store, run.id, 'full', 2),
         resume,
       },
       ctx,
     );
-    let out: string | null = null;
-    const valLoss = store.metrics.curve(run.id, 'val_loss').values.at(-1) ?? null;
-    if (result.status === 'completed') {
-      out = path.resolve(cfg.out);
+  } finally {
+    await steps.dispose();
+  }
+  let out: string | null = null;
+  const valLoss = store.metrics.curve(run.id, 'val_loss').values.at(-1) ?? null;
+  const latest = store.checkpoints.resumePoint(run.id);
+  if (result.status === 'completed' && latest) {
+    // The last checkpoint (float32, written at the end of every run) becomes the model, in float16.
+    out = path.resolve(cfg.out);
+    const { model } = loadModelFolder(readModelFolder(latest.path));
+    try {
       await saveModel(model, out, {
         dtype: 'float16',
         tokenizerFrom: baseDir,
@@ -269,19 +292,19 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
               step: result.state.step,
               tokensSeen: result.state.tokensSeen,
               valLoss,
-              ms: Date.now() - started + (resume?.state.elapsedMs ?? 0),
-              params: trainable,
+              ms: Date.now() - started + (resume?.elapsedMs ?? 0),
+              params: countParams(model.config).total,
+              runtime,
             },
           ),
         },
       });
+    } finally {
+      model.dispose();
     }
-    store.runs.setStatus(run.id, result.status);
-    return { runId: run.id, status: result.status, step: result.state.step, out, valLoss };
-  } finally {
-    if (resume) tf.dispose([...resume.optimizer.values()]);
-    model.dispose();
   }
+  store.runs.setStatus(run.id, result.status);
+  return { runId: run.id, status: result.status, step: result.state.step, out, valLoss };
 }
 
 function modelCard(
@@ -289,16 +312,16 @@ function modelCard(
   runId: number,
   cfg: PretrainConfig,
   sources: string[],
-  r: { trainSeqs: number; valSeqs: number; step: number; tokensSeen: number; valLoss: number | null; ms: number; params: Map<string, tf.Variable> },
+  r: { trainSeqs: number; valSeqs: number; step: number; tokensSeen: number; valLoss: number | null; ms: number; params: number; runtime: RuntimeName },
 ): string {
   const loss = store.metrics.curve(runId, 'loss');
   const lastLosses = loss.values.slice(-20);
   const trainLoss = lastLosses.length ? lastLosses.reduce((a, b) => a + b, 0) / lastLosses.length : NaN;
-  const params = [...r.params.values()].reduce((n, t) => n + t.size, 0);
+  const params = r.params;
   return [
     '# MobileLLM Workbench default model',
     '',
-    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, embedding shared with the head${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (TensorFlow.js), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
+    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, embedding shared with the head${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
     '',
     '## How it was made',
     '',

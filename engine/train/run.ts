@@ -6,13 +6,9 @@
 // checkpoint with resumeFinetune — or from the start if it never wrote one.
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import { backendInfo } from '../backend/select';
 import type { JobContext } from '../jobs/job';
 import { readConfig } from '../io/checkpoint';
-import { readModelFolder } from '../folder/kind';
-import { loadModelFolder } from '../folder/load';
-import { type MobileLLM } from '../model/model';
 import { countParams } from '../model/config';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { Store } from '../store/store';
@@ -20,11 +16,11 @@ import { requireResumable, type Dataset, type Model, type Run } from '../store/r
 import { loadChatTemplate } from '../chat/template';
 import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
 import type { TokenizedExample } from './batching';
-import { applyLora, loadAdapter, type LoraAdapters } from './lora';
 import { measureMatmulRate, planTraining, type TrainingEstimate } from './estimate';
-import { readOptimizerState, readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
-import { trainable } from './backprop';
-import { train, type MetricPoint, type RunLog } from './trainer';
+import { readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
+import { train, type MetricPoint, type RunLog, type StepRuntime } from './trainer';
+import { openSteps, resolveTrainRuntime } from './open-steps';
+import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
 import { FinetuneConfig, type FinetuneInput, type FinetuneOutcome } from './config';
 
 export interface PreparedData {
@@ -85,17 +81,6 @@ export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEs
   return planTraining(config, shape, backendInfo().name, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
 }
 
-/** The model with its trainable variables: every parameter (full) or fresh / checkpointed adapters (LoRA). */
-function trainableModel(cfg: FinetuneConfig, from: string | null): { model: MobileLLM; adapters: LoraAdapters | null; trainable: Map<string, tf.Variable> } {
-  if (cfg.method === 'full') {
-    const { model } = loadModelFolder(readModelFolder(from ?? cfg.model), { wrap: trainable });
-    return { model, adapters: null, trainable: new Map([...model.namedParams()].map(([n, r]) => [n, r.tensor as tf.Variable])) };
-  }
-  const { model } = loadModelFolder(readModelFolder(cfg.model));
-  const adapters = from ? loadAdapter(model, from, trainable) : applyLora(model, cfg.lora, { seed: cfg.train.seed }, trainable);
-  return { model, adapters, trainable: new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable])) };
-}
-
 /** Metrics and checkpoints of run `runId` in the store, keeping the last `keepLast` checkpoints and the best. */
 export class StoreRunLog implements RunLog {
   constructor(
@@ -153,6 +138,9 @@ export async function startFinetune(store: Store, input: FinetuneInput, ctx: Job
   if (cfg.val) cfg.val = path.resolve(cfg.val);
   const data = prepareData(cfg);
   const estimate = estimateRun(cfg, data);
+  const { runtime, skipped } = await resolveTrainRuntime(cfg.runtime, cfg.model);
+  if (skipped) ctx.progress({ phase: 'starting', message: `training on TensorFlow.js: ${skipped}` });
+  cfg.runtime = runtime;
   const modelId = recordModel(store, cfg.model);
   const dataset = recordDataset(store, cfg, data);
   const run = store.runs.create({ kind: 'finetune', modelId, datasetId: dataset.id, config: cfg as unknown as Record<string, unknown> });
@@ -201,37 +189,39 @@ export function stopOnError(store: Store, runId: number, err: unknown): void {
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
   const fail = (err: unknown) => stopOnError(store, run.id, err);
   const from = store.checkpoints.resumePoint(run.id);
-  let loaded: ReturnType<typeof trainableModel> | undefined;
-  let resume: { state: TrainerState; optimizer: Map<string, tf.Tensor> } | undefined;
+  const runtime = storedRuntime(run);
+  let steps: StepRuntime;
+  let resume: TrainerState | undefined;
   try {
-    loaded = trainableModel(cfg, from?.path ?? null);
-    resume = from ? { state: readTrainerState(from.path), optimizer: readOptimizerState(from.path) } : undefined;
+    resume = from ? readTrainerState(from.path) : undefined;
+    steps = await openSteps({
+      runtime,
+      baseModelDir: cfg.model,
+      lora: cfg.method === 'lora' ? cfg.lora : null,
+      from: from && resume ? { dir: from.path, step: resume.step } : null,
+      seed: cfg.train.seed,
+      adamw: cfg.train.adamw,
+      gradMode: estimate.memory.mode,
+    });
   } catch (err) {
-    loaded?.adapters?.remove();
-    loaded?.model.dispose();
     fail(err);
     throw err;
   }
-  const { model, adapters, trainable } = loaded;
   store.runs.setStatus(run.id, 'running');
   ctx.progress({
-    phase: resume ? `resuming at step ${resume.state.step}` : 'starting',
+    phase: resume ? `resuming at step ${resume.step}` : 'starting',
     metrics: { est_memory_gb: estimate.memory.total / 1024 ** 3, est_step_s: estimate.stepSeconds, trainable_params: estimate.memory.trainableParams },
-    message: `${estimate.memory.mode} backprop, ${data.train.length} training and ${data.val.length} validation examples`,
+    message: `${RUNTIME_LABELS[runtime]} · ${steps.mode === 'graph' ? 'one training graph' : `${steps.mode} backprop`}, ${data.train.length} training and ${data.val.length} validation examples`,
   });
   const kind = cfg.method === 'full' ? 'full' : 'lora';
   try {
     const result = await train(
       {
-        model,
-        trainable,
-        adapters,
-        baseModelDir: cfg.model,
+        steps,
         train: data.train,
         val: data.val,
         padId: 0,
         options: cfg.train,
-        gradMode: estimate.memory.mode,
         log: new StoreRunLog(store, run.id, kind, cfg.train.keepLast),
         resume,
       },
@@ -245,10 +235,14 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
     fail(err);
     throw err;
   } finally {
-    if (resume) tf.dispose([...resume.optimizer.values()]);
-    adapters?.remove();
-    model.dispose();
+    await steps.dispose();
   }
+}
+
+/** The runtime a run trains on: the one it recorded (runs from before the choice trained on tfjs). */
+export function storedRuntime(run: Run): RuntimeName {
+  const r = (run.config as { runtime?: unknown }).runtime;
+  return r === 'onnx' ? 'onnx' : 'tfjs';
 }
 
 /**

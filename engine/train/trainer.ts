@@ -12,14 +12,10 @@
 // run stops with status 'paused'. Aborting with reason CANCEL stops without a checkpoint.
 // Resuming loads a checkpoint's weights, moments and step and continues as if
 // never stopped: same data, same dropout masks, same learning rates.
-import * as tf from '@tensorflow/tfjs';
 import type { JobContext } from '../jobs/job';
-import type { MobileLLM } from '../model/model';
-import { evalLoss, lossAndGrads, type GradMode } from './backprop';
-import { BatchPlan, disposeMicroBatch, learnedTokens, microBatch, type TokenizedExample } from './batching';
-import { writeCheckpointFiles, type TrainerState } from './checkpoints';
-import type { LoraAdapters } from './lora';
-import { AdamW, clipGlobalNorm } from './optimizer';
+import type { RuntimeName } from '../runtime/runtime';
+import { BatchPlan, learnedTokens, type TokenizedExample } from './batching';
+import type { TrainerState } from './checkpoints';
 import { RNG, mixSeed } from './rng';
 import { learningRate } from './schedule';
 import type { TrainOptions, TrainStatus } from './config';
@@ -40,18 +36,37 @@ export interface RunLog {
   checkpoint(step: number, write: (dir: string) => void, metrics: Record<string, number>): Promise<void>;
 }
 
+/**
+ * What computes the steps: the trained tensors, their gradients and optimizer
+ * state, on one runtime (tfjs-steps.ts, onnx-steps.ts). The loop below is the
+ * same for both.
+ */
+export interface StepRuntime {
+  readonly runtime: RuntimeName;
+  /** How the backward pass keeps activations (tfjs: tape or recompute; onnx: one graph). */
+  readonly mode: string;
+  /** Adds the gradients of one micro-batch (its share Σ w·nll / denom) to the step's; returns that share. */
+  accumulate(rows: TokenizedExample[], denom: number, padId: number, dropoutKey: number): Promise<number>;
+  /** Drops the gradients of a step not finished. */
+  discard(): void;
+  /** Clips the step's gradients to a global norm of `maxNorm`, takes an AdamW step at `lr`, clears them; returns the norm before clipping. */
+  update(lr: number, maxNorm: number): number;
+  /** Σ w·nll / denom of a micro-batch, without gradients. */
+  evalLoss(rows: TokenizedExample[], denom: number, padId: number): Promise<number>;
+  /** Writes the trained weights, optimizer moments and `state` into the empty folder `dir`. */
+  writeCheckpoint(dir: string, state: TrainerState): void;
+  dispose(): Promise<void>;
+}
+
 export interface TrainInputs {
-  model: MobileLLM;
-  trainable: Map<string, tf.Variable>;
-  adapters: LoraAdapters | null;
-  baseModelDir: string;
+  steps: StepRuntime;
   train: TokenizedExample[];
   val: TokenizedExample[];
   padId: number;
   options: TrainOptions;
-  gradMode: GradMode;
   log: RunLog;
-  resume?: { state: TrainerState; optimizer: Map<string, tf.Tensor> };
+  /** Continue from a checkpoint's state (the step runtime holds its weights and moments). */
+  resume?: TrainerState;
 }
 
 export interface TrainResult {
@@ -64,14 +79,10 @@ export function totalSteps(o: TrainOptions, plan: BatchPlan): number {
 }
 
 /** Mean loss over the learned tokens of `rows`, in micro-batches of `batchSize`. */
-export function validationLoss(model: MobileLLM, rows: TokenizedExample[], batchSize: number, padId: number): number {
+export async function validationLoss(steps: StepRuntime, rows: TokenizedExample[], batchSize: number, padId: number): Promise<number> {
   const denom = learnedTokens(rows);
   let loss = 0;
-  for (let i = 0; i < rows.length; i += batchSize) {
-    const mb = microBatch(rows.slice(i, i + batchSize), denom, padId);
-    loss += evalLoss(model, mb);
-    disposeMicroBatch(mb);
-  }
+  for (let i = 0; i < rows.length; i += batchSize) loss += await steps.evalLoss(rows.slice(i, i + batchSize), denom, padId);
   return loss;
 }
 
@@ -80,25 +91,20 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
   const plan = new BatchPlan(inp.train.length, o.batchSize, o.gradAccum, o.seed);
   const total = totalSteps(o, plan);
   const schedule = { peakLr: o.lr, warmupSteps: o.warmupSteps, totalSteps: total, decay: o.decay, minLrRatio: o.minLrRatio };
-  const opt = new AdamW(inp.trainable, o.adamw);
-  const state: TrainerState = inp.resume?.state ?? { step: 0, epoch: 0, seed: o.seed, bestValLoss: null, elapsedMs: 0, tokensSeen: 0 };
-  if (inp.resume) opt.load(inp.resume.optimizer, state.step);
+  const steps = inp.steps;
+  const state: TrainerState = inp.resume ? { ...inp.resume } : { step: 0, epoch: 0, seed: o.seed, bestValLoss: null, elapsedMs: 0, tokensSeen: 0 };
   let lastSave = { step: inp.resume ? state.step : -1, at: Date.now() };
   let lastVal: { step: number; loss: number } | null = null;
   let stepMs = 0; // moving average, for the ETA
 
   const save = async () => {
     const metrics: Record<string, number> = lastVal?.step === state.step ? { val_loss: lastVal.loss } : {};
-    await inp.log.checkpoint(
-      state.step,
-      (dir) => writeCheckpointFiles(dir, { model: inp.model, adapters: inp.adapters, baseModelDir: inp.baseModelDir, optimizer: opt.state(), state }),
-      metrics,
-    );
+    await inp.log.checkpoint(state.step, (dir) => steps.writeCheckpoint(dir, state), metrics);
     lastSave = { step: state.step, at: Date.now() };
   };
-  const validate = () => {
+  const validate = async () => {
     if (!inp.val.length) return;
-    const loss = validationLoss(inp.model, inp.val, o.batchSize, inp.padId);
+    const loss = await validationLoss(steps, inp.val, o.batchSize, inp.padId);
     lastVal = { step: state.step, loss };
     if (state.bestValLoss === null || loss < state.bestValLoss) state.bestValLoss = loss;
     inp.log.metrics([
@@ -112,33 +118,24 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
       const t0 = performance.now();
       const micros = plan.step(state.step).map((idx) => idx.map((i) => inp.train[i]));
       const denom = learnedTokens(micros.flat());
-      let grads: Map<string, tf.Tensor> | null = null;
       let loss = 0;
       let tokens = 0;
       let done = 0;
       for (const [m, rows] of micros.entries()) {
         if (ctx.signal.aborted) break;
         done++;
-        const mb = microBatch(rows, denom, inp.padId);
-        const dropout = inp.adapters ? { dropout: inp.adapters.dropout, key: mixSeed(o.seed, RNG.dropout, state.step, m) } : undefined;
-        const r = lossAndGrads(inp.model, inp.trainable, mb, inp.gradMode, dropout);
-        disposeMicroBatch(mb);
-        loss += r.loss;
+        loss += await steps.accumulate(rows, denom, inp.padId, mixSeed(o.seed, RNG.dropout, state.step, m));
         tokens += rows.reduce((n, row) => n + row.ids.length, 0);
-        if (!grads) grads = r.grads;
-        else for (const [name, g] of r.grads) sum(grads, name, g);
         // Yield to the event loop so that Ctrl-C or a pause request can arrive.
         await new Promise((resolve) => setImmediate(resolve));
       }
       if (done < micros.length) {
         // Stopped inside the step: drop it (the checkpoint holds the last whole step).
-        if (grads) tf.dispose([...grads.values()]);
+        steps.discard();
         break;
       }
-      const gradNorm = clipGlobalNorm(grads!, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
       const lr = learningRate(state.step, schedule);
-      opt.apply(grads!, lr);
-      tf.dispose([...grads!.values()]);
+      const gradNorm = steps.update(lr, o.maxGradNorm > 0 ? o.maxGradNorm : Infinity);
       state.step++;
       state.epoch = plan.epochOf(state.step - 1);
       state.tokensSeen += tokens;
@@ -161,7 +158,7 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
         metrics: { loss, lr, tokens_per_s: tokensPerSecond, eta_s: Math.round(etaSeconds), epoch: state.step / plan.stepsPerEpoch },
       });
       const last = state.step === total;
-      if (last || (o.evalEvery > 0 && state.step % o.evalEvery === 0)) validate();
+      if (last || (o.evalEvery > 0 && state.step % o.evalEvery === 0)) await validate();
       const dueBySteps = o.saveEvery > 0 && state.step % o.saveEvery === 0;
       const dueByTime = o.saveEveryMinutes > 0 && Date.now() - lastSave.at >= o.saveEveryMinutes * 60_000;
       if (last || dueBySteps || dueByTime) await save();
@@ -173,12 +170,6 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
     }
     return { status: 'completed', state };
   } finally {
-    opt.dispose();
+    steps.discard();
   }
-}
-
-function sum(into: Map<string, tf.Tensor>, name: string, g: tf.Tensor): void {
-  const prev = into.get(name)!;
-  into.set(name, tf.add(prev, g));
-  tf.dispose([prev, g]);
 }

@@ -3,15 +3,14 @@
 // model, so the trainer can be tested without the store.
 import fs from 'node:fs';
 import path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
-import { loadModel } from '../../engine/io/checkpoint';
 import type { TokenizedExample } from '../../engine/train/batching';
-import { applyLora, loadAdapter } from '../../engine/train/lora';
-import { readOptimizerState, readTrainerState } from '../../engine/train/checkpoints';
+import { readTrainerState } from '../../engine/train/checkpoints';
+import { openSteps } from '../../engine/train/open-steps';
+import type { RuntimeName } from '../../engine/runtime/runtime';
 import type { MetricPoint, RunLog, TrainInputs } from '../../engine/train/trainer';
 import { DEFAULT_TRAIN_OPTIONS, LoraSettings, type TrainOptions } from '../../engine/train/config';
 import type { z } from 'zod';
-import { trainable as variable, type GradMode } from '../../engine/train/backprop';
+import type { GradMode } from '../../engine/train/backprop';
 import { rngFor } from '../../engine/train/rng';
 import { goldenDir, type GoldenCase } from './golden';
 
@@ -54,6 +53,8 @@ export interface TinyRun {
   method: 'full' | 'lora';
   lora?: z.input<typeof LoraSettings>;
   options: Partial<TrainOptions>;
+  /** Default tfjs. */
+  runtime?: RuntimeName;
   gradMode?: GradMode;
   train: TokenizedExample[];
   val?: TokenizedExample[];
@@ -63,37 +64,23 @@ export interface TinyRun {
   model?: GoldenCase;
 }
 
-/** train()'s inputs for a golden tiny model (dispose with disposeInputs). */
-export function tinyInputs(r: TinyRun): TrainInputs {
-  const base = goldenDir(r.model ?? 'tiny-gqa');
-  let model;
-  let adapters = null;
-  let trainable: Map<string, tf.Variable>;
-  if (r.method === 'full') {
-    model = loadModel(r.from ?? base, { wrap: variable }).model;
-    trainable = new Map([...model.namedParams()].map(([n, p]) => [n, p.tensor as tf.Variable]));
-  } else {
-    model = loadModel(base).model;
-    adapters = r.from ? loadAdapter(model, r.from, variable) : applyLora(model, LoraSettings.parse(r.lora), { seed: 0 }, variable);
-    trainable = new Map([...adapters.params()].map(([n, t]) => [n, t as tf.Variable]));
-  }
-  return {
-    model,
-    trainable,
-    adapters,
-    baseModelDir: base,
-    train: r.train,
-    val: r.val ?? [],
-    padId: 0,
-    options: { ...DEFAULT_TRAIN_OPTIONS, evalEvery: 0, saveEvery: 0, saveEveryMinutes: 0, ...r.options },
+/** train()'s inputs for a golden tiny model, on the chosen runtime (dispose with disposeInputs). */
+export async function tinyInputs(r: TinyRun): Promise<TrainInputs> {
+  const options = { ...DEFAULT_TRAIN_OPTIONS, evalEvery: 0, saveEvery: 0, saveEveryMinutes: 0, ...r.options };
+  const resume = r.from ? readTrainerState(r.from) : undefined;
+  const steps = await openSteps({
+    runtime: r.runtime ?? 'tfjs',
+    baseModelDir: goldenDir(r.model ?? 'tiny-gqa'),
+    lora: r.method === 'lora' ? LoraSettings.parse(r.lora) : null,
+    from: r.from && resume ? { dir: r.from, step: resume.step } : null,
+    seed: 0,
+    adamw: options.adamw,
     gradMode: r.gradMode ?? 'tape',
-    log: r.log,
-    resume: r.from ? { state: readTrainerState(r.from), optimizer: readOptimizerState(r.from) } : undefined,
-  };
+    threads: 1,
+  });
+  return { steps, train: r.train, val: r.val ?? [], padId: 0, options, log: r.log, resume };
 }
 
-export function disposeInputs(inp: TrainInputs): void {
-  if (inp.resume) tf.dispose([...inp.resume.optimizer.values()]);
-  inp.adapters?.remove();
-  inp.model.dispose();
+export async function disposeInputs(inp: TrainInputs): Promise<void> {
+  await inp.steps.dispose();
 }

@@ -1,0 +1,236 @@
+// Training steps on ONNX Runtime: one session runs the training graph of
+// engine/onnx/training-graph.ts (forward pass, loss and gradients in one
+// call), the trainer keeps what changes in JavaScript.
+//
+//   frozen weights     initializers of the session, read from the model folder
+//                      once (no copy stays in JavaScript)
+//   trained tensors    Float32Arrays fed to every run: all weights in the
+//                      checkpoint's layout (full), or the adapters' A [in, r] and
+//                      B [r, out] (LoRA); AdamW (ArrayAdamW) updates them in place
+//   gradients          the graph's outputs, summed over the micro-batches of a step
+//
+// Dropout keep-masks are drawn here from the counter-based RNG: mask of
+// (micro-batch key, effective layer, adapted linear), so a resumed run drops
+// out exactly what the uninterrupted one did. The graph computes gradients
+// with a fixed thread count and no randomness: the same inputs give the same
+// bits, and a run resumed from a checkpoint (float32 weights and moments)
+// continues bit for bit.
+import os from 'node:os';
+import path from 'node:path';
+import type { InferenceSession, Tensor } from 'onnxruntime-node';
+import { layerSchedule, type MobileLLMConfig } from '../model/config';
+import { LINEAR_KEYS, tensorSpecs, type LinearKey, type TensorSpec } from '../model/layout';
+import { checkTensorNames, openWeights, readConfig, writeTensorFiles } from '../io/checkpoint';
+import { finiteFloat32, float32Raw, type ArrayTensor, type RawTensor } from '../io/raw-tensor';
+import { loadOrt, type Ort } from '../onnx/ort';
+import { cpuSessionOptions } from '../onnx/session';
+import { TRAINING_WEIGHTS_FILE, buildTrainingGraph, gradName, type Trained } from '../onnx/training-graph';
+import { batchArrays, type TokenizedExample } from './batching';
+import { writeTrainingState, type TrainerState } from './checkpoints';
+import type { LoraSettings } from './config';
+import { initialLoraA, loraScale, peftKey, readAdapterArrays, writeAdapterTensors } from './lora';
+import { ArrayAdamW, clipGlobalNormArrays, type AdamWOptions } from './optimizer';
+import { rngFor } from './rng';
+import type { StepRuntime } from './trainer';
+
+export interface OnnxStepsInput {
+  /** The base model folder (float weights; tokenizer files; the adapter's base_model_name_or_path). */
+  baseModelDir: string;
+  /** Full fine-tuning, or LoRA with these settings. */
+  lora: LoraSettings | null;
+  /** A checkpoint to continue from (a model folder for full, an adapter folder for LoRA), with its moments and step. */
+  resume?: { dir: string; optimizer: Map<string, ArrayTensor>; step: number };
+  /** Seed of fresh adapters. */
+  seed: number;
+  adamw: AdamWOptions;
+  /** Intra-op threads (default: every core). */
+  threads?: number;
+}
+
+/** Reads every tensor of a float model folder (checkpoint layout). */
+function readFloatTensors(dir: string, config: MobileLLMConfig, specs: TensorSpec[]): Map<string, ArrayTensor> {
+  const { source } = openWeights(dir);
+  try {
+    checkTensorNames(source, config);
+    return new Map(specs.map((s) => [s.name, { values: finiteFloat32(source.read(s.name), source.path, s.name), shape: s.shape }]));
+  } finally {
+    source.close();
+  }
+}
+
+/** The adapters to train: from a checkpoint (checked against the settings), or fresh (A seeded, B zero). */
+function adapterTensors(specs: TensorSpec[], lora: LoraSettings, seed: number, from: string | null): Map<string, ArrayTensor> {
+  const saved = from ? readAdapterArrays(from) : null;
+  const out = new Map<string, ArrayTensor>();
+  for (const s of specs) {
+    if (s.kind !== 'linear' || !lora.targets.includes(s.key)) continue;
+    const [nOut, nIn] = s.shape;
+    const wanted: [string, number[], () => Float32Array][] = [
+      [peftKey(s.block!, s.key, 'A'), [nIn, lora.rank], () => initialLoraA(seed, s.block!, s.key, nIn, lora.rank)],
+      [peftKey(s.block!, s.key, 'B'), [lora.rank, nOut], () => new Float32Array(lora.rank * nOut)],
+    ];
+    for (const [name, shape, fresh] of wanted) {
+      if (!saved) {
+        out.set(name, { values: fresh(), shape });
+        continue;
+      }
+      const t = saved.get(name);
+      if (!t) throw new Error(`${from}: adapter has no tensor "${name}"`);
+      if (t.shape.join() !== shape.join())
+        throw new Error(`${from}: adapter tensor "${name}" is [${[...t.shape].reverse()}], expected [${[...shape].reverse()}]`);
+      out.set(name, t);
+    }
+  }
+  if (saved) {
+    const extra = [...saved.keys()].find((k) => !out.has(k));
+    if (extra) throw new Error(`${from}: unexpected adapter tensor "${extra}" (not a target of this run)`);
+  }
+  return out;
+}
+
+export class OnnxSteps implements StepRuntime {
+  readonly runtime = 'onnx';
+  readonly mode = 'graph';
+  private grads: Map<string, Float32Array> | null = null;
+
+  private constructor(
+    private readonly ort: Ort,
+    private readonly session: InferenceSession,
+    private readonly inp: OnnxStepsInput,
+    private readonly config: MobileLLMConfig,
+    /** Trained tensors by input name, in the graph's input order. */
+    private readonly params: Map<string, ArrayTensor>,
+    private readonly masks: { name: string; layer: number; width: number }[],
+    private readonly opt: ArrayAdamW,
+  ) {}
+
+  static async open(inp: OnnxStepsInput): Promise<OnnxSteps> {
+    const ort = await loadOrt();
+    const config = readConfig(inp.baseModelDir);
+    const specs = tensorSpecs(config);
+    const from = inp.resume?.dir ?? null;
+    let params: Map<string, ArrayTensor>;
+    let trained: Trained;
+    const base = openWeights(inp.baseModelDir).source;
+    try {
+      if (inp.lora) {
+        checkTensorNames(base, config);
+        params = adapterTensors(specs, inp.lora, inp.seed, from);
+        const { rank, targets, dropout } = inp.lora;
+        trained = {
+          kind: 'lora',
+          targets,
+          rank,
+          scale: loraScale(inp.lora),
+          dropout: dropout > 0,
+          names: (b, key) => ({ a: peftKey(b, key, 'A'), b: peftKey(b, key, 'B') }),
+        };
+      } else {
+        params = readFloatTensors(from ?? inp.baseModelDir, config, specs);
+        trained = { kind: 'full' };
+      }
+      const graph = buildTrainingGraph({
+        config,
+        specs,
+        schedule: layerSchedule(config),
+        trained,
+        frozen: (s) => ({
+          byteLength: s.shape.reduce((n, d) => n * d, 4),
+          write: (dst) => {
+            const v = finiteFloat32(base.read(s.name), base.path, s.name);
+            dst.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+          },
+        }),
+      });
+      // The graph's input order, so that feeds and the optimizer walk the same list.
+      params = new Map(graph.params.map((p) => [p.name, params.get(p.name)!]));
+      const session = await ort.InferenceSession.create(graph.model, {
+        ...cpuSessionOptions(inp.threads ?? os.availableParallelism()),
+        ...(graph.weights.byteLength ? { externalData: [{ path: TRAINING_WEIGHTS_FILE, data: graph.weights }] } : {}),
+      });
+      const opt = new ArrayAdamW(params, inp.adamw);
+      if (inp.resume) opt.load(inp.resume.optimizer, inp.resume.step);
+      return new OnnxSteps(ort, session, inp, config, params, graph.masks, opt);
+    } finally {
+      base.close();
+    }
+  }
+
+  private feeds(rows: TokenizedExample[], denom: number, padId: number, dropoutKey: number | null): Record<string, Tensor> {
+    const { Tensor } = this.ort;
+    const { B, T, ids, targets, weights } = batchArrays(rows, padId);
+    const N = B * T;
+    const feeds: Record<string, Tensor> = {
+      input_ids: new Tensor('int64', BigInt64Array.from(ids, BigInt), [B, T]),
+      targets: new Tensor('int64', BigInt64Array.from(targets, BigInt), [N]),
+      weights: new Tensor('float32', weights, [N]),
+      inv_denom: new Tensor('float32', Float32Array.of(1 / Math.max(1, denom)), []),
+    };
+    for (const [name, p] of this.params) feeds[name] = new Tensor('float32', p.values, p.shape);
+    const rate = this.inp.lora?.dropout ?? 0;
+    for (const m of this.masks) {
+      const keep = new Float32Array(N * m.width);
+      if (dropoutKey === null) keep.fill(1);
+      else {
+        const site = LINEAR_KEYS.indexOf(m.name.split('.').at(-1) as LinearKey);
+        const random = rngFor(dropoutKey, m.layer, site);
+        const kept = 1 / (1 - rate);
+        for (let i = 0; i < keep.length; i++) keep[i] = random() < rate ? 0 : kept;
+      }
+      feeds[m.name] = new Tensor('float32', keep, [N, m.width]);
+    }
+    return feeds;
+  }
+
+  async accumulate(rows: TokenizedExample[], denom: number, padId: number, dropoutKey: number): Promise<number> {
+    const out = await this.session.run(this.feeds(rows, denom, padId, dropoutKey));
+    if (!this.grads) {
+      this.grads = new Map([...this.params.keys()].map((name) => [name, out[gradName(name)].data as Float32Array]));
+    } else {
+      for (const [name, sum] of this.grads) {
+        const g = out[gradName(name)].data as Float32Array;
+        for (let i = 0; i < sum.length; i++) sum[i] += g[i];
+      }
+    }
+    return (out.loss.data as Float32Array)[0];
+  }
+
+  discard(): void {
+    this.grads = null;
+  }
+
+  update(lr: number, maxNorm: number): number {
+    if (!this.grads) throw new Error('update: no gradients accumulated');
+    const norm = clipGlobalNormArrays(this.grads, maxNorm);
+    this.opt.apply(this.grads, lr);
+    this.grads = null;
+    return norm;
+  }
+
+  async evalLoss(rows: TokenizedExample[], denom: number, padId: number): Promise<number> {
+    const out = await this.session.run(this.feeds(rows, denom, padId, null), ['loss']);
+    return (out.loss.data as Float32Array)[0];
+  }
+
+  writeCheckpoint(dir: string, state: TrainerState): void {
+    const base = this.inp.baseModelDir;
+    if (this.inp.lora) writeAdapterTensors(this.params, this.inp.lora, dir, path.resolve(base));
+    else {
+      const tensors = [...this.params].map(([name, t]): [string, RawTensor] => [name, float32Raw(t.values, t.shape)]);
+      writeTensorFiles(
+        this.config,
+        tensors.map(([name, t]) => [name, t.shape]),
+        tensors,
+        dir,
+        'float32',
+        { tokenizerFrom: base },
+      );
+    }
+    writeTrainingState(dir, this.opt.state(), state);
+  }
+
+  async dispose(): Promise<void> {
+    this.grads = null;
+    await this.session.release();
+  }
+}
