@@ -3,8 +3,15 @@
 // tokens after a 32-token prompt), resident memory — for random-init 125M and
 // 350M in float32, w8a8, w8 and w4, loaded from model folders as `mlw generate`
 // loads them. Each configuration runs in its own process, so that its memory
-// is its own. Targets for 125M on these 2-core machines (issue 9): float32
-// decode ≥ 59 tokens/s, w8 ≥ 100, w4 ≥ 120, prefill 1×512 ≥ 700 in float32.
+// (and its thread pools) are its own: an ONNX job never starts TensorFlow.js.
+// Every timing is one warm-up run then RUNS timed runs, reported as median,
+// min and max; each job ends with a `conditions` row: the share of the
+// machine's CPU that other processes used while it measured (this machine is
+// shared: a busy neighbour halves prefill), steal time, load average, and the
+// session options. Targets for 125M on these 2-core machines (issue 9):
+// float32 decode ≥ 59 tokens/s, w8 ≥ 100, w4 ≥ 120, prefill 1×512 ≥ 700 in
+// float32.
+// MLW_BENCH_SIZES=125M and MLW_BENCH_RUNTIMES=onnx run fewer configurations;
 // MLW_BENCH_PROFILE=1 adds ONNX Runtime's kernel-time split of a decode step.
 import { fork } from 'node:child_process';
 import fs from 'node:fs';
@@ -24,10 +31,11 @@ import { OnnxRuntime } from '../engine/runtime/onnx';
 import type { InferenceRuntime, RuntimeName } from '../engine/runtime/runtime';
 import { openRuntime } from '../engine/folder/inference';
 import { readModelFolder } from '../engine/folder/kind';
-import { median, timeRuns, type BenchRow, type Emit } from './harness';
+import { cpuSessionOptions } from '../engine/onnx/session';
+import { foreignLoad, machineCpu, ownCpuS, spread, timeRuns, type BenchRow, type Emit } from './harness';
 import type { Suite } from './suites';
 
-const RUNS = 3;
+const RUNS = 5;
 const CHILD = 'MLW_BENCH_ONNX_JOB';
 
 interface Job {
@@ -47,9 +55,9 @@ const TARGETS: Record<string, string> = {
 
 const GREEDY = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, stopAtEos: false };
 
-async function decodeRate(runtime: InferenceRuntime): Promise<number> {
+async function decodeRate(runtime: InferenceRuntime, newTokens = 128): Promise<number> {
   const prompt = Array.from({ length: 32 }, (_, i) => 3 + i * 101);
-  const r = await generate(runtime, prompt, { ...GREEDY, maxNewTokens: 128 });
+  const r = await generate(runtime, prompt, { ...GREEDY, maxNewTokens: newTokens });
   return (r.ids.length - 1) / ((r.totalMs - r.firstTokenMs) / 1000);
 }
 
@@ -88,20 +96,35 @@ async function decodeProfile(job: Job, row: (r: Omit<BenchRow, 'backend'>) => vo
 
 /** One configuration, in a child process: rows go to the parent. */
 async function runJob(job: Job): Promise<void> {
-  await initBackend();
+  if (job.runtime === 'tfjs') await initBackend();
   const { runtime } = await openRuntime(readModelFolder(job.dir), { runtime: job.runtime });
   const backend = runtime.describe();
   const row = (r: Omit<BenchRow, 'backend'>) => process.send!({ ...r, backend });
   // Targets are for ONNX Runtime on 125M: "125M f32 decode", "125M w4 decode", …
   const target = (what: string) => (job.runtime === 'onnx' ? TARGETS[`${job.label.replace(/ g\d+$/, '')} ${what}`] : undefined);
   const withTarget = (what: string) => (target(what) ? { target: target(what) } : {});
+  const machine = machineCpu();
+  const own = ownCpuS();
   for (const T of [128, 512]) {
-    const ms = median(await timeRuns(() => prefillOnce(runtime, T), RUNS));
-    row({ what: 'prefill', shape: `${job.label} 1x${T}`, median: +(T / (ms / 1000)).toFixed(1), unit: 'tokens/s', ...withTarget(`prefill 1x${T}`) });
+    const rates = (await timeRuns(() => prefillOnce(runtime, T), RUNS)).map((ms) => T / (ms / 1000));
+    row({ what: 'prefill', shape: `${job.label} 1x${T}`, ...spread(rates), unit: 'tokens/s', ...withTarget(`prefill 1x${T}`) });
   }
+  await decodeRate(runtime, 32); // warm-up: the first decode steps of a session allocate (the arena grows with the cache)
   const rates: number[] = [];
   for (let i = 0; i < RUNS; i++) rates.push(await decodeRate(runtime));
-  row({ what: 'decode', shape: `${job.label} 32+128`, median: +median(rates).toFixed(1), unit: 'tokens/s', ...withTarget('decode') });
+  row({ what: 'decode', shape: `${job.label} 32+128`, ...spread(rates), unit: 'tokens/s', ...withTarget('decode') });
+  const load = machine && foreignLoad(machine, ownCpuS() - own);
+  row({
+    what: 'conditions',
+    shape: job.label,
+    median: load?.foreignShare ?? -1,
+    unit: 'CPU share used by other processes',
+    stealS: load?.stealS,
+    wallS: load?.wallS,
+    loadavg: os.loadavg().map((v) => +v.toFixed(2)),
+    warmup: 1,
+    ...(runtime instanceof OnnxRuntime ? { session: cpuSessionOptions(runtime.session.threads) } : {}),
+  });
   // Resident memory while generating: after the runs, once garbage (the serialized weights) is collected.
   const gc = (global as { gc?: () => void }).gc;
   for (let i = 0; i < 3; i++) {
@@ -143,6 +166,15 @@ async function makeFolders(root: string, size: string): Promise<{ dir: string; l
   return out;
 }
 
+/** `all`, or those of them named in the environment variable `name` (comma-separated). */
+function listed<T extends string>(name: string, all: readonly T[]): readonly T[] {
+  const wanted = process.env[name]?.split(',').map((v) => v.trim());
+  if (!wanted) return all;
+  const unknown = wanted.filter((w) => !all.includes(w as T));
+  if (unknown.length) throw new Error(`${name}: unknown ${unknown.join(', ')} (have: ${all.join(', ')})`);
+  return all.filter((v) => wanted.includes(v));
+}
+
 export const suite: Suite = {
   name: 'onnx',
   async run(emit) {
@@ -150,10 +182,10 @@ export const suite: Suite = {
     const root = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-bench-onnx-'));
     const profileDir = process.env.MLW_BENCH_PROFILE ? fs.mkdtempSync(path.join(root, 'profile-')) : undefined;
     try {
-      for (const size of ['125M', '350M']) {
+      for (const size of listed('MLW_BENCH_SIZES', ['125M', '350M'])) {
         const folders = await makeFolders(root, size);
         for (const { dir, label } of folders) {
-          for (const runtime of ['onnx', 'tfjs'] as const) await runChild({ dir, label, runtime, profileDir }, emit);
+          for (const runtime of listed('MLW_BENCH_RUNTIMES', ['onnx', 'tfjs'] as const)) await runChild({ dir, label, runtime, profileDir }, emit);
         }
         for (const { dir } of folders) fs.rmSync(dir, { recursive: true, force: true });
       }

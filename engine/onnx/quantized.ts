@@ -29,11 +29,51 @@ import type { Int4Weight, Int8Weight, QuantizedWeight } from '../quant/codes';
 import { DataType, type DeferredBytes } from './proto';
 import { MS_DOMAIN, attr, type GraphBuilder } from './graph';
 
-/** MatMulNBits' arithmetic: int8 activations per block (VNNI, fast) or float32 (what TensorFlow.js computes). */
+/**
+ * MatMulNBits' arithmetic: 'int8' runs each weight width at the accuracy
+ * level chosen for it below (what the chat serves); 'float32' multiplies the
+ * dequantized weights in float (level 1: what TensorFlow.js computes, the
+ * reference).
+ */
 export type NBitsCompute = 'int8' | 'float32';
 
+/** The arithmetic `mlw generate` and the chat run quantized weights with (ExportOptions.nbitsCompute's default). */
+export const SERVED_NBITS_COMPUTE: NBitsCompute = 'int8';
+
+/** MatMulNBits' accuracy_level on the CPU: 0 (unset) = 1 = float32 arithmetic; 4 = activations quantized to int8 in the kernel. */
+export type NBitsAccuracyLevel = 1 | 4;
+
+/**
+ * The level each weight width runs at for 'int8', chosen from measurements
+ * (MobileLLM-125M shape, 2 AMD EPYC cores with AVX2, no VNNI; onnxruntime-node
+ * 1.30; levels 0 and 2 compute exactly as level 1 here):
+ *
+ *   decode tokens/s     level 1   level 4
+ *   w8 (blocks of 32)    3–4      86–93     level 1 has no fast 8-bit float kernel
+ *   w4 (groups of 64)   71–75     98–124    level 1: 30–40 % slower
+ *
+ * Quality, the bundled 9.4M model on the held-out text (2,048 tokens): level 4
+ * against the dequantized reference moves log-probs by 5.5e-3 on average
+ * (w8; 6.5e-3 w4), 4.4e-2 at most (w8; 5.4e-2 w4), and perplexity by under
+ * 0.02 % (212.075 → 212.064 w8, 212.576 → 212.536 w4). So both run at level
+ * 4, and a weight-only model on ONNX Runtime is in effect W8A8-like: the
+ * quantization report measures its perplexity on this arithmetic.
+ */
+export const NBITS_ACCURACY_LEVEL: Record<8 | 4, NBitsAccuracyLevel> = { 8: 4, 4: 4 };
+
+export function nbitsAccuracyLevel(bits: 8 | 4, compute: NBitsCompute): NBitsAccuracyLevel {
+  return compute === 'float32' ? 1 : NBITS_ACCURACY_LEVEL[bits];
+}
+
+/** What MatMulNBits computes, in words, e.g. "MatMulNBits accuracy level 4: activations quantized to int8 per block of 32 inputs". */
+export function describeNBitsArithmetic(bits: 8 | 4, blockSize: number, compute: NBitsCompute): string {
+  const level = nbitsAccuracyLevel(bits, compute);
+  const what = level === 4 ? `activations quantized to int8 per block of ${blockSize} inputs (symmetric, in the kernel)` : 'float32 on the dequantized weights';
+  return `MatMulNBits accuracy level ${level}: ${what}`;
+}
+
 /** Block size for per-channel int8 codes in MatMulNBits (a power of two ≥ 16 dividing K). */
-function int8BlockSize(K: number): number {
+export function int8BlockSize(K: number): number {
   const bs = [32, 16].find((b) => K % b === 0);
   if (bs === undefined) throw new Error(`input width ${K} is not a multiple of 16 (MatMulNBits blocks)`);
   return bs;
@@ -161,7 +201,7 @@ export class NBitsWeight {
         N: attr.int(this.N),
         bits: attr.int(this.bits),
         block_size: attr.int(this.blockSize),
-        accuracy_level: attr.int(compute === 'int8' ? 4 : 1),
+        accuracy_level: attr.int(nbitsAccuracyLevel(this.bits, compute)),
       },
       MS_DOMAIN,
     );
