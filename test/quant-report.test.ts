@@ -1,4 +1,5 @@
-// The quantize job end to end: the report's contents (sizes, perplexity,
+// The quantize job end to end: the report's contents (sizes, perplexity on
+// the runtime that serves the model and the arithmetic it runs there,
 // per-layer errors, shared blocks marked), its Markdown, its record in the
 // store linked to the source model, and `mlw quantize` / `mlw info` as a user
 // runs them.
@@ -107,6 +108,31 @@ describe('the report', () => {
     }
   });
 
+  it('perplexity on the serving runtime (ONNX Runtime here), naming the arithmetic: weight-only layers quantize activations there', async () => {
+    for (const [r, block] of [
+      [w8, 32],
+      [w4, 128],
+    ] as const) {
+      const p = r.perplexity;
+      expect(p.runtime).toMatch(/^onnx \(onnxruntime-node /);
+      expect(p.arithmetic).toBe(`MatMulNBits accuracy level 4: activations quantized to int8 per block of ${block} inputs (symmetric, in the kernel)`);
+      // The same weights with float32 arithmetic: activation quantization moves perplexity, a little.
+      expect(p.dequantized).toBeDefined();
+      expect(p.after.ppl).not.toBe(p.dequantized!.ppl);
+      expect(Math.abs(p.after.ppl / p.dequantized!.ppl - 1)).toBeLessThan(0.01);
+      expect(reportToMarkdown(r)).toContain(`measured on ${p.runtime}; quantized layers: ${p.arithmetic}`);
+      expect(reportToMarkdown(r)).toMatch(/\| perplexity, float32 arithmetic on the dequantized weights \| \| \d+\.\d{3} \(/);
+    }
+    // Forced onto TensorFlow.js: dequantized weights in float32, which on ONNX Runtime is `dequantized`.
+    const tfjs = await run(src, 'nano-w8-tfjs', { method: 'w8', runtime: 'tfjs' });
+    expect(tfjs.perplexity.runtime).toMatch(/^tfjs \(wasm/);
+    expect(tfjs.perplexity.arithmetic).toBe('float32 on the dequantized weights');
+    expect(tfjs.perplexity.dequantized).toBeUndefined();
+    expect(tfjs.perplexity.after.ppl / w8.perplexity.dequantized!.ppl).toBeCloseTo(1, 4);
+    expect(tfjs.perplexity.before.ppl / w8.perplexity.before.ppl).toBeCloseTo(1, 4);
+    expect(reportToMarkdown(tfjs)).not.toContain('dequantized weights |');
+  });
+
   it('marks shared blocks and the head in the report and its Markdown', async () => {
     const ls = await sourceFolder('nano-ls-untied', nano({ sharing: { strategy: 'immediate', repeats: 2 }, shareEmbedding: false }));
     const r = await run(ls, 'nano-ls-w8a8', { method: 'w8a8' });
@@ -118,6 +144,8 @@ describe('the report', () => {
     const md = reportToMarkdown(r);
     expect(md).toContain('# Quantization report: w8a8');
     expect(md).toContain('activations 8-bit per token min-max');
+    expect(r.perplexity.arithmetic).toBe('MatMulInteger: activations quantized to uint8 per token (min-max), int8 weights, int32 sums');
+    expect(r.perplexity.dequantized).toBeUndefined(); // W8A8 quantizes activations by design, on every runtime
     expect(md).toMatch(/\| model\.layers\.1\.self_attn\.q_proj \| layers 2, 3 \(shared\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \|/);
     expect(md).toMatch(/\| model\.embed_tokens \| embedding \| \d+\.\d \| – \| – \|/);
     expect(md).toMatch(/\| lm_head \| head \|/);

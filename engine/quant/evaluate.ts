@@ -15,6 +15,7 @@ import { MobileLLM, layerOf, type ModelWeights } from '../model/model';
 import { DenseLinear, type Linear } from '../model/linear';
 import { TokenEmbedding } from '../model/embedding';
 import { scoreIds } from '../runtime/score';
+import type { InferenceRuntime } from '../runtime/runtime';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
 import { dequantize } from './codes';
 import { QuantizedLinear } from './quantized-linear';
@@ -181,15 +182,20 @@ export interface Perplexity {
   window: number;
 }
 
-/** Perplexity of `ids` in consecutive windows of `window` tokens (a last window under 2 tokens is dropped). */
-export async function perplexity(model: MobileLLM, ids: number[], window: number, ctx: JobContext, phase: string): Promise<Perplexity> {
+/**
+ * Perplexity of `ids` in consecutive windows of `window` tokens (a last
+ * window under 2 tokens is dropped), on a model in memory (TensorFlow.js) or
+ * on an inference runtime.
+ */
+export async function perplexity(model: MobileLLM | InferenceRuntime, ids: number[], window: number, ctx: JobContext, phase: string): Promise<Perplexity> {
+  const score = model instanceof MobileLLM ? async (chunk: number[]) => scoreIds(model, chunk) : (chunk: number[]) => model.score(chunk);
   let nll = 0;
   let predicted = 0;
   const windows = Math.ceil(ids.length / window);
   for (let w = 0; w < windows; w++) {
     const chunk = ids.slice(w * window, (w + 1) * window);
     if (chunk.length >= 2) {
-      const s = scoreIds(model, chunk);
+      const s = await score(chunk);
       nll += s.nll;
       predicted += s.logprobs.length;
     }

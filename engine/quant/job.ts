@@ -1,7 +1,8 @@
 // `quantize` as a job: load the float model (an adapter merged into its base
-// model first), quantize it, measure what was lost, save the quantized
-// folder, and return the report (recording it in the store is the caller's
-// step: record.ts).
+// model first), quantize it, measure what was lost (per-layer errors on
+// TensorFlow.js; perplexity on the runtime that serves the models: served.ts),
+// save the quantized folder, and return the report (recording it in the store
+// is the caller's step: record.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { backendInfo, describeBackend } from '../backend/select';
@@ -10,8 +11,10 @@ import { loadModelFolder } from '../folder/load';
 import { countParams } from '../model/config';
 import type { MobileLLM } from '../model/model';
 import type { JobContext } from '../jobs/job';
+import type { RuntimeName } from '../runtime/runtime';
 import { readQuantization, saveQuantizedModel } from './checkpoint';
-import { layerPairs, outputErrors, perplexity, weightErrors } from './evaluate';
+import { layerPairs, outputErrors, weightErrors, type Perplexity } from './evaluate';
+import { servedPerplexity } from './served';
 import { quantizeModel } from './quantize';
 import { QuantReport } from './report';
 import { quantizationBlock, resolveSpec } from './spec';
@@ -32,7 +35,11 @@ export interface QuantizeParams {
   calibrationTokens?: number;
   /** Dequantized-weight cache of the quantized model while it is evaluated. */
   cacheBytes?: number;
+  /** The runtime perplexity is measured on (default: the one the chat would serve the models on). */
+  runtime?: RuntimeName;
 }
+
+const perplexityResult = (p: Perplexity) => ({ ppl: p.ppl, nll: p.nll });
 
 export const DEFAULT_EVAL_TOKENS = 4096;
 export const DEFAULT_CALIBRATION_TOKENS = 256;
@@ -76,7 +83,7 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
 
   ctx.progress({ phase: 'loading' });
   const loaded = loadModelFolder(folder);
-  const float = loaded.model;
+  let float: MobileLLM | undefined = loaded.model;
   let quant: MobileLLM | undefined;
   try {
     const tq = performance.now();
@@ -88,22 +95,28 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
     ctx.progress({ phase: 'weight error' });
     const pairs = layerPairs(float, quant);
     const weight = weightErrors(pairs);
-    const before = await perplexity(float, evalIds, window, ctx, 'perplexity (float)');
-    const after = await perplexity(quant, evalIds, window, ctx, 'perplexity (quantized)');
     ctx.progress({ phase: 'layer outputs' });
     const outputs = outputErrors(float, quant, pairs, calibration);
-    const evaluateMs = performance.now() - te;
+    const layerMs = performance.now() - te;
 
     const ts = performance.now();
     ctx.progress({ phase: 'saving' });
     await saveQuantizedModel(q, p.outDir, { tokenizerFrom: folder.tokenizerDir });
     const saveMs = performance.now() - ts;
+    // The models in memory go before the served ones open: one model's weights alive at a time.
+    float.dispose();
+    quant.dispose();
+    float = quant = undefined;
+
+    const tp = performance.now();
+    const served = await servedPerplexity({ sourceDir: p.modelDir, quantizedDir: p.outDir, spec, config, runtime: p.runtime }, evalIds, window, ctx);
+    const evaluateMs = layerMs + performance.now() - tp;
 
     const sourceBytes = weightFileBytes(folder.modelDir); // an adapter's: its base model's (the merged weights' size)
     const quantizedBytes = weightFileBytes(p.outDir);
     const params = countParams(config).total;
     return QuantReport.parse({
-      version: 1,
+      version: 2,
       method: spec.method,
       quantization: quantizationBlock(spec, config),
       source: { path: path.resolve(p.modelDir), format: loaded.format, dtype: loaded.storedDtype, params },
@@ -113,8 +126,11 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
         text: p.evalSource,
         tokens: evalIds.length,
         window,
-        before: { ppl: before.ppl, nll: before.nll },
-        after: { ppl: after.ppl, nll: after.nll },
+        before: perplexityResult(served.before),
+        after: perplexityResult(served.after),
+        ...(served.dequantized ? { dequantized: perplexityResult(served.dequantized) } : {}),
+        runtime: served.runtime,
+        arithmetic: served.arithmetic,
       },
       calibration: { tokens: calibration.length },
       layers: pairs.map((pair) => ({
@@ -130,7 +146,7 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
       createdAt: new Date().toISOString(),
     });
   } finally {
-    float.dispose();
+    float?.dispose();
     quant?.dispose();
   }
 }

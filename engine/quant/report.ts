@@ -1,6 +1,9 @@
 // The quantization report: what was done, what it saved, what it cost. Stored
 // as the JSON body of a `quantization` report in the store (linked to the
-// source model) and rendered as Markdown.
+// source model) and rendered as Markdown. Its perplexity is measured on the
+// runtime that serves the model (ONNX Runtime when it loads), with the
+// arithmetic the chat runs there, which it names: on ONNX Runtime weight-only
+// w8/w4 also quantize activations to int8 inside MatMulNBits.
 import { z } from 'zod';
 import { QUANT_METHODS, QuantizationBlock } from './spec';
 
@@ -40,7 +43,8 @@ const PerplexityResult = z.object({
 });
 
 export const QuantReport = z.object({
-  version: z.literal(1),
+  /** 2: perplexity measured on the serving runtime, which it names (1: always on TensorFlow.js, dequantized weights). */
+  version: z.literal(2),
   method: z.enum(QUANT_METHODS),
   /** The `quantization` block written to the quantized model's config.json. */
   quantization: QuantizationBlock,
@@ -75,6 +79,17 @@ export const QuantReport = z.object({
     window: z.number().int().positive(),
     before: PerplexityResult,
     after: PerplexityResult,
+    /** The runtime both were measured on, the one that serves the models, e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)". */
+    runtime: z.string(),
+    /** How the quantized layers compute there, e.g. "MatMulNBits accuracy level 4: activations quantized to int8 per block of 32 inputs …". */
+    arithmetic: z.string(),
+    /**
+     * Where the served arithmetic quantizes activations of a weight-only
+     * method: the quantized model with float32 arithmetic on its dequantized
+     * weights, on the same runtime — `after` minus this is what the kernel's
+     * activation quantization costs.
+     */
+    dequantized: PerplexityResult.optional(),
   }),
   /** Output errors are measured on the first `tokens` tokens of the evaluation text. */
   calibration: z.object({ tokens: z.number().int().positive() }),
@@ -92,6 +107,7 @@ export const QuantReport = z.object({
 });
 export type QuantReport = z.infer<typeof QuantReport>;
 
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const db = (e: { sqnrDb: number | null } | undefined) => (e === undefined ? '–' : e.sqnrDb === null ? '∞' : e.sqnrDb.toFixed(1));
 
@@ -122,9 +138,13 @@ export function reportToMarkdown(r: QuantReport): string {
     '| | before | after |',
     '|---|---:|---:|',
     `| weights on disk | ${mb(r.size.sourceBytes)} | ${mb(r.size.quantizedBytes)} (×${r.size.ratio.toFixed(3)}) |`,
-    `| perplexity | ${p.before.ppl.toFixed(3)} | ${p.after.ppl.toFixed(3)} (${p.after.ppl >= p.before.ppl ? '+' : ''}${(p.after.ppl - p.before.ppl).toFixed(3)}) |`,
+    `| perplexity, as served | ${p.before.ppl.toFixed(3)} | ${p.after.ppl.toFixed(3)} (${signed(p.after.ppl - p.before.ppl)}) |`,
+    ...(p.dequantized
+      ? [`| perplexity, float32 arithmetic on the dequantized weights | | ${p.dequantized.ppl.toFixed(3)} (${signed(p.dequantized.ppl - p.before.ppl)}) |`]
+      : []),
     '',
-    `Perplexity on ${p.tokens} tokens of \`${p.text}\` in windows of ${p.window}. Float32 size: ${mb(r.size.float32Bytes)}.`,
+    `Perplexity on ${p.tokens} tokens of \`${p.text}\` in windows of ${p.window}, measured on ${p.runtime}; quantized layers: ${p.arithmetic}. ` +
+      `Float32 size: ${mb(r.size.float32Bytes)}.`,
     `Mean SQNR over layers: weights ${mean((x) => x.weight)} dB, outputs ${mean((x) => x.output?.local)} dB alone, ${mean((x) => x.output?.model)} dB in the model ` +
       `(outputs on the first ${r.calibration.tokens} tokens).`,
     '',

@@ -11,6 +11,7 @@ import { quantizeJob } from '../../quant/job';
 import { recordQuantization } from '../../quant/record';
 import { reportToMarkdown } from '../../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../../quant/spec';
+import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
 import { cliJob } from '../progress';
 import { bundledResources } from '../../server/resources';
 import { UsageError } from '../errors';
@@ -22,6 +23,7 @@ interface QuantizeOpts {
   keepEmbeddingFp?: boolean;
   evalText?: string;
   out: string;
+  runtime?: RuntimeName;
   json?: boolean;
 }
 
@@ -35,6 +37,12 @@ export function registerQuantizeCommands(program: Command): void {
     .option('--keep-embedding-fp', 'keep the embedding/head in float16')
     .option('--eval-text <file>', 'text for perplexity before/after and the per-layer output errors (default: the bundled held-out text)')
     .requiredOption('--out <dir>', 'folder to write the quantized model to')
+    .addOption(
+      new Option(
+        '--runtime <name>',
+        'runtime perplexity is measured on (default: the one chat serves the model on: MLW_RUNTIME, else onnx when it loads, else tfjs)',
+      ).choices(RUNTIME_NAMES),
+    )
     .option('--json', 'print the report as JSON')
     .action(async (dir: string, o: QuantizeOpts, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
@@ -59,7 +67,16 @@ export function registerQuantizeCommands(program: Command): void {
       let report;
       try {
         report = await quantizeJob(
-          { modelDir: dir, outDir: o.out, method: o.method, groupSize, keepEmbeddingFp: o.keepEmbeddingFp, evalIds, evalSource: o.evalText },
+          {
+            modelDir: dir,
+            outDir: o.out,
+            method: o.method,
+            groupSize,
+            keepEmbeddingFp: o.keepEmbeddingFp,
+            evalIds,
+            evalSource: o.evalText,
+            runtime: o.runtime,
+          },
           job.ctx,
         );
       } finally {
