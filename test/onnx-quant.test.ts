@@ -140,7 +140,11 @@ describe.each([
           const what = `${ops}, ${nbitsCompute}`;
           if (m.method === 'w8a8') expect(rms(got, want) / scale, what).toBeLessThan(0.02);
           else if (nbitsCompute === 'float32' || ops === 'plain') expect(maxAbsDiff(got, want), what).toBeLessThan(1e-4);
-          else expect(rms(got, want) / scale, what).toBeLessThan(0.05);
+          else {
+            // Served arithmetic (MatMulNBits accuracy level 4): activations quantized to int8 in the kernel, so close but not equal
+            expect(rms(got, want) / scale, what).toBeLessThan(0.05);
+            expect(maxAbsDiff(got, want), what).toBeGreaterThan(1e-4);
+          }
         }
       }
       q.model.dispose();
