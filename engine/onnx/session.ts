@@ -22,7 +22,7 @@ export interface OnnxSessionOptions extends ExportOptions {
  * EPYC cores, onnxruntime-node 1.30), decode tokens/s:
  *
  *                            default spin   20 µs     no spinning
- *   w4, idle machine          127–137      114–130      89–106
+ *   w4, idle machine          127–150      114–135      89–106
  *   w4, one core busy          47–70        79–98       81–87
  *   f32, idle machine          43–51        41–44       40–45
  *
