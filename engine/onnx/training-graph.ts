@@ -147,11 +147,10 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
     return t.add(t.mul(x, cos), t.mul(t.concat([t.neg(x2), x1], -1), sin));
   };
 
-  /** Linear `key` of block b on x [N, in] (with its adapter, and the adapter's dropout mask at layer l). */
-  const linear = (b: number, key: LinearKey, x: Value, l: number): Value => {
-    const y = t.linear(x, blockParam(b, 'linear', key));
+  /** The adapter of block b's linear `key` applied to x [N, in] (with its dropout mask at layer l): s·dropout(x)·A·B, or null. */
+  const adapterOut = (b: number, key: LinearKey, x: Value, l: number): Value | null => {
     const adapter = lora.get(`${b}.${key}`);
-    if (!adapter || trained.kind !== 'lora') return y;
+    if (!adapter || trained.kind !== 'lora') return null;
     let xin = x;
     if (trained.dropout) {
       const width = x.shape[1] as number;
@@ -160,14 +159,50 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
       xin = t.mul(x, t.value(name, ['N', width]));
     }
     const low = t.mul(t.matmul(xin, adapter.a), t.value(g.float(trained.scale), [])); // [N, r]
-    return t.add(y, t.matmul(low, adapter.b));
+    return t.matmul(low, adapter.b);
   };
+
+  // Linears that read the same input run as one Gemm on their weights stacked ([Σ out, in]: q|k|v, gate|up),
+  // stacked once per physical block; the tape splits the gradient back to each weight.
+  const stacked = new Map<string, Value>();
+  const stack = (b: number, keys: LinearKey[]): Value => {
+    const id = `${b}.${keys.join('|')}`;
+    if (!stacked.has(id))
+      stacked.set(
+        id,
+        keys.length === 1
+          ? blockParam(b, 'linear', keys[0])
+          : t.concat(
+              keys.map((k) => blockParam(b, 'linear', k)),
+              0,
+            ),
+      );
+    return stacked.get(id)!;
+  };
+  /** Linears `keys` of block b on x [N, in] at layer l, each with its adapter: one output per key. */
+  const linears = (b: number, keys: LinearKey[], x: Value, l: number): Value[] => {
+    const w = stack(b, keys);
+    const y = t.linear(x, w);
+    const outs =
+      keys.length === 1
+        ? [y]
+        : t.split(
+            y,
+            1,
+            keys.map((k) => blockParam(b, 'linear', k).shape[0] as number),
+          );
+    return outs.map((o, i) => {
+      const delta = adapterOut(b, keys[i], x, l);
+      return delta ? t.add(o, delta) : o;
+    });
+  };
+  const linear = (b: number, key: LinearKey, x: Value, l: number): Value => linears(b, [key], x, l)[0];
 
   /** Causal self-attention of layer l (block b) on normed x [N, H] → [N, H]. */
   const attention = (b: number, x: Value, l: number): Value => {
-    const q = applyRope(t.reshape(linear(b, 'q', x, l), toQ, ['B', 'T', nh, d]));
-    const k = applyRope(t.reshape(linear(b, 'k', x, l), toKv, ['B', 'T', nkv, d]));
-    const v = linear(b, 'v', x, l);
+    const [qf, kf, v] = linears(b, ['q', 'k', 'v'], x, l);
+    const q = applyRope(t.reshape(qf, toQ, ['B', 'T', nh, d]));
+    const k = applyRope(t.reshape(kf, toKv, ['B', 'T', nkv, d]));
     // The query heads of one kv group side by side: q [B, nkv, group, T, d], k [B, nkv, 1, d, T], v [B, nkv, 1, T, d]
     const q5 = t.transpose(t.reshape(q, toGroups, ['B', 'T', nkv, group, d]), [0, 2, 3, 1, 4]);
     const k5 = t.transpose(t.reshape(k, toKvGroups, ['B', 'T', nkv, 1, d]), [0, 2, 3, 4, 1]);
@@ -184,7 +219,8 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
     g.scope = `layers.${l}`;
     x = t.add(x, attention(b, t.rmsNorm(x, blockParam(b, 'norm', 'input'), eps), l));
     const h = t.rmsNorm(x, blockParam(b, 'norm', 'post'), eps);
-    x = t.add(x, linear(b, 'down', t.mul(t.silu(linear(b, 'gate', h, l)), linear(b, 'up', h, l)), l));
+    const [gate, up] = linears(b, ['gate', 'up'], h, l);
+    x = t.add(x, linear(b, 'down', t.mul(t.silu(gate), up), l));
   });
   g.scope = 'head';
   const logits = t.linear(t.rmsNorm(x, finalNorm, eps), head); // [N, V]

@@ -147,11 +147,14 @@ export class ArrayAdamW {
       const m = this.m.get(name)!;
       const v = this.v.get(name)!;
       const keep = weightDecay && this.decays(name) ? 1 - lr * weightDecay : 1;
+      const [c1, c2, invBc2] = [1 - b1, 1 - b2, 1 / bc2Sqrt];
       for (let i = 0; i < p.length; i++) {
         const gi = g[i];
-        m[i] += (gi - m[i]) * (1 - b1);
-        v[i] = v[i] * b2 + gi * gi * (1 - b2);
-        p[i] = p[i] * keep - (m[i] / (Math.sqrt(v[i]) / bc2Sqrt + eps)) * stepSize;
+        const mi = Math.fround(m[i] + (gi - m[i]) * c1); // as stored
+        const vi = Math.fround(v[i] * b2 + gi * gi * c2);
+        m[i] = mi;
+        v[i] = vi;
+        p[i] = p[i] * keep - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
       }
     }
   }

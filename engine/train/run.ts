@@ -211,7 +211,7 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
   ctx.progress({
     phase: resume ? `resuming at step ${resume.step}` : 'starting',
     metrics: { est_memory_gb: estimate.memory.total / 1024 ** 3, est_step_s: estimate.stepSeconds, trainable_params: estimate.memory.trainableParams },
-    message: `${RUNTIME_LABELS[runtime]} · ${steps.mode === 'graph' ? 'one training graph' : `${steps.mode} backprop`}, ${data.train.length} training and ${data.val.length} validation examples`,
+    message: `${RUNTIME_LABELS[runtime]} · ${steps.runtime === 'onnx' ? `one training graph (${steps.mode})` : `${steps.mode} backprop`}, ${data.train.length} training and ${data.val.length} validation examples`,
   });
   const kind = cfg.method === 'full' ? 'full' : 'lora';
   try {
