@@ -36,7 +36,7 @@ import { DataType } from './proto';
 import { GraphBuilder, MS_DOMAIN, attr } from './graph';
 import { linearOp, paramBytes, tableOps, type WeightOptions } from './linear';
 import { modelParams, type FloatParam, type ModelParams } from './params';
-import type { NBitsCompute } from './quantized';
+import { SERVED_NBITS_COMPUTE, type NBitsCompute } from './quantized';
 
 export const ONNX_OPS = ['contrib', 'plain'] as const;
 export type OnnxOps = (typeof ONNX_OPS)[number];
@@ -56,7 +56,7 @@ export interface GraphSignature {
 export interface ExportOptions {
   /** Default contrib. */
   ops?: OnnxOps;
-  /** Arithmetic of weight-only quantized layers (MatMulNBits); default int8. */
+  /** Arithmetic of weight-only quantized layers (MatMulNBits); default what the chat serves (SERVED_NBITS_COMPUTE). */
   nbitsCompute?: NBitsCompute;
 }
 
@@ -101,7 +101,7 @@ export function exportMobileLLM(model: MobileLLM, opts: ExportOptions = {}): Exp
 /** Builds and serializes the graph of a model, reading its weights from `params`. */
 export function exportGraph(params: ModelParams, opts: ExportOptions = {}): ExportedGraph {
   const ops = opts.ops ?? 'contrib';
-  const wopts: WeightOptions = { ops, nbitsCompute: opts.nbitsCompute ?? 'int8' };
+  const wopts: WeightOptions = { ops, nbitsCompute: opts.nbitsCompute ?? SERVED_NBITS_COMPUTE };
   const c = params.config;
   const { numHeads: nh, numKvHeads: nkv, headDim: d, hiddenSize: H, vocabSize: V } = c;
   const group = nh / nkv;

@@ -13,7 +13,7 @@
 // Resuming loads a checkpoint's weights, moments and step and continues as if
 // never stopped: same data, same dropout masks, same learning rates.
 import type { JobContext } from '../jobs/job';
-import type { RuntimeName } from '../runtime/runtime';
+import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
 import { BatchPlan, learnedTokens, type TokenizedExample } from './batching';
 import type { TrainerState } from './checkpoints';
 import { RNG, mixSeed } from './rng';
@@ -156,6 +156,7 @@ export async function train(inp: TrainInputs, ctx: JobContext): Promise<TrainRes
         total,
         unit: 'steps',
         metrics: { loss, lr, tokens_per_s: tokensPerSecond, eta_s: Math.round(etaSeconds), epoch: state.step / plan.stepsPerEpoch },
+        message: `${RUNTIME_LABELS[steps.runtime]} · ${steps.mode}`, // every event names the runtime: a page that opens mid-run sees it
       });
       const last = state.step === total;
       if (last || (o.evalEvery > 0 && state.step % o.evalEvery === 0)) await validate();
