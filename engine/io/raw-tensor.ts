@@ -154,3 +154,10 @@ export interface ArrayTensor {
   values: Float32Array;
   shape: number[];
 }
+
+/** A row-major [rows, cols] matrix transposed: [cols, rows]. */
+export function transposed(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
+  return out;
+}

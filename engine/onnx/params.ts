@@ -9,7 +9,7 @@ import { TokenEmbedding } from '../model/embedding';
 import { weightOf, type MobileLLM } from '../model/model';
 import { tensorSpecs, type Layout, type TensorSpec } from '../model/layout';
 import { checkTensorNames, openWeights, readConfig } from '../io/checkpoint';
-import { finiteFloat32 } from '../io/raw-tensor';
+import { finiteFloat32, transposed } from '../io/raw-tensor';
 import { DequantCache, QuantizedLinear } from '../quant/quantized-linear';
 import { checkQuantizedTensors, readWeight } from '../quant/checkpoint';
 import { activationQuant } from '../quant/quantize';
@@ -63,20 +63,13 @@ export function modelParams(model: MobileLLM): ModelParams {
   return { config: model.config, specs, schedule: model.schedule, get: (module) => byModule.get(module)! };
 }
 
-/** [rows, cols] → [cols, rows] */
-function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(v.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
-  return out;
-}
-
 /** A float tensor of a checkpoint, read from the file when the exporter asks ([out, in] → held [in, out]). */
 function fileParam(source: TensorSource, name: string): FloatParam {
   const { shape } = source.info(name);
   const read = () => finiteFloat32(source.read(name), source.path, name);
   if (shape.length === 1) return { shape, values: read };
   const [rows, cols] = shape;
-  return { shape: [cols, rows], values: () => transpose(read(), rows, cols) };
+  return { shape: [cols, rows], values: () => transposed(read(), rows, cols) };
 }
 
 /**

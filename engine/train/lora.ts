@@ -22,7 +22,7 @@ import { blockLinear, type MobileLLM } from '../model/model';
 import { LINEAR_KEYS, LINEAR_NAMES, type LinearKey } from '../model/layout';
 import type { BlockWeights } from '../model/block';
 import { readSafetensors, writeSafetensors } from '../io/safetensors';
-import { finiteFloat32, float32Raw, type ArrayTensor, type RawTensor } from '../io/raw-tensor';
+import { finiteFloat32, float32Raw, transposed, type ArrayTensor, type RawTensor } from '../io/raw-tensor';
 import { loadModel, saveModel } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import type { LoraSettings } from './config';
@@ -298,17 +298,10 @@ export function writeAdapterFiles(adapters: LoraAdapters, dir: string, baseModel
 export function writeAdapterTensors(tensors: Map<string, ArrayTensor>, options: LoraSettings, dir: string, baseModel: string): void {
   const raw: [string, RawTensor][] = [...tensors].map(([name, t]) => {
     const [rows, cols] = t.shape;
-    return [name, float32Raw(transposeArray(t.values, rows, cols), [cols, rows])]; // PyTorch layout
+    return [name, float32Raw(transposed(t.values, rows, cols), [cols, rows])]; // PyTorch layout
   });
   writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), raw, { format: 'pt' });
   writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(options, baseModel), null, 2) + '\n');
-}
-
-/** [rows, cols] row-major → [cols, rows] */
-function transposeArray(v: Float32Array, rows: number, cols: number): Float32Array {
-  const out = new Float32Array(v.length);
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
-  return out;
 }
 
 /** Reads an adapter folder's tensors in our layout (A [in, r], B [r, out]). */
@@ -324,7 +317,7 @@ export function readAdapterArrays(dir: string): Map<string, ArrayTensor> {
   for (const [name, raw] of readSafetensors(file).tensors) {
     if (raw.shape.length !== 2) throw new Error(`${file}: tensor "${name}" is not a matrix`);
     const [rows, cols] = raw.shape;
-    out.set(name, { values: transposeArray(finiteFloat32(raw, file, name), rows, cols), shape: [cols, rows] });
+    out.set(name, { values: transposed(finiteFloat32(raw, file, name), rows, cols), shape: [cols, rows] });
   }
   return out;
 }
