@@ -111,6 +111,7 @@ async function measure(dir: string, name: ConfigName, runtime: RuntimeName, step
 
 /** A float32 folder of random weights of a preset shape. */
 async function randomFolder(shape: ShapeName): Promise<string> {
+  await initBackend();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), `mlw-train-bench-${shape}-`));
   const model = randomModel({ ...preset(shape), torchDtype: 'float32' }, 1);
   await saveModel(model, path.join(dir, 'model'));

@@ -66,6 +66,8 @@ export function prepareData(cfg: FinetuneConfig): PreparedData {
 /**
  * Memory and time of a step for this configuration and data (batches are as
  * long as their longest row) on the current backend; throws when it cannot fit.
+ * On ONNX Runtime (the config's runtime unless it is tfjs) the limit is free
+ * memory, not the wasm heap; the model of memory and time is still tfjs's.
  */
 export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEstimate {
   const config = readConfig(cfg.model);
@@ -78,7 +80,8 @@ export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEs
     gradAccum: cfg.train.gradAccum,
     seqLen,
   };
-  return planTraining(config, shape, backendInfo().name, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
+  const backend = cfg.runtime === 'tfjs' ? backendInfo().name : 'onnxruntime';
+  return planTraining(config, shape, backend, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
 }
 
 /** Metrics and checkpoints of run `runId` in the store, keeping the last `keepLast` checkpoints and the best. */
@@ -137,10 +140,10 @@ export async function startFinetune(store: Store, input: FinetuneInput, ctx: Job
   cfg.data = path.resolve(cfg.data);
   if (cfg.val) cfg.val = path.resolve(cfg.val);
   const data = prepareData(cfg);
-  const estimate = estimateRun(cfg, data);
   const { runtime, skipped } = await resolveTrainRuntime(cfg.runtime, cfg.model);
   if (skipped) ctx.progress({ phase: 'starting', message: `training on TensorFlow.js: ${skipped}` });
   cfg.runtime = runtime;
+  const estimate = estimateRun(cfg, data);
   const modelId = recordModel(store, cfg.model);
   const dataset = recordDataset(store, cfg, data);
   const run = store.runs.create({ kind: 'finetune', modelId, datasetId: dataset.id, config: cfg as unknown as Record<string, unknown> });
