@@ -12,6 +12,9 @@
 // run stops with status 'paused'. Aborting with reason CANCEL stops without a checkpoint.
 // Resuming loads a checkpoint's weights, moments and step and continues as if
 // never stopped: same data, same dropout masks, same learning rates.
+// The arithmetic (gradients, their sum, clipping, AdamW) is a StepRuntime's:
+// TensorFlow.js (tfjs-steps.ts) or ONNX Runtime (onnx-steps.ts); this loop is the
+// same for both (open-steps.ts chooses).
 import type { JobContext } from '../jobs/job';
 import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
 import { BatchPlan, learnedTokens, type TokenizedExample } from './batching';
