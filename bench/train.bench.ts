@@ -59,7 +59,7 @@ async function measure(dir: string, name: ConfigName, runtime: RuntimeName, step
   const plan = planTraining(
     config,
     { method: lora ? 'lora' : 'full', loraRank: lora?.rank ?? 8, loraTargets: lora?.targets ?? ['q', 'v'], batchSize: B, seqLen: T },
-    info.name,
+    runtime === 'onnx' ? 'onnxruntime' : info.name, // the wasm heap limit is not ONNX Runtime's
     measureMatmulRate(),
   );
   const stepper = await openSteps({ runtime, baseModelDir: dir, lora, from: null, seed: 0, adamw: DEFAULT_TRAIN_OPTIONS.adamw, gradMode: plan.memory.mode });

@@ -15,7 +15,7 @@ import { GROUP_SIZES, QUANT_METHODS } from '../quant/spec';
 import { SHARED_STRATEGIES, SHARING_STRATEGIES } from '../model/sharing';
 import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from '../train/schedule';
-import { FinetuneConfig, FinetuneOutcome } from '../train/config';
+import { FinetuneConfig, FinetuneOutcome, recordedRuntime } from '../train/config';
 import { JobProgress } from '../jobs/job';
 import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
@@ -147,15 +147,9 @@ export { RUNTIME_LABELS };
 
 const TRAINING_KINDS: readonly Run['kind'][] = ['finetune', 'pretrain'];
 
-/**
- * The runtime that trained a fine-tuning or pre-training run, as its config
- * records it (null for other kinds). Runs from before the engine recorded the
- * one it resolved to (no runtime, or 'auto') were all trained on TensorFlow.js.
- */
+/** The runtime that trained a fine-tuning or pre-training run, as its config records it (null for other kinds). */
 export function trainedRuntime(run: Pick<Run, 'kind' | 'config'>): RuntimeName | null {
-  if (!TRAINING_KINDS.includes(run.kind)) return null;
-  const recorded = z.enum(RUNTIME_NAMES).safeParse(run.config.runtime);
-  return recorded.success ? recorded.data : 'tfjs';
+  return TRAINING_KINDS.includes(run.kind) ? recordedRuntime(run.config) : null;
 }
 
 /** The runtime a training job's progress message names at its start, if it names one. */

@@ -8,7 +8,7 @@
 import { z } from 'zod';
 import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from './schedule';
-import { RUNTIME_NAMES } from '../runtime/runtime';
+import { RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
 const int = z.number().int();
 
@@ -65,6 +65,16 @@ export const DEFAULT_LORA: LoraSettings = LoraSettings.parse({});
 export const TRAIN_RUNTIME_CHOICES = ['auto', ...RUNTIME_NAMES] as const;
 export const TrainRuntimeChoice = z.enum(TRAIN_RUNTIME_CHOICES).default('auto');
 export type TrainRuntimeChoice = z.infer<typeof TrainRuntimeChoice>;
+
+/**
+ * The runtime a training run's stored config records; runs from before the
+ * engine recorded the one it resolved to (no runtime, or 'auto') were all
+ * trained on TensorFlow.js.
+ */
+export function recordedRuntime(config: Record<string, unknown>): RuntimeName {
+  const recorded = z.enum(RUNTIME_NAMES).safeParse(config.runtime);
+  return recorded.success ? recorded.data : 'tfjs';
+}
 
 /** Everything a run needs, as stored in runs.config (and read back on resume). */
 export const FinetuneConfig = z.object({

@@ -19,12 +19,12 @@ import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
 import { loadTokenizer } from '../tokenizer/tokenizer';
 import type { TokenizedExample } from './batching';
 import { readTrainerState } from './checkpoints';
-import { StoreRunLog, stopOnError, storedRuntime } from './run';
+import { StoreRunLog, stopOnError } from './run';
 import { openSteps, resolveTrainRuntime } from './open-steps';
 import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
 import { countParams, type MobileLLMConfig } from '../model/config';
 import { DECAYS } from './schedule';
-import { TrainRuntimeChoice } from './config';
+import { TrainRuntimeChoice, recordedRuntime } from './config';
 import { train } from './trainer';
 import { RNG, permutation, rngFor } from './rng';
 
@@ -221,7 +221,7 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
   const resume = from ? readTrainerState(from.path) : undefined;
   const o = cfg.train;
   const adamw = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay };
-  const runtime = storedRuntime(run);
+  const runtime = recordedRuntime(run.config);
   const steps = await openSteps({
     runtime,
     baseModelDir: baseDir,

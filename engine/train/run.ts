@@ -20,8 +20,8 @@ import { measureMatmulRate, planTraining, type TrainingEstimate } from './estima
 import { readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
 import { train, type MetricPoint, type RunLog, type StepRuntime } from './trainer';
 import { openSteps, resolveTrainRuntime } from './open-steps';
-import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
-import { FinetuneConfig, type FinetuneInput, type FinetuneOutcome } from './config';
+import { RUNTIME_LABELS } from '../runtime/runtime';
+import { FinetuneConfig, recordedRuntime, type FinetuneInput, type FinetuneOutcome } from './config';
 
 export interface PreparedData {
   train: TokenizedExample[];
@@ -192,7 +192,7 @@ export function stopOnError(store: Store, runId: number, err: unknown): void {
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
   const fail = (err: unknown) => stopOnError(store, run.id, err);
   const from = store.checkpoints.resumePoint(run.id);
-  const runtime = storedRuntime(run);
+  const runtime = recordedRuntime(run.config);
   let steps: StepRuntime;
   let resume: TrainerState | undefined;
   try {
@@ -240,12 +240,6 @@ async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: Prepar
   } finally {
     await steps.dispose();
   }
-}
-
-/** The runtime a run trains on: the one it recorded (runs from before the choice trained on tfjs). */
-export function storedRuntime(run: Run): RuntimeName {
-  const r = (run.config as { runtime?: unknown }).runtime;
-  return r === 'onnx' ? 'onnx' : 'tfjs';
 }
 
 /**
