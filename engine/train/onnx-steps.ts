@@ -137,9 +137,10 @@ export class OnnxSteps implements StepRuntime {
     const from = inp.resume?.dir ?? null;
     let params: Map<string, ArrayTensor>;
     let trained: Trained;
-    const base = openWeights(inp.baseModelDir).source;
+    // Frozen weights are read from the base folder (LoRA); full fine-tuning reads its own tensors and freezes none.
+    const base = inp.lora ? openWeights(inp.baseModelDir).source : null;
     try {
-      if (inp.lora) {
+      if (inp.lora && base) {
         checkTensorNames(base, config);
         params = adapterTensors(specs, inp.lora, inp.seed, from);
         const { rank, targets, dropout } = inp.lora;
@@ -163,6 +164,7 @@ export class OnnxSteps implements StepRuntime {
         frozen: (s) => ({
           byteLength: s.shape.reduce((n, d) => n * d, 4),
           write: (dst) => {
+            if (!base) throw new Error(`${s.name}: full fine-tuning freezes no tensor`);
             const v = finiteFloat32(base.read(s.name), base.path, s.name);
             dst.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
           },
@@ -182,7 +184,7 @@ export class OnnxSteps implements StepRuntime {
       if (inp.resume) opt.load(inp.resume.optimizer, inp.resume.step);
       return new OnnxSteps(ort, session, inp, config, params, graph.masks, opt, memory);
     } finally {
-      base.close();
+      base?.close();
     }
   }
 
