@@ -29,7 +29,7 @@ import { batchArrays, type TokenizedExample } from './batching';
 import { writeTrainingState, type TrainerState } from './checkpoints';
 import type { LoraSettings } from './config';
 import { initialLoraA, loraScale, peftKey, readAdapterArrays, writeAdapterTensors } from './lora';
-import { ArrayAdamW, clipGlobalNormArrays, type AdamWOptions } from './optimizer';
+import { ArrayAdamW, clipScale, globalNormArrays, type AdamWOptions } from './optimizer';
 import { rngFor } from './rng';
 import type { StepRuntime } from './trainer';
 
@@ -250,8 +250,8 @@ export class OnnxSteps implements StepRuntime {
   update(lr: number, maxNorm: number): number {
     if (!this.pending) throw new Error('update: no gradients accumulated');
     const t0 = performance.now();
-    const norm = clipGlobalNormArrays(this.sums, maxNorm);
-    this.opt.apply(this.sums, lr);
+    const norm = globalNormArrays(this.sums);
+    this.opt.apply(this.sums, lr, clipScale(norm, maxNorm));
     this.pending = false;
     this.timings.optimizer += performance.now() - t0;
     return norm;

@@ -9,6 +9,7 @@
 // checkpoint can hold them; gradient clipping by global norm is here too.
 import * as tf from '@tensorflow/tfjs';
 import type { ArrayTensor } from '../io/raw-tensor';
+import { adamwStep, sumOfSquares } from './adamw-kernel';
 
 export interface AdamWOptions {
   beta1: number;
@@ -104,7 +105,7 @@ export function clipGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): 
   const total = tf.tidy(() => tf.sqrt(tf.addN([...grads.values()].map((g) => tf.sum(tf.square(g))))));
   const norm = total.dataSync()[0];
   total.dispose();
-  const coef = maxNorm / (norm + 1e-6);
+  const coef = clipScale(norm, maxNorm);
   if (coef < 1) {
     for (const [name, g] of grads) {
       grads.set(name, tf.mul(g, coef));
@@ -117,8 +118,9 @@ export function clipGlobalNorm(grads: Map<string, tf.Tensor>, maxNorm: number): 
 /**
  * The same AdamW on parameters held as Float32Arrays (the ONNX Runtime
  * trainer's: what the training graph is fed), updated in place; the moments
- * are Float32Arrays too. Arithmetic in float64, each stored value rounded
- * once to float32, as torch's CPU kernel does.
+ * are Float32Arrays too. Float32 arithmetic as torch's CPU kernel does, four
+ * lanes at a time (adamw-kernel.ts); the gradients are read scaled by
+ * `gradScale` (clipping) and left as they are.
  */
 export class ArrayAdamW {
   step = 0;
@@ -136,26 +138,16 @@ export class ArrayAdamW {
     }
   }
 
-  apply(grads: Map<string, Float32Array>, lr: number): void {
-    const { beta1: b1, beta2: b2, eps, weightDecay } = this.options;
+  apply(grads: Map<string, Float32Array>, lr: number, gradScale = 1): void {
+    const { beta1, beta2, eps, weightDecay } = this.options;
     this.step++;
-    const stepSize = lr / (1 - b1 ** this.step);
-    const bc2Sqrt = Math.sqrt(1 - b2 ** this.step);
+    const stepSize = lr / (1 - beta1 ** this.step);
+    const bc2Sqrt = Math.sqrt(1 - beta2 ** this.step);
     for (const [name, { values: p }] of this.params) {
       const g = grads.get(name);
       if (!g) throw new Error(`AdamW: no gradient for "${name}"`);
-      const m = this.m.get(name)!;
-      const v = this.v.get(name)!;
       const keep = weightDecay && this.decays(name) ? 1 - lr * weightDecay : 1;
-      const [c1, c2, invBc2] = [1 - b1, 1 - b2, 1 / bc2Sqrt];
-      for (let i = 0; i < p.length; i++) {
-        const gi = g[i];
-        const mi = Math.fround(m[i] + (gi - m[i]) * c1); // as stored
-        const vi = Math.fround(v[i] * b2 + gi * gi * c2);
-        m[i] = mi;
-        v[i] = vi;
-        p[i] = p[i] * keep - (mi / (Math.sqrt(vi) * invBc2 + eps)) * stepSize;
-      }
+      adamwStep(p, g, this.m.get(name)!, this.v.get(name)!, { gradScale, beta1, beta2, eps, keep, stepSize, bc2Sqrt });
     }
   }
 
@@ -185,12 +177,12 @@ export class ArrayAdamW {
   }
 }
 
-/** clipGlobalNorm on Float32Arrays (in place). */
-export function clipGlobalNormArrays(grads: Map<string, Float32Array>, maxNorm: number): number {
-  let sq = 0;
-  for (const g of grads.values()) for (let i = 0; i < g.length; i++) sq += g[i] * g[i];
-  const norm = Math.sqrt(sq);
-  const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) for (const g of grads.values()) for (let i = 0; i < g.length; i++) g[i] *= coef;
-  return norm;
+/** The factor clip_grad_norm_ scales gradients of global norm `norm` by (1 when they are within `maxNorm`). */
+export function clipScale(norm: number, maxNorm: number): number {
+  return Math.min(1, maxNorm / (norm + 1e-6));
+}
+
+/** The global L2 norm of gradients held as Float32Arrays. */
+export function globalNormArrays(grads: Map<string, Float32Array>): number {
+  return Math.sqrt(sumOfSquares(grads.values()));
 }
