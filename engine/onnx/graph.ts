@@ -109,11 +109,14 @@ export class GraphBuilder {
    * buffer that the model refers to as the external file `weightsFile`
    * (ONNX Runtime reads them from memory: no intermediate copies, and one
    * allocation to free afterwards). Weights are written once, into that buffer.
+   * When all initializers total at most `inlineUpTo` bytes, they stay inside
+   * the model instead (and the buffer is empty).
    */
-  encode(opsets: { domain: string; version: number }[], weightsFile: string): { model: Uint8Array; weights: Uint8Array } {
+  encode(opsets: { domain: string; version: number }[], weightsFile: string, inlineUpTo = 0): { model: Uint8Array; weights: Uint8Array } {
+    const inline = this.initializers.reduce((n, t) => n + t.data.byteLength, 0) <= inlineUpTo;
     let size = 0;
     const placed = this.initializers.map((t): TensorDef => {
-      if (t.data.byteLength < EXTERNAL_MIN_BYTES) return t;
+      if (inline || t.data.byteLength < EXTERNAL_MIN_BYTES) return t;
       const offset = Math.ceil(size / 64) * 64; // aligned for any element type
       size = offset + t.data.byteLength;
       return { ...t, external: { location: weightsFile, offset, length: t.data.byteLength } };
