@@ -5,6 +5,7 @@ import { BACKEND_NAMES } from '../backend/select';
 import { UsageError } from './errors';
 import { oneLine, printable } from '../errors';
 import { registerEvalCommands } from './commands/eval';
+import { registerExportCommands } from './commands/export';
 import { registerHubCommands } from './commands/hub';
 import { registerInspectCommands } from './commands/inspect';
 import { registerModelCommands } from './commands/model';
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerStoreCommands(program);
   registerTrainCommands(program);
   registerPretrainCommands(program);
+  registerExportCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -68,6 +68,8 @@ const EvalJobParams = z.object({
   limit: evaluate.limit,
 });
 
+const ExportJobParams = z.object({ modelDir: folder, outDir: folder, options: requests['export.start'].params.shape.options });
+
 export const CHILD_JOBS = {
   finetune: childJob(FinetuneConfig, JOB_RESULTS.finetune, async () => (await import('../train/run')).startFinetune),
   'finetune-resume': childJob(requests['finetune.resume'].params, JOB_RESULTS.finetune, async () => {
@@ -113,6 +115,10 @@ export const CHILD_JOBS = {
         : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
     };
+  }),
+  export: childJob(ExportJobParams, JOB_RESULTS.export, async () => {
+    const { exportModel } = await import('../export/export');
+    return (_store, p, ctx) => exportModel(p.modelDir, p.outDir, p.options, ctx);
   }),
   eval: childJob(EvalJobParams, JOB_RESULTS.eval, async () => {
     const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);

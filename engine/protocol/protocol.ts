@@ -17,6 +17,7 @@ import { LINEAR_KEYS } from '../model/layout';
 import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome, recordedRuntime } from '../train/config';
 import { JobProgress } from '../jobs/job';
+import { ExportOptions, ExportOutcome } from '../export/options';
 import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
@@ -226,6 +227,8 @@ export const JOB_RESULTS = {
   pull: z.object({ modelId: id, name: z.string(), bytes: count, commit: z.string(), alreadyRecorded: z.boolean() }),
   /** The evaluation report as recorded. */
   eval: Report,
+  /** Where the export went and what it wrote. */
+  export: ExportOutcome,
 };
 export type JobKind = keyof typeof JOB_RESULTS;
 export type JobResult<K extends JobKind> = z.infer<(typeof JOB_RESULTS)[K]>;
@@ -253,6 +256,7 @@ export const JobSnapshot = z.discriminatedUnion('kind', [
   snapshotOf('convert'),
   snapshotOf('pull'),
   snapshotOf('eval'),
+  snapshotOf('export'),
 ]);
 export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
@@ -360,6 +364,17 @@ export const requests = {
       /** Default: the bundled held-out text. */
       evalText: z.string().min(1).optional(),
     }),
+    result: JobStarted,
+  },
+
+  /**
+   * Exports a model for another tool (a job): hf (transformers, PEFT), gguf
+   * (llama.cpp, Ollama, LM Studio) or onnx (transformers.js). Written into
+   * the home's exports folder, or into `outDir` when that does not exist yet
+   * or is empty (an earlier export there is replaced).
+   */
+  'export.start': {
+    params: z.object({ modelId: id, options: ExportOptions, outDir: z.string().min(1).max(4096).optional() }),
     result: JobStarted,
   },
 

@@ -40,6 +40,7 @@ import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
 import { runInChild } from './child-jobs';
+import { checkExportTarget } from '../export/target';
 import type { ChildParams } from '../jobs/registry';
 import type { EvalTarget } from '../eval/record';
 import { isRepoId } from '../hub/api';
@@ -196,6 +197,26 @@ export class EngineService {
           'convert',
           `${p.operation === 'share' ? 'sharing' : 'unsharing'} ${model.name}`,
           (ctx) => runInChild('convert', params, this.childOptions(), ctx),
+          'train',
+        );
+        return { jobId };
+      },
+      'export.start': (p) => {
+        const model = this.store.models.get(p.modelId);
+        const o = p.options;
+        const variant = o.format === 'gguf' ? `-${o.type}` : o.format === 'hf' && o.unroll ? '-unrolled' : '';
+        const outDir = p.outDir
+          ? path.resolve(p.outDir)
+          : path.join(this.store.layout.exports, `${path.basename(model.path)}-${o.format}${variant}-${Date.now().toString(36)}`);
+        try {
+          checkExportTarget(outDir);
+        } catch (e) {
+          throw new KindedError('bad_input', (e as Error).message);
+        }
+        const jobId = this.jobs.start(
+          'export',
+          `exporting ${model.name} (${o.format}${variant})`,
+          (ctx) => runInChild('export', { modelDir: model.path, outDir, options: o }, this.childOptions(), ctx),
           'train',
         );
         return { jobId };

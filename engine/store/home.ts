@@ -14,6 +14,8 @@ export interface HomeLayout {
   datasets: string;
   runs: string;
   checkpoints: string;
+  /** Models written for other tools (mlw export, the model page's Export). */
+  exports: string;
 }
 
 export interface HomeEnvironment {
@@ -50,6 +52,7 @@ export function homeLayout(root: string): HomeLayout {
     datasets: path.join(root, 'datasets'),
     runs: path.join(root, 'runs'),
     checkpoints: path.join(root, 'checkpoints'),
+    exports: path.join(root, 'exports'),
   };
 }
 
