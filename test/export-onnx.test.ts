@@ -29,6 +29,7 @@ import { generate } from '../engine/generate/generate';
 import { quietContext } from '../engine/jobs/job';
 import { countParams } from '../engine/model/config';
 import type { MobileLLM } from '../engine/model/model';
+import { saveQuantizedModel } from '../engine/quant/checkpoint';
 import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
 import { bundledResources } from '../engine/server/resources';
@@ -128,6 +129,20 @@ describe.skipIf(!defaultDir)('the default model exported for transformers.js', (
     }
   });
 
+  it('float32, a left-padded batch (attention_mask, position_ids): every row as alone', async () => {
+    const theirs = await load('default', 'fp32');
+    try {
+      const [a, b] = prompts; // 6 and 5 tokens: b gets one pad in front
+      const out = await theirs({ input_ids: int64([...a, 0, ...b], [2, 6]), attention_mask: int64([1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1], [2, 6]) });
+      const logits = out.logits.data as Float32Array;
+      const V = model.config.vocabSize;
+      expect(maxAbsDiff(logits.subarray(0, 6 * V), ourLogits(model, a))).toBeLessThan(1e-4);
+      expect(maxAbsDiff(logits.subarray(7 * V, 12 * V), ourLogits(model, b))).toBeLessThan(1e-4);
+    } finally {
+      await theirs.dispose();
+    }
+  });
+
   it('model.onnx has no com.microsoft operator and runs in plain onnxruntime-node (the quantized files do use them)', async () => {
     const bytes = fs.readFileSync(path.join(root, 'default/onnx/model.onnx'));
     expect(bytes.includes('com.microsoft')).toBe(false);
@@ -190,9 +205,11 @@ describe.skipIf(!defaultDir)('the default model exported for transformers.js', (
 describe('a layer-shared model exported for transformers.js', () => {
   const expected = goldenExpected('tiny-ls-immediate');
   let model: MobileLLM;
+  let notes: string[];
 
   beforeAll(async () => {
-    await exportOnnx(sharedDir, path.join(root, 'shared'), { quantized: ['q8'] });
+    // Weights outside the .onnx files here, as a model over 2 GB has them.
+    ({ notes } = await exportOnnx(sharedDir, path.join(root, 'shared'), { inlineWeightsUpTo: 0 }));
     model = loadModelFolder(readModelFolder(sharedDir)).model;
   });
   afterAll(() => model?.dispose());
@@ -201,7 +218,10 @@ describe('a layer-shared model exported for transformers.js', () => {
     const config = JSON.parse(fs.readFileSync(path.join(root, 'shared/config.json'), 'utf8'));
     const c = model.config;
     expect(config.num_hidden_layers).toBe(6); // 3 blocks × 2
-    const bytes = fs.statSync(path.join(root, 'shared/onnx/model.onnx')).size;
+    expect(notes.join('\n')).toMatch(/no onnx\/model_q4.onnx: no group size/); // by default, only what the shape allows
+    expect(config['transformers.js_config']).toEqual({ use_external_data_format: { 'model.onnx': 1, 'model_quantized.onnx': 1 } });
+    const size = (f: string) => fs.statSync(path.join(root, 'shared/onnx', f)).size;
+    const bytes = size('model.onnx') + size('model.onnx_data');
     const overhead = bytes - countParams(c).total * 4 - 2 * c.maxPositions * c.headDim * 4; // beyond the weights and the rope tables
     expect(overhead).toBeGreaterThan(0);
     expect(overhead).toBeLessThan(countParams(c).perBlock * 4); // a second copy of a block would not fit
@@ -246,6 +266,33 @@ describe('a layer-shared model exported for transformers.js', () => {
     } finally {
       await theirs.dispose();
       await ours.dispose();
+    }
+  });
+});
+
+describe.skipIf(!defaultDir)('a quantized folder exported for transformers.js', () => {
+  it('writes model.onnx (its codes dequantized, standard operators) and the file of its own method, refusing the other', async () => {
+    const { model } = loadModelFolder(readModelFolder(defaultDir!));
+    const q = await quantizeModel(model, resolveSpec(model.config, { method: 'w4' }), quietContext());
+    model.dispose();
+    const dir = path.join(root, 'w4-folder');
+    await saveQuantizedModel(q, dir);
+    try {
+      await expect(exportOnnx(dir, path.join(root, 'w4-q8'), { quantized: ['q8'] })).rejects.toThrow(/only q4 can be exported/);
+      const { files } = await exportOnnx(dir, path.join(root, 'w4'));
+      expect(files.filter((f) => f.startsWith('onnx/')).sort()).toEqual(['onnx/model.onnx', 'onnx/model_q4.onnx']);
+      expect(fs.readFileSync(path.join(root, 'w4/onnx/model.onnx')).includes('com.microsoft')).toBe(false);
+      const ids = [1, 450, 496, 1735, 1701, 29];
+      const fp32 = await load('w4', 'fp32');
+      try {
+        expect(maxAbsDiff(await theirLogits(fp32, ids), ourLogits(q.model, ids))).toBeLessThan(1e-4);
+        const ours = await generate(q.model, ids, { ...GREEDY, maxNewTokens: NEW_TOKENS });
+        expect(await theirGreedy(fp32, ids)).toEqual(ours.ids);
+      } finally {
+        await fp32.dispose();
+      }
+    } finally {
+      q.model.dispose();
     }
   });
 });

@@ -46,10 +46,12 @@ export interface OnnxOptions {
   quantized?: OnnxQuantized[];
   /** MatMulNBits' arithmetic in the quantized files; default what the chat serves (SERVED_NBITS_COMPUTE). */
   nbitsCompute?: NBitsCompute;
+  /** Weights up to this many bytes stay inside each .onnx file, more go to `<file>_data`; default INLINE_WEIGHTS_UP_TO. */
+  inlineWeightsUpTo?: number;
 }
 
-/** Initializers up to this many bytes stay inside the .onnx file (protobuf's limit is 2 GiB for the whole model). */
-const INLINE_WEIGHTS_UP_TO = 2_000_000_000;
+/** Protobuf's limit is 2 GiB for a whole model: initializers up to this many bytes stay inside the .onnx file. */
+export const INLINE_WEIGHTS_UP_TO = 2_000_000_000;
 
 /** The quantization a dtype stands for, on a float model. */
 function specFor(dtype: OnnxQuantized, c: MobileLLMConfig): QuantSpec {
@@ -128,14 +130,24 @@ export async function exportOnnx(
   const folder = readModelFolder(modelDir);
   const c = folder.config;
   const own = folder.quantization;
-  const dtypes = options.quantized ?? (own ? [dtypeOf(own)] : (['q8', 'q4'] as OnnxQuantized[]));
-  for (const dtype of dtypes) {
+  const notes: string[] = [];
+  // What each file holds: null for model.onnx (float), else the codes' spec.
+  const graphs: { file: string; spec: QuantSpec | null }[] = [{ file: 'model.onnx', spec: null }];
+  for (const dtype of options.quantized ?? (own ? [dtypeOf(own)] : (['q8', 'q4'] as const))) {
     if (own && dtype !== dtypeOf(own)) {
       throw new Error(`${modelDir}: quantized ${describeSpec(own)}, so only ${dtypeOf(own)} can be exported (${dtype} needs the float model)`);
     }
+    let spec = own;
+    try {
+      spec ??= specFor(dtype, c);
+    } catch (err) {
+      if (options.quantized) throw err;
+      notes.push(`no onnx/${ONNX_QUANTIZED[dtype]}: ${(err as Error).message}`); // by default, the ones the shape allows
+      continue;
+    }
+    graphs.push({ file: ONNX_QUANTIZED[dtype], spec });
   }
   const nbitsCompute = options.nbitsCompute ?? SERVED_NBITS_COMPUTE;
-  const notes: string[] = [];
   const depth = effectiveDepth(c);
   if (depth !== c.numBlocks) {
     notes.push(
@@ -151,10 +163,6 @@ export async function exportOnnx(
       written.push(name);
     };
     const external: string[] = [];
-    const graphs = [
-      { file: 'model.onnx', spec: null as QuantSpec | null },
-      ...dtypes.map((dtype) => ({ file: ONNX_QUANTIZED[dtype], spec: own ?? specFor(dtype, c) })),
-    ];
     const { params, close } = await openParams(folder);
     try {
       for (const [i, { file, spec }] of graphs.entries()) {
@@ -167,7 +175,7 @@ export async function exportOnnx(
           io: 'transformers.js',
           nbitsCompute,
           weightsFile: `${file}_data`,
-          inlineWeightsUpTo: INLINE_WEIGHTS_UP_TO,
+          inlineWeightsUpTo: options.inlineWeightsUpTo ?? INLINE_WEIGHTS_UP_TO,
         });
         write(`onnx/${file}`, graph.model);
         if (graph.weights.length) {
@@ -179,9 +187,9 @@ export async function exportOnnx(
         else {
           const arithmetic =
             spec.method === 'w8a8'
-              ? 'MatMulInteger on per-token int8 activations'
-              : describeNBitsArithmetic(spec.method === 'w4' ? 4 : 8, spec.groupSize ?? int8BlockSize(c.hiddenSize), nbitsCompute);
-          notes.push(`onnx/${file} (dtype ${dtypeOf(spec)}): ${describeSpec(spec)}; ${arithmetic} (com.microsoft, ONNX Runtime)`);
+              ? 'MatMulInteger on activations quantized per token (standard operators)'
+              : `${describeNBitsArithmetic(spec.method === 'w4' ? 4 : 8, spec.groupSize ?? int8BlockSize(c.hiddenSize), nbitsCompute)} (com.microsoft: ONNX Runtime only)`;
+          notes.push(`onnx/${file} (dtype ${dtypeOf(spec)}): ${describeSpec(spec)}; ${arithmetic}`);
         }
       }
     } finally {
