@@ -14,6 +14,8 @@
 //     default): against our own ONNX graph with the same kernels, the other
 //     operators round differently by ~1e-6, which can move an activation
 //     across an int8 rounding boundary → max |Δ logit| ≤ 0.05, same greedy tokens.
+//     (Measured on the default model: ≤ 6e-6 on these prompts; 2e-2 (q8) and
+//     5e-2 (q4) on a 60-token one, with all 32 greedy tokens still equal.)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';

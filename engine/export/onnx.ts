@@ -1,5 +1,5 @@
-// The onnx export: a folder in the layout transformers.js (and Optimum's
-// ORTModelForCausalLM) reads, built by engine/onnx's one MobileLLM graph with
+// The onnx export: a folder in the layout transformers.js reads (Optimum's
+// decoder layout, without a merged branch), built by engine/onnx's one MobileLLM graph with
 // the transformers.js interface (mobilellm.ts, `io`):
 //
 //   config.json                 plain LLaMA (model_type llama) of the EFFECTIVE depth: transformers.js
@@ -7,8 +7,12 @@
 //   generation_config.json      bos/eos ids
 //   tokenizer.json, tokenizer_config.json, …   copied from the model folder
 //   onnx/model.onnx             float32, standard ONNX operators only (dtype fp32)
-//   onnx/model_quantized.onnx   int8 weights (dtype q8): MatMulNBits 8-bit, or MatMulInteger for w8a8
-//   onnx/model_q4.onnx          int4 weights (dtype q4): MatMulNBits 4-bit, as transformers.js' own q4 models
+//   onnx/model_quantized.onnx   int8 weights (dtype q8): MatMulNBits 8-bit (our w8 is weight-only; the q8
+//                               files of transformers.js' scripts/quantize.py are ONNX Runtime's dynamic
+//                               quantization, MatMulInteger on activations quantized per tensor), or
+//                               MatMulInteger on per-token activations for a w8a8 folder
+//   onnx/model_q4.onnx          int4 weights (dtype q4): MatMulNBits 4-bit, the operator of transformers.js'
+//                               own q4 files (MatMul4BitsQuantizer)
 //
 // A layer-shared block's initializers are stored once in each file and read
 // by every effective layer that runs it. Quantized files hold engine/quant's
