@@ -16,6 +16,8 @@ export const JobProgress = z.object({
   /** Numbers worth showing live (loss, tokens/s, eta_s…). */
   metrics: z.record(z.string(), z.number()).optional(),
   message: z.string().optional(),
+  /** The run the job's work records, once it has one (the job's snapshot keeps it from then on). */
+  runId: z.number().int().positive().optional(),
 });
 export type JobProgress = z.infer<typeof JobProgress>;
 

@@ -8,7 +8,7 @@
 // This module is imported by the renderer: it may import zod, types, and the
 // engine's Node-free schema modules (each imports only zod and its kind).
 import { z } from 'zod';
-import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, RESUMABLE_STATUSES, Run } from '../store/records';
+import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, RESUMABLE_STATUSES, Run, RUN_NAME_MAX } from '../store/records';
 import { InspectReport, StrategyCosts, ConversionReport, BLOCK_PICKS } from '../inspect/schema';
 import { QuantReport } from '../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../quant/spec';
@@ -213,6 +213,22 @@ export type Resources = z.infer<typeof Resources>;
 export const CompareRow = z.object({ prompt: z.string(), base: z.string(), tuned: z.string() });
 export type CompareRow = z.infer<typeof CompareRow>;
 
+/** A run as the Runs page lists it: what it trained, how far and how well it got, the job running it now. */
+export const RunSummary = z.object({
+  run: Run,
+  modelName: z.string().nullable(),
+  datasetName: z.string().nullable(),
+  /** 'lora' or 'full' for a fine-tuning run (its config's method); null for other kinds. */
+  method: z.string().nullable(),
+  /** Tokens trained on so far (at its newest checkpoint); null when unknown. */
+  tokens: count.nullable(),
+  bestValLoss: z.number().nullable(),
+  lastStep: count.nullable(),
+  /** The unfinished job training it (running or waiting), if any: pause and cancel act on it. */
+  jobId: z.string().nullable(),
+});
+export type RunSummary = z.infer<typeof RunSummary>;
+
 // ---- jobs ----------------------------------------------------------------------
 
 /** What a finished job of each kind gives back (in its last 'job' event). */
@@ -243,6 +259,10 @@ const JobFields = z.object({
   startedAt: z.number(),
   progress: JobProgress.optional(),
   error: z.string().optional(),
+  /** The run this job records (a fine-tuning job's: known from its start when resuming, else once the run is created). */
+  runId: id.optional(),
+  /** Set while the job waits for its lane (see engine/server/jobs.ts): the title of the job it waits for. It has not started; it can be cancelled. */
+  waitingFor: z.string().optional(),
 });
 const snapshotOf = <K extends JobKind>(kind: K) => JobFields.extend({ kind: z.literal(kind), result: z.optional(JOB_RESULTS[kind]) });
 
@@ -450,6 +470,14 @@ export const requests = {
   'runs.list': { params: NoParams, result: z.array(Run) },
   'runs.get': { params: z.object({ id }), result: z.object({ run: Run, checkpoints: z.array(Checkpoint), metrics: z.array(z.string()) }) },
   'runs.curve': { params: z.object({ id, name: z.string() }), result: MetricCurve },
+  /** Every run, newest first, as the Runs page lists it. */
+  'runs.summaries': { params: NoParams, result: z.array(RunSummary) },
+  /** Names a run; an empty name clears it. */
+  'runs.rename': { params: z.object({ id, name: z.string().max(RUN_NAME_MAX) }), result: Run },
+  /** Cancels a run: its job stops without a pause checkpoint, or a paused or interrupted run is closed for good. */
+  'runs.cancel': { params: z.object({ id }), result: Run },
+  /** Deletes a run that is not running, with its metrics, checkpoints and files. */
+  'runs.remove': { params: z.object({ id }), result: Removed },
   'reports.list': { params: z.object({ modelId: id.optional(), kind: z.enum(REPORT_KINDS).optional() }), result: z.array(Report) },
 } satisfies Record<string, { params: z.ZodType; result: z.ZodType }>;
 

@@ -1,6 +1,6 @@
 // The fine-tuning wizard's requests: inspect a dataset (validation errors with
 // line numbers, summary, rendered preview), estimate memory/time, start and
-// resume runs (in a child process), compare base and fine-tuned answers.
+// resume runs (in a child process; the job names its run), compare base and fine-tuned answers.
 import path from 'node:path';
 import type { EngineService } from './service';
 import type { DatasetInspection, FinetuneEstimate, FinetuneRequest, CompareRow, ValidParams } from '../protocol/protocol';
@@ -9,6 +9,7 @@ import { parseDataset, rowSegments, tokenizeRows } from '../train/datasets';
 import { estimateRun, prepareData } from '../train/run';
 import type { FinetuneConfig } from '../train/config';
 import { requireResumable } from '../store/records';
+import { KindedError } from '../errors';
 import { totalSteps } from '../train/trainer';
 import { BatchPlan } from '../train/batching';
 import { runInChild } from './child-jobs';
@@ -92,11 +93,15 @@ export function startFinetuneJob(svc: EngineService, r: FinetuneRequest): { jobI
 export function resumeFinetuneJob(svc: EngineService, runId: number): { jobId: string } {
   const run = svc.store.runs.get(runId);
   requireResumable(run);
+  const pending = svc.jobs.forRun(runId);
+  if (pending)
+    throw new KindedError('conflict', `run ${runId} is already being resumed (${pending.waitingFor ? `waiting for ${pending.waitingFor}` : 'running'})`);
   const jobId = svc.jobs.start(
     'finetune',
-    `fine-tuning (run ${runId}, resumed)`,
+    `fine-tuning ${run.name ?? `run ${runId}`} (resumed)`,
     (ctx) => runInChild('finetune-resume', { runId }, svc.childOptions(), ctx),
     'train',
+    runId,
   );
   return { jobId };
 }

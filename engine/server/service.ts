@@ -39,6 +39,7 @@ import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
+import { cancelRun, removeRun, runSummaries } from './run-handlers';
 import { runInChild } from './child-jobs';
 import { checkExportTarget } from '../export/target';
 import type { ChildParams } from '../jobs/registry';
@@ -284,6 +285,10 @@ export class EngineService {
         metrics: this.store.metrics.names(id),
       }),
       'runs.curve': ({ id, name }) => this.store.metrics.curve(id, name),
+      'runs.summaries': () => runSummaries(this),
+      'runs.rename': ({ id, name }) => this.store.runs.rename(id, name),
+      'runs.cancel': ({ id }) => cancelRun(this, id),
+      'runs.remove': ({ id }) => removeRun(this, id),
       'reports.list': (p) => this.store.reports.list(p),
     };
   }

@@ -151,6 +151,12 @@ CREATE INDEX reports_run ON reports(run_id);
     // died before starting it.
     sql: `ALTER TABLE runs ADD COLUMN queued_by TEXT CHECK (queued_by IS NULL OR json_valid(queued_by));`,
   },
+  {
+    version: 3,
+    name: 'a name people give a run',
+    // NULL: the run is shown as "run <id>".
+    sql: `ALTER TABLE runs ADD COLUMN name TEXT CHECK (name IS NULL OR length(name) BETWEEN 1 AND 200);`,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

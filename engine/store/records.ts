@@ -39,6 +39,9 @@ export const TERMINAL_STATUSES: readonly RunStatus[] = ['completed', 'failed', '
 /** A run in one of these continues from its newest checkpoint: paused on purpose, or interrupted by a crash. */
 export const RESUMABLE_STATUSES = ['paused', 'interrupted'] as const satisfies readonly RunStatus[];
 
+/** The longest name a run may be given (migrations.ts checks the same). */
+export const RUN_NAME_MAX = 200;
+
 export function isResumable(status: RunStatus): boolean {
   return (RESUMABLE_STATUSES as readonly RunStatus[]).includes(status);
 }
@@ -167,6 +170,8 @@ export type ProcessIdentity = z.infer<typeof ProcessIdentity>;
 export const Run = z.object({
   id,
   kind: z.enum(RUN_KINDS),
+  /** The name people gave it (null: shown as "run <id>"). */
+  name: z.string().min(1).max(RUN_NAME_MAX).nullable(),
   status: z.enum(RUN_STATUSES),
   modelId: id.nullable(),
   datasetId: id.nullable(),

@@ -8,6 +8,7 @@ import {
   JsonObject,
   ProcessIdentity,
   RESUMABLE_STATUSES,
+  RUN_NAME_MAX,
   RUN_TRANSITIONS,
   TERMINAL_STATUSES,
   parseJsonColumn,
@@ -21,6 +22,7 @@ import { json, withForeignKeys, type Sql } from './sql';
 interface RunRow {
   id: number;
   kind: RunKind;
+  name: string | null;
   status: RunStatus;
   model_id: number | null;
   dataset_id: number | null;
@@ -37,6 +39,17 @@ interface RunRow {
   queued_by: string | null;
 }
 
+/** A run as the Runs page lists it: what it trained on, and how far and how well it got. */
+export interface RunOverview {
+  run: Run;
+  modelName: string | null;
+  datasetName: string | null;
+  /** The lowest validation loss recorded (NaN points ignored); null when none was. */
+  bestValLoss: number | null;
+  /** The last step with a training loss; null before the first. */
+  lastStep: number | null;
+}
+
 export interface RunFilter {
   status?: RunStatus;
   kind?: RunKind;
@@ -48,6 +61,7 @@ export class RunsRepo {
   private toRun = (r: RunRow): Run => ({
     id: r.id,
     kind: r.kind,
+    name: r.name,
     status: r.status,
     modelId: r.model_id,
     datasetId: r.dataset_id,
@@ -116,6 +130,36 @@ export class RunsRepo {
         ) as RunRow;
       return this.toRun(row);
     });
+  }
+
+  /** Names a run (trimmed; an empty name clears it, and it is shown as "run <id>" again). */
+  rename(id: number, name: string): Run {
+    const trimmed = name.trim();
+    if (trimmed.length > RUN_NAME_MAX) throw new StoreError(`run ${id}: a name is at most ${RUN_NAME_MAX} characters`);
+    return this.sql.tx(() => {
+      this.get(id);
+      return this.toRun(this.sql.q('UPDATE runs SET name = ? WHERE id = ? RETURNING *').get(trimmed || null, id) as RunRow);
+    });
+  }
+
+  /** Every run, newest first, with its model's and dataset's names and the best of its curves. */
+  overview(): RunOverview[] {
+    const rows = this.sql
+      .q(
+        `SELECT r.*, m.name AS model_name, d.name AS dataset_name,
+           (SELECT min(value) FROM run_metrics WHERE run_id = r.id AND name = 'val_loss') AS best_val_loss,
+           (SELECT max(step) FROM run_metrics WHERE run_id = r.id AND name = 'loss') AS last_step
+         FROM runs r LEFT JOIN models m ON m.id = r.model_id LEFT JOIN datasets d ON d.id = r.dataset_id
+         ORDER BY r.id DESC`,
+      )
+      .all() as (RunRow & { model_name: string | null; dataset_name: string | null; best_val_loss: number | null; last_step: number | null })[];
+    return rows.map((r) => ({
+      run: this.toRun(r),
+      modelName: r.model_name,
+      datasetName: r.dataset_name,
+      bestValLoss: r.best_val_loss,
+      lastStep: r.last_step,
+    }));
   }
 
   /** Whether the process that owns a running run is still alive. */

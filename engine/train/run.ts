@@ -191,6 +191,8 @@ export function stopOnError(store: Store, runId: number, err: unknown): void {
 
 async function execute(store: Store, run: Run, cfg: FinetuneConfig, data: PreparedData, estimate: TrainingEstimate, ctx: JobContext): Promise<FinetuneOutcome> {
   const fail = (err: unknown) => stopOnError(store, run.id, err);
+  // The job shows its run from here on (the wizard follows this run, not the newest one).
+  ctx.progress({ phase: 'starting', runId: run.id });
   const from = store.checkpoints.resumePoint(run.id);
   const runtime = recordedRuntime(run.config);
   let steps: StepRuntime;
