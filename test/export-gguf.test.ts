@@ -11,7 +11,9 @@
 //          weight error of each type of our float model (bounds at QUANT_BOUNDS)
 //
 // and the same for a layer-shared model (reverse ×2: every block runs twice,
-// written as 20 llama layers) and a w8-quantized folder.
+// written as 20 llama layers), a LoRA adapter (merged) and a w8-quantized
+// folder; Meta's sentencepiece tokenizer in a GGUF tokenizes the golden cases
+// in llama.cpp as sentencepiece does.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,7 +34,10 @@ import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
 import type { InferenceRuntime } from '../engine/runtime/runtime';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer';
-import { buildTool, describeWithLlamaCpp, llamaPerplexity, llamaScores, llamaTokenize } from './gguf/llama-cpp';
+import { LoraSettings } from '../engine/train/config';
+import { peftKey, writeAdapterTensors } from '../engine/train/lora';
+import { linearShapes } from '../engine/model/layout';
+import { buildTool, describeWithLlamaCpp, llamaPerplexity, llamaScores, llamaTokenize, runLlamaCpp } from './gguf/llama-cpp';
 
 const DEFAULT_MODEL = path.resolve(import.meta.dirname, '../resources/default-model');
 const HELD_OUT = path.resolve(import.meta.dirname, '../resources/eval/held-out.txt');
@@ -119,6 +124,12 @@ function sharedModel(): string {
   return dir;
 }
 
+/** Deterministic small values in ±0.02. */
+function sample(n: number, seed: number): Float32Array {
+  let x = seed;
+  return Float32Array.from({ length: n }, () => ((x = (x * 1103515245 + 12345) % 2 ** 31) / 2 ** 31 - 0.5) * 0.04);
+}
+
 function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let max = 0;
   for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
@@ -190,6 +201,34 @@ describeWithLlamaCpp('GGUF export checked by llama.cpp', () => {
     300_000,
   );
 
+  it('a LoRA adapter exports merged into its base, and llama.cpp scores it as our engine scores the adapter folder', async () => {
+    const adapter = path.join(tmp, 'adapter');
+    fs.mkdirSync(adapter);
+    const settings = LoraSettings.parse({ rank: 4, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] });
+    const c = readModelFolder(DEFAULT_MODEL).config;
+    const shapes = linearShapes(c);
+    const weights = new Map<string, { values: Float32Array; shape: number[] }>();
+    for (let b = 0; b < c.numBlocks; b++) {
+      for (const key of settings.targets) {
+        const [out, inF] = shapes[key];
+        weights.set(peftKey(b, key, 'A'), { values: sample(inF * 4, b * 7 + 1), shape: [inF, 4] });
+        weights.set(peftKey(b, key, 'B'), { values: sample(4 * out, b * 7 + 2), shape: [4, out] });
+      }
+    }
+    writeAdapterTensors(weights, settings, adapter, DEFAULT_MODEL);
+    const result = await exportGguf(adapter, path.join(tmp, 'adapter-f32'), { type: 'f32' });
+    expect(result.notes.join('\n')).toMatch(/merged/);
+    const runtime = await runtimeOf(adapter);
+    const base = await runtimeOf(DEFAULT_MODEL);
+    for (const ids of cases) {
+      const theirs = llamaScores(tool, path.join(result.outDir, result.files[0]), ids, GREEDY, tmp);
+      const ours = await runtime.score(ids);
+      expect(maxAbsDiff(theirs.logprobs, ours.logprobs)).toBeLessThan(1e-3);
+      expect(maxAbsDiff(ours.logprobs, (await base.score(ids)).logprobs)).toBeGreaterThan(1e-2); // the adapter changes the model
+      expect(theirs.greedy).toEqual(await ourGreedy(runtime, ids, GREEDY));
+    }
+  });
+
   it('a w8-quantized folder exports dequantized, then as q8_0, and llama.cpp scores it as our quantized folder does', async () => {
     const { model } = loadModel(DEFAULT_MODEL);
     const w8 = path.join(tmp, 'w8');
@@ -204,6 +243,39 @@ describeWithLlamaCpp('GGUF export checked by llama.cpp', () => {
     const theirs = llamaPerplexity(path.join(result.outDir, result.files[0]), HELD_OUT, N_CTX);
     expect(relative(theirs, ours)).toBeLessThan(QUANT_BOUNDS.q8_0.float); // w8 then q8_0: two roundings of 1/254
   }, 300_000);
+});
+
+const META_TOKENIZER = path.resolve(import.meta.dirname, '../../shared/reference/mobilellm-tokenizer');
+const hasMetaTokenizer = fs.existsSync(path.join(META_TOKENIZER, 'tokenizer.model'));
+
+describeWithLlamaCpp("GGUF export of Meta's sentencepiece tokenizer", () => {
+  let dir: string;
+  beforeAll(async () => {
+    tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-gguf-spm-'));
+    tool = buildTool('logprobs', tmp);
+    dir = path.join(tmp, 'realvocab');
+    fs.cpSync(path.join(import.meta.dirname, 'fixtures/golden/tiny-realvocab'), dir, { recursive: true });
+    if (hasMetaTokenizer) for (const f of ['tokenizer.model', 'tokenizer_config.json']) fs.copyFileSync(path.join(META_TOKENIZER, f), path.join(dir, f));
+  });
+  afterAll(() => {
+    if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it.skipIf(!hasMetaTokenizer)(
+    'llama.cpp tokenizes the golden sentencepiece cases as sentencepiece does (tokenizer.model scores written as they are)',
+    async () => {
+      await exportAll(dir, ['f32']);
+      const cases = JSON.parse(fs.readFileSync(path.join(import.meta.dirname, 'fixtures/tokenizer/cases.json'), 'utf8')) as {
+        text: string;
+        ids_with_bos: number[];
+      }[];
+      const file = path.join(tmp, 'texts.bin');
+      fs.writeFileSync(file, cases.map((c) => c.text).join('\0'));
+      const { tokens } = JSON.parse(runLlamaCpp(tool, [ggufOf(dir, 'f32'), 'texts', file, '0'])) as { tokens: number[][] };
+      expect(tokens.length).toBe(cases.length);
+      cases.forEach((c, i) => expect(tokens[i], JSON.stringify(c.text)).toEqual(c.ids_with_bos));
+    },
+  );
 });
 
 describeWithLlamaCpp('GGUF import', () => {

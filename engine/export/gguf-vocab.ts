@@ -5,9 +5,10 @@
 //
 //   tokenizer.ggml.model        "llama"
 //   tokenizer.ggml.tokens       every piece, by id
-//   tokenizer.ggml.scores       merge priority: a piece made by merge rank r scores −r, so
-//                               llama.cpp merges in the order of our tokenizer.json's merges;
-//                               single characters, bytes and specials score 0
+//   tokenizer.ggml.scores       merge priority: a tokenizer.model's own scores; from a
+//                               tokenizer.json, a piece made by merge rank r scores −r, so
+//                               llama.cpp merges in the order of its merges (single
+//                               characters, bytes and specials score 0)
 //   tokenizer.ggml.token_type   1 normal, 2 unknown, 3 control, 4 user defined, 5 unused, 6 byte
 //   tokenizer.ggml.{bos,eos,unknown,padding}_token_id, add_bos_token, add_eos_token,
 //   tokenizer.ggml.add_space_prefix   whether "▁" is prepended (our normalizer's Prepend)
@@ -22,7 +23,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { loadChatTemplate } from '../chat/template';
 import { mergesFromScores, pieceToByte, Vocabulary } from '../tokenizer/bpe';
-import { PieceType } from '../tokenizer/sentencepiece-model';
+import { parseModelProto, PieceType } from '../tokenizer/sentencepiece-model';
 import { loadTokenizer, tokenizerFromJson, tokenizerToJson } from '../tokenizer/tokenizer';
 import type { GgufFile, GgufValue } from './gguf-file';
 
@@ -106,6 +107,21 @@ export function ggufTokenizerMetadata(dir: string, vocabSize: number): { metadat
   pieces.forEach((p, id) => {
     if (types[id] === PieceType.Normal && [...p].length > 1 && !merged.has(id)) scores[id] = -1e9;
   });
+  let addPrefix = prependsSpace(hf.normalizer) || prependsSpace(hf.pre_tokenizer);
+  let removeExtraWhitespaces = false;
+  // A sentencepiece model carries its own scores and types: llama.cpp's tokenizer is a port of its BPE.
+  const spm = path.join(dir, 'tokenizer.model');
+  if (fs.existsSync(spm)) {
+    const proto = parseModelProto(fs.readFileSync(spm));
+    proto.pieces.forEach((piece, id) => {
+      scores[id] = piece.score;
+      types[id] = piece.type;
+    });
+    addPrefix = proto.normalizerSpec.addDummyPrefix;
+    removeExtraWhitespaces = proto.normalizerSpec.removeExtraWhitespaces;
+    if (removeExtraWhitespaces)
+      notes.push("tokenizer.model removes extra whitespace, which llama.cpp's llama tokenizer does not: text with runs of spaces tokenizes differently there");
+  }
 
   const config = readTokenizerConfig(dir);
   const padPiece = typeof config.pad_token === 'string' ? config.pad_token : config.pad_token?.content;
@@ -122,7 +138,8 @@ export function ggufTokenizerMetadata(dir: string, vocabSize: number): { metadat
     ...(padId === undefined ? [] : ([['tokenizer.ggml.padding_token_id', { type: 'u32', value: padId }]] as [string, GgufValue][])),
     ['tokenizer.ggml.add_bos_token', { type: 'bool', value: config.add_bos_token ?? true }],
     ['tokenizer.ggml.add_eos_token', { type: 'bool', value: config.add_eos_token ?? false }],
-    ['tokenizer.ggml.add_space_prefix', { type: 'bool', value: prependsSpace(hf.normalizer) || prependsSpace(hf.pre_tokenizer) }],
+    ['tokenizer.ggml.add_space_prefix', { type: 'bool', value: addPrefix }],
+    ['tokenizer.ggml.remove_extra_whitespaces', { type: 'bool', value: removeExtraWhitespaces }],
     ['tokenizer.chat_template', { type: 'string', value: template.source }],
     ['tokenizer.huggingface.json', { type: 'string', value: JSON.stringify(json) }],
   ];

@@ -3,6 +3,8 @@
 //
 //   mlw-gguf-logprobs MODEL.gguf text FILE N_GEN   tokenize FILE's text (BOS added as the model says)
 //   mlw-gguf-logprobs MODEL.gguf ids  FILE N_GEN   FILE holds token ids, comma separated
+//   mlw-gguf-logprobs MODEL.gguf texts FILE 0      FILE holds texts separated by NUL bytes:
+//                                                  prints {"tokens": [[...], ...]}, each with BOS
 //
 // prints one JSON object: {"ids": [...], "logprobs": [...], "greedy": [...]}
 // where logprobs[i] = log p(ids[i+1] | ids[0..i]) (log-softmax in double) and
@@ -32,7 +34,7 @@ static std::string read_file(const char * path) {
 }
 
 int main(int argc, char ** argv) {
-    if (argc != 5) return fail("usage: mlw-gguf-logprobs MODEL.gguf text|ids FILE N_GEN");
+    if (argc != 5) return fail("usage: mlw-gguf-logprobs MODEL.gguf text|ids|texts FILE N_GEN");
     const std::string mode = argv[2];
     const int n_gen = std::stoi(argv[4]);
     llama_log_set(quiet, nullptr);
@@ -46,17 +48,37 @@ int main(int argc, char ** argv) {
 
     std::vector<llama_token> ids;
     const std::string input = read_file(argv[3]);
-    if (mode == "text") {
+    auto tokenize = [&](const std::string & text) {
         const bool add_bos = llama_vocab_get_add_bos(vocab);
-        int n = -llama_tokenize(vocab, input.data(), (int32_t) input.size(), nullptr, 0, add_bos, false);
-        ids.resize(n);
-        if (llama_tokenize(vocab, input.data(), (int32_t) input.size(), ids.data(), n, add_bos, false) != n) return fail("tokenization failed");
+        int n = -llama_tokenize(vocab, text.data(), (int32_t) text.size(), nullptr, 0, add_bos, false);
+        std::vector<llama_token> out(n);
+        if (n > 0) llama_tokenize(vocab, text.data(), (int32_t) text.size(), out.data(), n, add_bos, false);
+        return out;
+    };
+    if (mode == "texts") {
+        printf("{\"tokens\":[");
+        size_t start = 0;
+        for (int k = 0; start <= input.size(); k++) {
+            size_t end = input.find('\0', start);
+            if (end == std::string::npos) end = input.size();
+            const std::vector<llama_token> toks = tokenize(input.substr(start, end - start));
+            printf("%s[", k ? "," : "");
+            for (size_t i = 0; i < toks.size(); i++) printf("%s%d", i ? "," : "", toks[i]);
+            printf("]");
+            start = end + 1;
+        }
+        printf("]}\n");
+        llama_model_free(model);
+        return 0;
+    }
+    if (mode == "text") {
+        ids = tokenize(input);
     } else if (mode == "ids") {
         std::stringstream ss(input);
         std::string item;
         while (std::getline(ss, item, ',')) ids.push_back(std::stoi(item));
     } else {
-        return fail("mode must be text or ids");
+        return fail("mode must be text, ids or texts");
     }
     if (ids.size() < 2) return fail("need at least 2 tokens");
 
