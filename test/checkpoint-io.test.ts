@@ -16,6 +16,7 @@ import { loadQuantizedModel, saveQuantizedModel } from '../engine/quant/checkpoi
 import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
 import { LoraSettings } from '../engine/train/config';
+import { configFromHf } from '../engine/model/config';
 import { ADAPTER_WEIGHTS, applyLora, readAdapterWeights, writeAdapterFiles } from '../engine/train/lora';
 import { goldenDir, goldenTensors, maxAbsDiff } from './helpers/golden';
 
@@ -56,8 +57,13 @@ describe('saving', () => {
       expect([...again.keys()].sort()).toEqual([...orig.keys()].sort());
       for (const [k, t] of orig) expect(Buffer.compare(Buffer.from(again.get(k)!.data), Buffer.from(t.data)), k).toBe(0);
       const cfg = JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'));
-      expect(cfg.share_embedding).toBe(model.config.shareEmbedding);
-      expect(cfg.layer_sharing).toBe(model.config.sharing.strategy !== 'none');
+      expect(cfg.tie_word_embeddings).toBe(model.config.shareEmbedding);
+      // Unshared: plain LLaMA; shared: our model type, with the modeling file its auto_map names beside it.
+      const shared = model.config.sharing.strategy !== 'none';
+      expect(cfg.model_type).toBe(shared ? 'mobilellm' : 'llama');
+      expect(cfg.layer_sharing ?? false).toBe(shared);
+      expect(fs.existsSync(path.join(out, 'modeling_mobilellm.py'))).toBe(shared);
+      expect(configFromHf(cfg)).toEqual({ ...model.config, torchDtype: 'float32' });
       model.dispose();
     }
   });

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { pullModel, folderName, type PullResult } from '../engine/hub/pull';
+import { readOrigin } from '../engine/hub/origin';
 import { CancelledError, type JobContext, type JobProgress } from '../engine/jobs/job';
 import { SafetensorsFile, safetensorsHeader } from '../engine/io/safetensors';
 import { openWeights } from '../engine/io/checkpoint';
@@ -104,7 +105,8 @@ describe('pull', () => {
     const dir = path.join(home, 'models', 'meta--tiny');
     expect(r.model.path).toBe(dir);
     expect(r.files.map((f) => f.path)).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']); // no .bin beside safetensors, no README, no subfolders
-    expect(fs.readdirSync(dir).sort()).toEqual(['config.json', 'model.safetensors', 'tokenizer.json']); // no .part, no lock
+    expect(fs.readdirSync(dir).sort()).toEqual(['.mlw-origin.json', 'config.json', 'model.safetensors', 'tokenizer.json']); // no .part, no lock; where it came from
+    expect(readOrigin(dir)).toEqual({ repo: 'meta/tiny', revision: 'main', commit: repo.commit });
     for (const f of r.files) expect(fs.readFileSync(path.join(dir, f.path)).equals(repo.files.get(f.path)!)).toBe(true);
     expect(r.commit).toBe(repo.commit);
     // every file comes from the commit the revision pointed at

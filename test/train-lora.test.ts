@@ -183,7 +183,8 @@ describe('PEFT files', () => {
       lora_alpha: 32,
       lora_dropout: 0.05,
       target_modules: ['q_proj', 'v_proj', 'up_proj'],
-      base_model_name_or_path: base,
+      base_model_name_or_path: path.basename(base), // a name another machine resolves (no Hub origin here)
+      mlw_base_model_path: path.resolve(base), // where it is on this one
       bias: 'none',
       use_rslora: false,
     });

@@ -5,7 +5,8 @@
 // total is fixed once the files are listed, and it ends at the total); bytes
 // an earlier, interrupted pull left in .part files count as done from the
 // start. Running the same pull again resumes it; pulling a model that is
-// already complete checks its files and downloads nothing.
+// already complete checks its files and downloads nothing. A complete folder
+// records where it came from (origin.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { readConfig } from '../io/checkpoint';
@@ -19,6 +20,7 @@ import type { Store } from '../store/store';
 import { envEndpoint, envToken, isRepoId, listRepoFiles, resolveCommit, resolveUrl, type HubTarget } from './api';
 import { downloadFile, verifyFile } from './download';
 import { pickModelFiles } from './files';
+import { writeOrigin } from './origin';
 
 export interface PullParams {
   store: Store;
@@ -174,6 +176,7 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
       const folder = readModelFolder(dir);
       return { folder, ...checkModelFolder(folder) };
     });
+    writeOrigin(dir, { repo: t.repo, revision, commit });
     const bytes = progress.total;
     const known = params.store.models.list().find((m) => path.resolve(m.path) === path.resolve(dir));
     const model =

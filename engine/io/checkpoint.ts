@@ -12,6 +12,7 @@ import { openTorchBin } from './torch-bin';
 import { f32ToF16Bits, finiteFloat32, type DType, type RawTensor } from './raw-tensor';
 import type { TensorSource } from './tensor-source';
 import { writeDirAtomic, writeFileAtomic } from './atomic';
+import { remoteCodeFiles } from './remote-code';
 
 export type CheckpointFormat = 'safetensors' | 'safetensors-sharded' | 'pytorch-bin' | 'pytorch-bin-sharded';
 
@@ -203,7 +204,10 @@ export async function saveModel(model: MobileLLM, dir: string, opts: SaveOptions
   });
 }
 
-/** Writes config.json + model.safetensors (+ tokenizer and extra files) into `dir`, each file atomically. */
+/**
+ * Writes config.json + model.safetensors (+ tokenizer and extra files, and the
+ * modeling file a layer-shared config names) into `dir`, each file atomically.
+ */
 export function writeModelFiles(model: MobileLLM, dir: string, dtype: SaveDtype, opts: SaveOptions = {}): void {
   const entries = [...model.namedParams()].map(([name, ref]): [string, number[]] => [
     name,
@@ -244,7 +248,7 @@ export function writeTensorFiles(
       if (fs.existsSync(src)) fs.copyFileSync(src, path.join(dir, f));
     }
   }
-  for (const [name, contents] of Object.entries(opts.extraFiles ?? {})) {
+  for (const [name, contents] of Object.entries({ ...remoteCodeFiles(config), ...opts.extraFiles })) {
     writeFileAtomic(path.join(dir, name), contents);
   }
 }

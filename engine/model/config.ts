@@ -1,7 +1,15 @@
 // MobileLLMConfig: the architecture, read from a Hugging Face config.json in
 // either dialect — MobileLLM hub style (`model_type: mobilellm`,
 // `share_embedding`, `layer_sharing`) or plain LlamaForCausalLM
-// (`tie_word_embeddings`) — and written back in MobileLLM hub style.
+// (`tie_word_embeddings`) — and written back so that transformers loads it
+// as it is, or refuses it loudly:
+//
+//   unshared     model_type llama, LlamaForCausalLM: AutoModelForCausalLM loads it with no extra code
+//   layer-shared model_type mobilellm + auto_map → modeling_mobilellm.py beside it (resources/export/):
+//                trust_remote_code=True runs the schedule; without it AutoConfig refuses the unknown type
+//                (a llama type would load the physical blocks only: a shallower model without a word)
+//   quantized    model_type mobilellm and a quantization_config without quant_method, which
+//                transformers refuses (an unknown quant_method it skips, loading random weights)
 import { z } from 'zod';
 import { CONFIG_LIMITS } from './limits';
 import { sharingSchedule, SHARING_STRATEGIES, type LayerSharing } from './sharing';
@@ -58,6 +66,8 @@ const HfConfigSchema = z
     bos_token_id: tokenId.nullish(),
     eos_token_id: z.union([tokenId, z.array(tokenId)]).nullish(),
     torch_dtype: z.string().nullish(),
+    /** transformers 5 writes `dtype` where 4.x wrote `torch_dtype`. */
+    dtype: z.string().nullish(),
     quantization: z.unknown().optional(),
   })
   .passthrough();
@@ -116,15 +126,16 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
     sharing,
     bosTokenId: c.bos_token_id ?? 1,
     eosTokenId: eos ?? 2,
-    torchDtype: c.torch_dtype ?? 'float32',
+    torchDtype: c.torch_dtype ?? c.dtype ?? 'float32',
   };
 }
 
-/** config.json in MobileLLM hub style (loadable by MobileLLM's code and, with tie_word_embeddings, by transformers). */
-export function configToHf(c: MobileLLMConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+/** The Python module of our modeling file (resources/export/modeling_mobilellm.py), shipped beside a layer-shared config.json. */
+export const REMOTE_CODE_MODULE = 'modeling_mobilellm';
+
+/** The sizes and ids every dialect writes alike. */
+function architectureKeys(c: MobileLLMConfig): Record<string, unknown> {
   return {
-    architectures: ['MobileLLMForCausalLM'],
-    model_type: 'mobilellm',
     vocab_size: c.vocabSize,
     hidden_size: c.hiddenSize,
     intermediate_size: c.intermediateSize,
@@ -136,15 +147,59 @@ export function configToHf(c: MobileLLMConfig, extra: Record<string, unknown> = 
     rope_theta: c.ropeTheta,
     max_position_embeddings: c.maxPositions,
     hidden_act: 'silu',
-    share_embedding: c.shareEmbedding,
-    // transformers' LlamaForCausalLM reads only this key for tying.
+    attention_bias: false,
+    mlp_bias: false,
+    // transformers reads only this key for tying.
     tie_word_embeddings: c.shareEmbedding,
-    layer_sharing: c.sharing.strategy !== 'none',
-    ...(c.sharing.strategy !== 'none' ? { layer_sharing_strategy: c.sharing.strategy, layer_sharing_repeats: c.sharing.repeats } : {}),
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenId,
     torch_dtype: c.torchDtype,
+  };
+}
+
+/** MobileLLM hub style keys (what Meta's configs and our reader call them). */
+function mobileLLMKeys(c: MobileLLMConfig): Record<string, unknown> {
+  return {
+    architectures: ['MobileLLMForCausalLM'],
+    model_type: 'mobilellm',
+    ...architectureKeys(c),
+    share_embedding: c.shareEmbedding,
+    layer_sharing: c.sharing.strategy !== 'none',
+    ...(c.sharing.strategy !== 'none' ? { layer_sharing_strategy: c.sharing.strategy, layer_sharing_repeats: c.sharing.repeats } : {}),
+  };
+}
+
+/**
+ * config.json of a float model folder: plain LLaMA when unshared; when
+ * layer-shared, the compact form whose auto_map names our modeling file
+ * (the folder must hold REMOTE_CODE_MODULE.py: engine/export/remote-code.ts).
+ */
+export function configToHf(c: MobileLLMConfig, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  if (c.sharing.strategy === 'none') return { architectures: ['LlamaForCausalLM'], model_type: 'llama', ...architectureKeys(c), ...extra };
+  return {
+    ...mobileLLMKeys(c),
+    auto_map: {
+      AutoConfig: `${REMOTE_CODE_MODULE}.MobileLLMConfig`,
+      AutoModelForCausalLM: `${REMOTE_CODE_MODULE}.MobileLLMForCausalLM`,
+    },
     ...extra,
+  };
+}
+
+/**
+ * config.json of a quantized model folder: `quantization` (engine/quant/spec.ts)
+ * is ours; `quantization_config` is there for transformers to refuse the folder
+ * (AutoConfig refuses the mobilellm type; LlamaForCausalLM a quantization_config
+ * without quant_method) instead of loading random weights in place of our codes.
+ */
+export function quantizedConfigToHf(c: MobileLLMConfig, quantization: unknown): Record<string, unknown> {
+  return {
+    ...mobileLLMKeys(c),
+    quantization,
+    quantization_config: {
+      quant_method: null,
+      note: 'integer codes of MobileLLM Workbench, which transformers cannot read: `mlw export <folder> --format hf` writes the dequantized model',
+    },
   };
 }
 

@@ -17,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { configFromHf, configToHf, type MobileLLMConfig } from '../model/config';
+import { configFromHf, quantizedConfigToHf, type MobileLLMConfig } from '../model/config';
 import { MobileLLM, buildWeights, weightOf } from '../model/model';
 import { tensorSpecs, type Layout } from '../model/layout';
 import { TokenEmbedding } from '../model/embedding';
@@ -160,7 +160,7 @@ export async function saveQuantizedModel(q: QuantizedModel, dir: string, opts: S
   // the codes are already a fraction of the float model's size.
   const tensors = [...quantizedTensors(model)];
   await writeDirAtomic(dir, (tmp) => {
-    const cfg = configToHf({ ...model.config, torchDtype: 'float32' }, { quantization: quantizationBlock(spec, model.config) });
+    const cfg = quantizedConfigToHf({ ...model.config, torchDtype: 'float32' }, quantizationBlock(spec, model.config));
     writeFileAtomic(path.join(tmp, 'config.json'), JSON.stringify(cfg, null, 2) + '\n');
     const header = safetensorsHeader(tensors.map(([name, t]) => [name, t]));
     writeFileAtomic(path.join(tmp, 'model.safetensors'), [header, ...tensors.map(([, t]) => t.data)]);

@@ -13,6 +13,11 @@
 // (PyTorch's [out, in] layout: lora_A.weight = Aᵀ, lora_B.weight = Bᵀ).
 // Merging folds the update into the base weight: W' = W + s·A·B in our [in, out]
 // layout, which is PEFT's W + s·lora_B·lora_A in PyTorch's.
+//
+// adapter_config.json names the base so that AutoPeftModelForCausalLM finds it
+// on another machine: base_model_name_or_path is its Hub id when it was pulled
+// (hub/origin.ts), else its folder's name; `mlw_base_model_path` (ours) says
+// where it is on this machine.
 import fs from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
@@ -26,6 +31,7 @@ import { finiteFloat32, float32Raw, transposed, type ArrayTensor, type RawTensor
 import { loadModel, saveModel } from '../io/checkpoint';
 import { writeFileAtomic } from '../io/atomic';
 import type { LoraSettings } from './config';
+import { readOrigin } from '../hub/origin';
 import { RNG, mixSeed, rngFor } from './rng';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -225,6 +231,9 @@ const AdapterConfigSchema = z.looseObject({
   lora_dropout: z.number().min(0).max(1).default(0),
   target_modules: z.array(z.enum(MODULE_NAMES as [string, ...string[]])).min(1),
   base_model_name_or_path: z.string().nullish(),
+  revision: z.string().nullish(),
+  /** Ours: the base model's folder on the machine that wrote the adapter. */
+  mlw_base_model_path: z.string().nullish(),
   bias: z.literal('none').default('none'),
   fan_in_fan_out: z.literal(false).default(false),
   use_rslora: z.boolean().default(false),
@@ -237,8 +246,28 @@ const AdapterConfigSchema = z.looseObject({
 
 export interface AdapterInfo {
   options: LoraSettings;
-  /** Where the base model was when the adapter was trained (a folder, or a hub id). */
+  /** The base model's folder on this machine (resolveBaseModel), else its name as written; null when none is named. */
   baseModel: string | null;
+  /** base_model_name_or_path as written: a Hub id, a folder name, or (older adapters) an absolute path. */
+  baseModelName: string | null;
+}
+
+/** The key of our own that records the base model's folder. */
+export const BASE_MODEL_PATH_KEY = 'mlw_base_model_path';
+
+/**
+ * Where the base model is on this machine: an absolute base_model_name_or_path
+ * (older adapters wrote one) as it is; else our own key, when that folder
+ * exists; else the name as a folder, relative to the working directory (as
+ * PEFT resolves it) or beside the adapter. Else the name as written.
+ */
+function resolveBaseModel(dir: string, name: string | null, localPath: string | null): string | null {
+  if (name && path.isAbsolute(name)) return name;
+  if (localPath && fs.existsSync(localPath)) return localPath;
+  if (name) {
+    for (const candidate of [path.resolve(name), path.resolve(dir, '..', name)]) if (fs.existsSync(candidate)) return candidate;
+  }
+  return name ?? localPath;
 }
 
 export function readAdapterConfig(dir: string): AdapterInfo {
@@ -257,17 +286,29 @@ export function readAdapterConfig(dir: string): AdapterInfo {
   }
   const c = parsed.data;
   const targets = LINEAR_KEYS.filter((k) => c.target_modules.includes(peftModuleName(k)));
+  const name = c.base_model_name_or_path ?? null;
   return {
     options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, targets, rslora: c.use_rslora },
-    baseModel: c.base_model_name_or_path ?? null,
+    baseModel: resolveBaseModel(dir, name, c.mlw_base_model_path ?? null),
+    baseModelName: name,
   };
 }
 
-export function adapterConfigJson(options: LoraSettings, baseModel: string): Record<string, unknown> {
+/** The name another machine resolves the base model folder `baseDir` by: its Hub id (and revision) when pulled, else the folder's name. */
+export function baseModelName(baseDir: string): { name: string; revision: string | null } {
+  const origin = readOrigin(baseDir);
+  if (origin) return { name: origin.repo, revision: origin.revision === 'main' ? null : origin.commit };
+  return { name: path.basename(path.resolve(baseDir)), revision: null };
+}
+
+/** adapter_config.json of an adapter of the base model in folder `baseDir`. */
+export function adapterConfigJson(options: LoraSettings, baseDir: string): Record<string, unknown> {
+  const base = baseModelName(baseDir);
   return {
     peft_type: 'LORA',
     task_type: 'CAUSAL_LM',
-    base_model_name_or_path: baseModel,
+    base_model_name_or_path: base.name,
+    [BASE_MODEL_PATH_KEY]: path.resolve(baseDir),
     r: options.rank,
     lora_alpha: options.alpha,
     lora_dropout: options.dropout,
@@ -283,25 +324,25 @@ export function adapterConfigJson(options: LoraSettings, baseModel: string): Rec
     layers_pattern: null,
     rank_pattern: {},
     alpha_pattern: {},
-    revision: null,
+    revision: base.revision,
   };
 }
 
 /** Writes adapter_config.json + adapter_model.safetensors into `dir` (an existing folder). */
-export function writeAdapterFiles(adapters: LoraAdapters, dir: string, baseModel: string): void {
+export function writeAdapterFiles(adapters: LoraAdapters, dir: string, baseDir: string): void {
   const tensors = new Map<string, ArrayTensor>();
   for (const [name, t] of adapters.params()) tensors.set(name, { values: t.dataSync() as Float32Array, shape: [...t.shape] });
-  writeAdapterTensors(tensors, adapters.options, dir, baseModel);
+  writeAdapterTensors(tensors, adapters.options, dir, baseDir);
 }
 
-/** An adapter's files from its tensors (PEFT names, our layout: A [in, r], B [r, out]). */
-export function writeAdapterTensors(tensors: Map<string, ArrayTensor>, options: LoraSettings, dir: string, baseModel: string): void {
+/** An adapter's files from its tensors (PEFT names, our layout: A [in, r], B [r, out]), for the base model in folder `baseDir`. */
+export function writeAdapterTensors(tensors: Map<string, ArrayTensor>, options: LoraSettings, dir: string, baseDir: string): void {
   const raw: [string, RawTensor][] = [...tensors].map(([name, t]) => {
     const [rows, cols] = t.shape;
     return [name, float32Raw(transposed(t.values, rows, cols), [cols, rows])]; // PyTorch layout
   });
   writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), raw, { format: 'pt' });
-  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(options, baseModel), null, 2) + '\n');
+  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(options, baseDir), null, 2) + '\n');
 }
 
 /** Reads an adapter folder's tensors in our layout (A [in, r], B [r, out]). */
