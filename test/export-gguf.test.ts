@@ -34,6 +34,7 @@ import { quantizeModel } from '../engine/quant/quantize';
 import { resolveSpec } from '../engine/quant/spec';
 import type { InferenceRuntime } from '../engine/runtime/runtime';
 import { loadTokenizer } from '../engine/tokenizer/tokenizer';
+import { trainBpe, trainedBpeToJson } from '../engine/tokenizer/train-bpe';
 import { LoraSettings } from '../engine/train/config';
 import { peftKey, writeAdapterTensors } from '../engine/train/lora';
 import { linearShapes } from '../engine/model/layout';
@@ -227,6 +228,35 @@ describeWithLlamaCpp('GGUF export checked by llama.cpp', () => {
       expect(maxAbsDiff(ours.logprobs, (await base.score(ids)).logprobs)).toBeGreaterThan(1e-2); // the adapter changes the model
       expect(theirs.greedy).toEqual(await ourGreedy(runtime, ids, GREEDY));
     }
+  });
+
+  it('an untied multi-head model (tiny-untied-mha, a trained 384-piece tokenizer): output.weight written, 48-wide rows in f16 for q8_0', async () => {
+    const dir = path.join(tmp, 'untied');
+    fs.cpSync(path.join(import.meta.dirname, 'fixtures/golden/tiny-untied-mha'), dir, { recursive: true });
+    const trained = trainBpe([fs.readFileSync(HELD_OUT, 'utf8')], { vocabSize: 384 });
+    fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(trainedBpeToJson(trained)));
+    await exportAll(dir, ['f32', 'q8_0']);
+    const g = GgufFile.open(ggufOf(dir, 'q8_0'));
+    try {
+      expect(g.tensors.get('output.weight')?.type).toBe('F16'); // ne[0] = hidden = 48 fills no 32-blocks
+      expect(g.tensors.get('blk.0.ffn_down.weight')?.type).toBe('Q8_0'); // ne[0] = 128
+    } finally {
+      g.close();
+    }
+    const runtime = await runtimeOf(dir);
+    const untiedTokenizer = loadTokenizer(dir);
+    const text = fs.readFileSync(HELD_OUT, 'utf8').slice(0, 300);
+    const ids = untiedTokenizer.encode(text, { bos: true }).slice(0, 200);
+    const theirs = llamaScores(tool, ggufOf(dir, 'f32'), ids, 1, tmp);
+    expect(maxAbsDiff(theirs.logprobs, (await runtime.score(ids)).logprobs)).toBeLessThan(1e-3);
+    const q8 = (await importGguf(ggufOf(dir, 'q8_0'), path.join(tmp, 'untied-q8_0-imported'))).outDir;
+    const q8Theirs = llamaScores(tool, ggufOf(dir, 'q8_0'), ids, 1, tmp).logprobs;
+    // llama.cpp rounds activations (f16 for f16 weights, Q8_0 for Q8_0): per token ~0.05 nats measured; a wrong block layout costs whole nats
+    expect(maxAbsDiff(q8Theirs, (await (await runtimeOf(q8)).score(ids)).logprobs)).toBeLessThan(0.2);
+    expect(llamaTokenize(ggufOf(dir, 'f32'), HELD_OUT)).toEqual(untiedTokenizer.encode(fs.readFileSync(HELD_OUT, 'utf8'), { bos: true }));
+    const imported = (await importGguf(ggufOf(dir, 'f32'), path.join(tmp, 'untied-imported'))).outDir;
+    expect(readModelFolder(imported).config.shareEmbedding).toBe(false);
+    expect((await (await runtimeOf(imported)).score(ids)).logprobs).toEqual((await runtime.score(ids)).logprobs);
   });
 
   it('a w8-quantized folder exports dequantized, then as q8_0, and llama.cpp scores it as our quantized folder does', async () => {
