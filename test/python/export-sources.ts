@@ -9,10 +9,12 @@
 //   shared-*       golden tiny models: tiny-gqa shared by engine/inspect/convert (immediate,
 //                  mean of each pair), tiny-ls-reverse and tiny-ls-repeat-all as committed
 //   quantized-*    tiny-gqa quantized w8, tiny-realvocab w4 (engine/quant)
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { exportHf } from '../../engine/export/hf';
 import { loadModel, saveModel } from '../../engine/io/checkpoint';
+import { REMOTE_CODE_FILE } from '../../engine/io/remote-code';
 import { shareModel } from '../../engine/inspect/convert';
 import { quietContext } from '../../engine/jobs/job';
 import { saveQuantizedModel } from '../../engine/quant/checkpoint';
@@ -126,6 +128,8 @@ export function defaultIds(): number[] {
 }
 
 export interface ExportCases {
+  /** sha256 of the modeling file the shared folders carry (fixtures recorded with another one are stale). */
+  remoteCodeSha256: string;
   text: string;
   promptTokens: number;
   newTokens: number;
@@ -177,7 +181,9 @@ export async function buildExports(sources: Sources, out: string): Promise<Expor
     { name: 'quantized folder (LlamaForCausalLM)', dir: 'quantized-w8-app', loader: 'llama' },
     { name: 'compact shared (LlamaForCausalLM, asked for by name)', dir: 'shared-immediate', loader: 'llama' },
   ];
-  const cases: ExportCases = { text: DEFAULT_TEXT, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, scored, refusals };
+  const remoteCode = fs.readFileSync(path.join(at('shared-immediate'), REMOTE_CODE_FILE));
+  const remoteCodeSha256 = crypto.createHash('sha256').update(remoteCode).digest('hex');
+  const cases: ExportCases = { remoteCodeSha256, text: DEFAULT_TEXT, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, scored, refusals };
   fs.writeFileSync(at('cases.json'), JSON.stringify(cases, null, 2) + '\n');
   return cases;
 }
