@@ -1,6 +1,7 @@
 // The Runs page's SQL: a run's name (rename, clear, the length the schema
 // allows) and the overview of every run with its model's and dataset's names,
 // its best validation loss and its last step; against real database files.
+// And the same as `mlw runs rename` / `mlw runs delete`.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import { openStore } from '../engine/store/open';
 import { homeLayout } from '../engine/store/home';
 import { RUN_NAME_MAX } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
+import { mlwProcess } from './helpers/mlw-process';
 
 let home: string;
 let store: Store;
@@ -76,5 +78,26 @@ describe('run overview', () => {
     store.runs.remove(run.id);
     expect(store.runs.overview()).toEqual([]);
     expect(store.metrics.names(run.id)).toEqual([]);
+  });
+});
+
+describe('mlw runs rename / delete', () => {
+  it('renames a run, and deletes one only with --yes, its checkpoint folders with it', async () => {
+    const run = store.runs.create({ kind: 'finetune' });
+    const folder = path.join(homeLayout(home).checkpoints, String(run.id));
+    fs.mkdirSync(folder, { recursive: true });
+    store.close();
+    const renamed = await mlwProcess(['runs', 'rename', String(run.id), 'first try', '--home', home]);
+    expect(renamed).toMatchObject({ code: 0, stdout: `run ${run.id} is now named "first try"\n` });
+    const asked = await mlwProcess(['runs', 'delete', String(run.id), '--home', home]);
+    expect(asked.code).not.toBe(0);
+    expect(asked.stderr).toMatch(`this deletes run ${run.id} and its 0 checkpoint(s) for good: add --yes`);
+    store = openStore({ home });
+    expect(store.runs.get(run.id).name).toBe('first try');
+    store.close();
+    expect(await mlwProcess(['runs', 'delete', String(run.id), '--yes', '--home', home])).toMatchObject({ code: 0 });
+    store = openStore({ home });
+    expect(store.runs.list()).toEqual([]);
+    expect(fs.existsSync(folder)).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
-// mlw models / runs / runs show / checkpoints / gc: what the store holds.
+// mlw models / runs / runs show / runs rename / runs delete / checkpoints / gc: what the store holds.
 // Listing commands open the store read-only, so they can run next to the
-// engine; gc is a writer (it reconciles first, then removes what is orphaned).
+// engine; rename, delete and gc are writers (gc reconciles first, then removes what is orphaned).
 import { Option, type Command } from 'commander';
 import { isCorruption, moveDatabaseAside } from '../../store/database';
 import { CorruptDatabaseError } from '../../store/errors';
@@ -179,6 +179,7 @@ export function registerStoreCommands(program: Command): void {
         if ((cmd.optsWithGlobals() as StoreOpts).json) return printJson(detail);
         const lines: [string, string][] = [
           ['run', `${run.id} (${run.kind})`],
+          ['name', run.name ?? '-'],
           ['status', statusText(run)],
           ['runtime', run.runtime ?? '-'],
           ['model', run.modelId === null ? '-' : String(run.modelId)],
@@ -196,6 +197,35 @@ export function registerStoreCommands(program: Command): void {
         if (detail.resumeFrom) lines.push(['resumes from', `step ${detail.resumeFrom.step} (${detail.resumeFrom.path})`]);
         const w = Math.max(...lines.map(([k]) => k.length));
         process.stdout.write(lines.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n');
+      }),
+    );
+
+  runs
+    .command('rename')
+    .description('name a run (an empty name clears it)')
+    .argument('<id>', 'run id')
+    .argument('<name>', 'the new name')
+    .addOption(moveAsideOption())
+    .action((idText: string, name: string, _opts: unknown, cmd: Command) =>
+      withStore(cmd, false, (store) => {
+        const run = store.runs.rename(parseId(idText, 'run'), name);
+        process.stdout.write(`run ${run.id} ${run.name === null ? 'has no name now' : `is now named "${run.name}"`}\n`);
+      }),
+    );
+
+  runs
+    .command('delete')
+    .description('delete a run that is not running, with its metrics and checkpoints (their folders too)')
+    .argument('<id>', 'run id')
+    .option('--yes', 'delete without asking (required: there is no undo)')
+    .addOption(moveAsideOption())
+    .action((idText: string, opts: { yes?: boolean }, cmd: Command) =>
+      withStore(cmd, false, (store) => {
+        const run = store.runs.get(parseId(idText, 'run'));
+        const count = store.checkpoints.list(run.id).length;
+        if (!opts.yes) throw new UsageError(`this deletes run ${run.id} and its ${count} checkpoint(s) for good: add --yes to do it`);
+        store.runs.remove(run.id);
+        process.stdout.write(`deleted run ${run.id} and its ${count} checkpoint(s)\n`);
       }),
     );
 
