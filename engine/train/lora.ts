@@ -259,7 +259,8 @@ export const BASE_MODEL_PATH_KEY = 'mlw_base_model_path';
  * Where the base model is on this machine: an absolute base_model_name_or_path
  * (older adapters wrote one) as it is; else our own key, when that folder
  * exists; else the name as a folder, relative to the working directory (as
- * PEFT resolves it) or beside the adapter. Else the name as written.
+ * PEFT resolves it) or beside the adapter. Else (for the error that names
+ * it) the folder it was in, or the name.
  */
 function resolveBaseModel(dir: string, name: string | null, localPath: string | null): string | null {
   if (name && path.isAbsolute(name)) return name;
@@ -267,7 +268,7 @@ function resolveBaseModel(dir: string, name: string | null, localPath: string | 
   if (name) {
     for (const candidate of [path.resolve(name), path.resolve(dir, '..', name)]) if (fs.existsSync(candidate)) return candidate;
   }
-  return name ?? localPath;
+  return localPath ?? name;
 }
 
 export function readAdapterConfig(dir: string): AdapterInfo {
