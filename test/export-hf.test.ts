@@ -18,6 +18,8 @@ import { loadModelFolder } from '../engine/folder/load';
 import { writeOrigin } from '../engine/hub/origin';
 import { readSafetensors } from '../engine/io/safetensors';
 import { REMOTE_CODE_FILE } from '../engine/io/remote-code';
+import { configFromHf } from '../engine/model/config';
+import { tensorSpecs } from '../engine/model/layout';
 import type { MobileLLM } from '../engine/model/model';
 import { scoreIds } from '../engine/runtime/score';
 import { adapterConfigJson, readAdapterConfig, writeAdapterTensors } from '../engine/train/lora';
@@ -51,6 +53,7 @@ interface PythonResults {
   versions: Record<string, string>;
   scored: PythonScored[];
   refusals: { name: string; raised: boolean; error?: string; loaded?: { numHiddenLayers: number }; warnings?: string[] }[];
+  saved: { name: string; config?: Record<string, unknown>; tensors?: string[]; files?: string[]; error?: string }[];
   tokenizer: { tokenizers: number[]; autoTokenizer: number[] };
 }
 
@@ -121,6 +124,7 @@ describe('Python clients (fixtures recorded with transformers and peft)', () => 
     expect(loaded('shared-immediate')).toEqual({ class: 'MobileLLMForCausalLM', numHiddenLayers: 4, modules: 2 });
     expect(loaded('shared-reverse')).toEqual({ class: 'MobileLLMForCausalLM', numHiddenLayers: 6, modules: 3 });
     expect(loaded('shared-immediate-unrolled')).toEqual({ class: 'LlamaForCausalLM', numHiddenLayers: 4, modules: 4 });
+    expect(loaded('shared-adapter')).toEqual({ class: 'MobileLLMForCausalLM', numHiddenLayers: 4, modules: 2 }); // PEFT's base, through our code
   });
 
   it('refused what they cannot load as it is: compact shared without trust_remote_code, quantized folders', () => {
@@ -132,6 +136,19 @@ describe('Python clients (fixtures recorded with transformers and peft)', () => 
     const byName = refusal('compact shared (LlamaForCausalLM, asked for by name)');
     expect(byName.raised).toBe(false);
     expect(byName.warnings!.some((w) => w.includes('model of type `mobilellm` to instantiate a model of type `llama`'))).toBe(true);
+  });
+
+  it('save a loaded compact model again as one we read: the same architecture, each block once, the modeling file beside', () => {
+    const saved = python.saved.find((s) => s.name === 'shared immediate, loaded and saved again')!;
+    expect(saved.error).toBeUndefined();
+    const source = readModelFolder(sources.sharedImmediate);
+    expect(configFromHf(saved.config, 'saved config.json')).toEqual({ ...source.config, torchDtype: 'float32' });
+    expect(saved.tensors).toEqual(
+      tensorSpecs(source.config)
+        .map((s) => s.name)
+        .sort(),
+    );
+    expect(saved.files).toContain(REMOTE_CODE_FILE);
   });
 
   it('the default model’s text: the tokenizers library gives our ids', () => {

@@ -74,10 +74,19 @@ describe('config.json dialects', () => {
     expect(configFromHf(configToHf(c))).toEqual(c);
   });
 
+  it('reads what transformers 5 writes: rope_parameters.rope_theta, dtype', () => {
+    const base = { vocab_size: 10, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 3, num_attention_heads: 2 };
+    const c = configFromHf({ ...base, rope_parameters: { rope_theta: 500000, rope_type: 'default' }, dtype: 'bfloat16' });
+    expect(c).toMatchObject({ ropeTheta: 500000, torchDtype: 'bfloat16' });
+    expect(configFromHf({ ...base, rope_theta: 20000, rope_parameters: null }).ropeTheta).toBe(20000);
+    expect(configFromHf(base).ropeTheta).toBe(10000);
+  });
+
   it.each([
     [{ hidden_act: 'gelu' }, /unsupported hidden_act "gelu"/],
     [{ attention_bias: true }, /attention_bias=true is not supported/],
     [{ rope_scaling: { type: 'linear', factor: 2 } }, /rope_scaling .* is not supported/],
+    [{ rope_parameters: { rope_theta: 10000, rope_type: 'yarn', factor: 4 } }, /rope_parameters .* is not supported \(only rope_type "default"\)/],
     [{ hidden_size: 9 }, /hidden_size \(9\) is not divisible by num_attention_heads \(2\)/],
     [{ vocab_size: -1 }, /invalid "vocab_size"/],
     [{ model_type: 'gpt2' }, /unsupported model_type "gpt2"/],

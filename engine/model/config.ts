@@ -52,7 +52,9 @@ const HfConfigSchema = z
     num_key_value_heads: size(CONFIG_LIMITS.heads).optional(),
     head_dim: size(CONFIG_LIMITS.headDim).nullish(),
     rms_norm_eps: z.number().positive().default(1e-5),
-    rope_theta: z.number().positive().default(10000),
+    rope_theta: z.number().positive().optional(),
+    /** transformers 5 writes rope_theta (and the scaling) here. */
+    rope_parameters: z.object({ rope_theta: z.number().positive().optional(), rope_type: z.string().optional() }).passthrough().nullish(),
     max_position_embeddings: size(CONFIG_LIMITS.maxPositions).default(2048),
     hidden_act: z.string().default('silu'),
     share_embedding: z.boolean().optional(),
@@ -88,6 +90,8 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
   if (c.attention_bias) fail('attention_bias=true is not supported (MobileLLM has no attention biases)');
   if (c.mlp_bias) fail('mlp_bias=true is not supported (MobileLLM has no MLP biases)');
   if (c.rope_scaling !== undefined && c.rope_scaling !== null) fail(`rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported`);
+  const ropeType = c.rope_parameters?.rope_type ?? 'default';
+  if (ropeType !== 'default') fail(`rope_parameters ${JSON.stringify(c.rope_parameters)} is not supported (only rope_type "default")`);
   const numKvHeads = c.num_key_value_heads ?? c.num_attention_heads;
   if (c.num_attention_heads % numKvHeads !== 0)
     fail(`num_attention_heads (${c.num_attention_heads}) must be a multiple of num_key_value_heads (${numKvHeads})`);
@@ -119,7 +123,7 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
     numKvHeads,
     headDim,
     rmsNormEps: c.rms_norm_eps,
-    ropeTheta: c.rope_theta,
+    ropeTheta: c.rope_theta ?? c.rope_parameters?.rope_theta ?? 10000,
     maxPositions: c.max_position_embeddings,
     // MobileLLM configs say share_embedding: true with tie_word_embeddings: false; share_embedding is the truth.
     shareEmbedding: c.share_embedding ?? c.tie_word_embeddings ?? false,

@@ -8,7 +8,8 @@ folder test/python/make-exports.ts wrote (its cases.json says what to load):
 For every scored case: per-token log-probs of its ids (log p(ids[i+1] | ids[..i]))
 and greedy tokens (decoded through the KV cache) after the first
 promptTokens ids. For every refusal case: whether loading raised, and the
-error's first line. Also the default model's text as the tokenizers library
+error's first line. For every saved case: the config.json and tensor names
+save_pretrained writes. Also the default model's text as the tokenizers library
 and AutoTokenizer encode it. test/export-hf.test.ts compares the results,
 committed under test/fixtures/python-exports/, with our scores.
 """
@@ -60,10 +61,10 @@ def load(case):
         return AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=True)
     if case["loader"] == "llama":
         return LlamaForCausalLM.from_pretrained(folder, dtype=dtype)
-    if case["loader"] == "peft":
+    if case["loader"] in ("peft", "peft-remote"):
         from peft import AutoPeftModelForCausalLM
 
-        return AutoPeftModelForCausalLM.from_pretrained(folder, dtype=dtype)
+        return AutoPeftModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=case["loader"] == "peft-remote")
     raise ValueError(f"unknown loader {case['loader']}")
 
 
@@ -177,6 +178,26 @@ def main(folder, results_file):
             entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         results["refusals"].append(entry)
         print(case["name"], "raised" if entry["raised"] else "LOADED", flush=True)
+    results["saved"] = []
+    for case in cases["saved"]:
+        import tempfile
+
+        entry = {"name": case["name"], "dir": case["dir"], "loader": case["loader"]}
+        try:
+            model, _ = load_logged({**case, "dtype": "float32"})
+            with tempfile.TemporaryDirectory() as saved:
+                model.save_pretrained(saved)
+                with open(os.path.join(saved, "config.json")) as f:
+                    entry["config"] = json.load(f)
+                with open(os.path.join(saved, "model.safetensors"), "rb") as f:
+                    size = int.from_bytes(f.read(8), "little")
+                    entry["tensors"] = sorted(k for k in json.loads(f.read(size)) if k != "__metadata__")
+                entry["files"] = sorted(os.listdir(saved))
+        except Exception as e:
+            entry["error"] = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            entry["traceback"] = traceback.format_exc().splitlines()[-6:]
+        results["saved"].append(entry)
+        print(case["name"], entry.get("error", "saved"), flush=True)
     # Tokenizers, for the record (another part of the project owns their files).
     text = cases["text"]
     fast = tokenizers.Tokenizer.from_file("default-model/tokenizer.json")

@@ -39,7 +39,7 @@ export const PROMPT_TOKENS = 6;
 export const NEW_TOKENS = 8;
 
 /** How check_exports.py opens a folder: AutoModelForCausalLM, with trust_remote_code, AutoPeftModelForCausalLM, or LlamaForCausalLM. */
-export type Loader = 'auto' | 'remote' | 'peft' | 'llama';
+export type Loader = 'auto' | 'remote' | 'peft' | 'peft-remote' | 'llama';
 
 export interface ScoredCase {
   name: string;
@@ -60,9 +60,17 @@ export interface RefusalCase {
   loader: Loader;
 }
 
+/** A folder Python loads and saves again with save_pretrained (its config.json and tensor names are recorded). */
+export interface SavedCase {
+  name: string;
+  dir: string;
+  loader: Loader;
+}
+
 export interface Sources {
   default: string;
   adapter: string;
+  sharedAdapter: string;
   sharedImmediate: string;
   sharedReverse: string;
   sharedRepeatAll: string;
@@ -110,9 +118,12 @@ export async function buildSources(dir: string): Promise<Sources> {
   model.dispose();
 
   randomAdapter(DEFAULT_MODEL, at('adapter'));
+  // Its base's folder name, shared-immediate, is also the name of that base's export.
+  randomAdapter(at('shared-immediate'), at('shared-adapter'));
   return {
     default: DEFAULT_MODEL,
     adapter: at('adapter'),
+    sharedAdapter: at('shared-adapter'),
     sharedImmediate: at('shared-immediate'),
     sharedReverse: goldenDir('tiny-ls-reverse'),
     sharedRepeatAll: goldenDir('tiny-ls-repeat-all'),
@@ -135,6 +146,7 @@ export interface ExportCases {
   newTokens: number;
   scored: ScoredCase[];
   refusals: RefusalCase[];
+  saved: SavedCase[];
 }
 
 /**
@@ -147,6 +159,7 @@ export async function buildExports(sources: Sources, out: string): Promise<Expor
   // The adapter names its base "default-model" (its folder's name): Python finds the base's export there.
   await exportHf(sources.default, at('default-model'), {});
   await exportHf(sources.adapter, at('adapter'), {});
+  await exportHf(sources.sharedAdapter, at('shared-adapter'), {});
   fs.cpSync(sources.sharedImmediate, at('shared-immediate-app'), { recursive: true });
   await exportHf(sources.sharedImmediate, at('shared-immediate'), {});
   await exportHf(sources.sharedImmediate, at('shared-immediate-unrolled'), { unroll: true });
@@ -160,6 +173,14 @@ export async function buildExports(sources: Sources, out: string): Promise<Expor
     { name: 'default float16 export, computed in float32', dir: 'default-model', loader: 'auto', dtype: 'float32', source: 'default', ids },
     { name: 'default float16 export, transformers’ default dtype', dir: 'default-model', loader: 'auto', dtype: 'auto', source: 'default', ids },
     { name: 'adapter of the default model (PEFT)', dir: 'adapter', loader: 'peft', dtype: 'float32', source: 'adapter', ids },
+    {
+      name: 'adapter of the shared model (PEFT, trust_remote_code)',
+      dir: 'shared-adapter',
+      loader: 'peft-remote',
+      dtype: 'float32',
+      source: 'sharedAdapter',
+      ids: TINY_IDS,
+    },
     { name: 'shared immediate, compact export', dir: 'shared-immediate', loader: 'remote', dtype: 'float32', source: 'sharedImmediate', ids: TINY_IDS },
     {
       name: 'shared immediate, as the app writes it',
@@ -181,9 +202,10 @@ export async function buildExports(sources: Sources, out: string): Promise<Expor
     { name: 'quantized folder (LlamaForCausalLM)', dir: 'quantized-w8-app', loader: 'llama' },
     { name: 'compact shared (LlamaForCausalLM, asked for by name)', dir: 'shared-immediate', loader: 'llama' },
   ];
+  const saved: SavedCase[] = [{ name: 'shared immediate, loaded and saved again', dir: 'shared-immediate', loader: 'remote' }];
   const remoteCode = fs.readFileSync(path.join(at('shared-immediate'), REMOTE_CODE_FILE));
   const remoteCodeSha256 = crypto.createHash('sha256').update(remoteCode).digest('hex');
-  const cases: ExportCases = { remoteCodeSha256, text: DEFAULT_TEXT, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, scored, refusals };
+  const cases: ExportCases = { remoteCodeSha256, text: DEFAULT_TEXT, promptTokens: PROMPT_TOKENS, newTokens: NEW_TOKENS, scored, refusals, saved };
   fs.writeFileSync(at('cases.json'), JSON.stringify(cases, null, 2) + '\n');
   return cases;
 }
