@@ -68,6 +68,8 @@ const EvalJobParams = z.object({
   limit: evaluate.limit,
 });
 
+const MergeJobParams = z.object({ adapterModelId: id, adapterDir: folder, name: z.string().min(1) });
+
 const ExportJobParams = z.object({ modelDir: folder, outDir: folder, options: requests['export.start'].params.shape.options });
 
 export const CHILD_JOBS = {
@@ -119,6 +121,30 @@ export const CHILD_JOBS = {
   export: childJob(ExportJobParams, JOB_RESULTS.export, async () => {
     const { exportModel } = await import('../export/export');
     return (_store, p, ctx) => exportModel(p.modelDir, p.outDir, p.options, ctx);
+  }),
+  merge: childJob(MergeJobParams, JOB_RESULTS.merge, async () => {
+    const [{ mergeLoraFolder }, { readModelFolder }, { countParams }] = await Promise.all([
+      import('../train/lora'),
+      import('../folder/kind'),
+      import('../model/config'),
+    ]);
+    return async (store, p, ctx) => {
+      ctx.progress({ phase: 'merging' });
+      const adapter = readModelFolder(p.adapterDir);
+      const base = readModelFolder(adapter.modelDir);
+      const model = await store.models.writeAndAdd(
+        {
+          name: p.name,
+          source: 'derived',
+          format: 'safetensors', // what saveModel writes
+          config: base.configJson ?? undefined,
+          paramCount: countParams(base.config).total,
+          parentModelId: p.adapterModelId,
+        },
+        (dir) => mergeLoraFolder(p.adapterDir, dir, adapter.modelDir),
+      );
+      return { modelId: model.id, name: model.name };
+    };
   }),
   eval: childJob(EvalJobParams, JOB_RESULTS.eval, async () => {
     const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);

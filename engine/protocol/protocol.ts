@@ -245,6 +245,8 @@ export const JOB_RESULTS = {
   eval: Report,
   /** Where the export went and what it wrote. */
   export: ExportOutcome,
+  /** A LoRA adapter merged into its base model: the plain model recorded. */
+  merge: z.object({ modelId: id, name: z.string() }),
 };
 export type JobKind = keyof typeof JOB_RESULTS;
 export type JobResult<K extends JobKind> = z.infer<(typeof JOB_RESULTS)[K]>;
@@ -277,6 +279,7 @@ export const JobSnapshot = z.discriminatedUnion('kind', [
   snapshotOf('pull'),
   snapshotOf('eval'),
   snapshotOf('export'),
+  snapshotOf('merge'),
 ]);
 export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
@@ -301,8 +304,14 @@ export const requests = {
 
   'models.list': { params: NoParams, result: z.array(Model) },
   'models.get': { params: z.object({ id }), result: ModelDetails },
-  'models.import': { params: z.object({ path: z.string().min(1), name: z.string().min(1).optional() }), result: Model },
+  /** Records a model folder; a folder with the same content as a model already recorded gives that model back, marked alreadyImported. */
+  'models.import': {
+    params: z.object({ path: z.string().min(1), name: z.string().min(1).optional() }),
+    result: Model.extend({ alreadyImported: z.boolean() }),
+  },
   'models.remove': { params: z.object({ id }), result: Removed },
+  /** Merges a LoRA adapter model into its base model as a new plain model (a job; its result names it). */
+  'models.merge': { params: z.object({ id }), result: JobStarted },
 
   'chats.list': { params: z.object({ search: z.string().optional() }), result: z.array(Chat) },
   'chats.create': {

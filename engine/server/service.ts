@@ -21,6 +21,7 @@ import {
   type ErrorCode,
   type Handler,
   type Handlers,
+  type JobSnapshot,
   type Method,
   type ModelDetails,
   type RequestFrame,
@@ -41,6 +42,7 @@ import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startF
 import { bundledResources } from './resources';
 import { cancelRun, removeRun, runSummaries } from './run-handlers';
 import { runInChild } from './child-jobs';
+import { modelWithSameFolder } from './same-folder';
 import { checkExportTarget } from '../export/target';
 import type { ChildParams } from '../jobs/registry';
 import type { EvalTarget } from '../eval/record';
@@ -60,6 +62,9 @@ export class RequestError extends Error {
     super(message);
   }
 }
+
+/** Jobs that may add a model to the store (a pull announces its own): when one ends, model lists reload. */
+const MODEL_MAKING_JOBS: ReadonlySet<JobSnapshot['kind']> = new Set(['finetune', 'quantize', 'convert', 'merge']);
 
 const CODE_OF_KIND: Record<ErrorKind, ErrorCode> = { not_found: 'not_found', bad_input: 'bad_request', conflict: 'conflict', busy: 'busy' };
 
@@ -89,13 +94,28 @@ export class EngineService {
     readonly store: Store,
     private readonly version: string,
   ) {
-    this.jobs = new JobManager((job) => this.emit({ type: 'job', job }));
+    this.jobs = new JobManager((job) => {
+      this.emit({ type: 'job', job });
+      if (job.state !== 'running' && MODEL_MAKING_JOBS.has(job.kind)) this.emit({ type: 'models' });
+    });
     this.uploads = new DatasetUploads(store.layout.datasets);
     this.handlers = {
       'engine.status': () => this.status(),
       'models.list': () => this.store.models.list(),
       'models.get': ({ id }) => this.modelDetails(id),
       'models.import': (p) => this.importModel(p.path, p.name),
+      'models.merge': ({ id }) => {
+        const model = this.store.models.get(id);
+        if (model.format !== 'peft-lora') throw new KindedError('bad_input', `${model.name} is not a LoRA adapter: there is nothing to merge`);
+        const params: ChildParams<'merge'> = { adapterModelId: model.id, adapterDir: model.path, name: `${model.name}-merged` };
+        const jobId = this.jobs.start(
+          'merge',
+          `merging ${model.name} into its base model`,
+          (ctx) => runInChild('merge', params, this.childOptions(), ctx),
+          'train',
+        );
+        return { jobId };
+      },
       'models.remove': ({ id }) => {
         if (this.host.loaded?.modelId === id) this.host.unload();
         this.store.models.remove(id);
@@ -376,7 +396,7 @@ export class EngineService {
     }
   }
 
-  importModel(dir: string, name?: string) {
+  async importModel(dir: string, name?: string) {
     const abs = path.resolve(dir);
     let folder, checked;
     try {
@@ -385,6 +405,8 @@ export class EngineService {
     } catch (e) {
       throw new KindedError('bad_input', `cannot import: ${(e as Error).message.split('\n')[0]}`);
     }
+    const known = await modelWithSameFolder(this.store.models.list(), abs);
+    if (known) return { ...known, alreadyImported: true };
     const model = this.store.models.add({
       name: name ?? path.basename(abs),
       source: 'imported',
@@ -395,7 +417,7 @@ export class EngineService {
       bytes: folderBytes(abs),
     });
     this.emit({ type: 'models' });
-    return model;
+    return { ...model, alreadyImported: false };
   }
 
   modelDetails(id: number): ModelDetails {
