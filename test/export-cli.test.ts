@@ -1,7 +1,7 @@
 // mlw export on the command line: flags of another format are refused, a
 // target folder that is not an earlier export is refused in one line and left
 // as it was, and an export leaves its record (source, options, files) and can
-// be written again over itself.
+// be written again over itself; import-gguf is the way back.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -46,5 +46,20 @@ describe('mlw export', () => {
       expect(record).toMatchObject({ source: path.resolve(model), options: { format: 'hf', dtype } });
       expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8')).torch_dtype).toBe(dtype);
     }
+  });
+
+  it('import-gguf brings an exported GGUF back as a model folder that scores like the source', async () => {
+    const out = path.join(tmp, 'gguf');
+    expect((await mlwHere(['export', model, '--format', 'gguf', '--type', 'f32', '--out', out])).code).toBe(0);
+    const back = path.join(tmp, 'back');
+    const r = await mlwHere(['import-gguf', path.join(out, 'model-f32.gguf'), '--out', back, '--json']);
+    expect(r.code, r.stderr).toBe(0);
+    const score = async (dir: string) => JSON.parse((await mlwHere(['score', dir, '--text', 'The sea was calm.', '--json'])).stdout);
+    const [want, got] = [await score(model), await score(back)];
+    expect(got.ids).toEqual(want.ids);
+    got.logprobs.forEach((lp: number, i: number) => expect(Math.abs(lp - want.logprobs[i])).toBeLessThan(1e-3));
+    const again = await mlwHere(['import-gguf', path.join(out, 'model-f32.gguf'), '--out', back]);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/back: not empty/);
   });
 });

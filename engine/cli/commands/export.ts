@@ -1,5 +1,7 @@
 // mlw export: a model folder for another tool — hf (transformers, PEFT),
-// gguf (llama.cpp, Ollama, LM Studio), onnx (transformers.js).
+// gguf (llama.cpp, Ollama, LM Studio), onnx (transformers.js); and
+// mlw import-gguf, the way back from a llama.cpp file to a model folder.
+import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { EXPORT_FORMATS, ExportOptions, GGUF_TYPES, HF_DTYPES, ONNX_QUANTIZED_DTYPES, type ExportFormat } from '../../export/options';
 import { UsageError } from '../errors';
@@ -59,5 +61,26 @@ export function registerExportCommands(program: Command): void {
       if (o.json) return printJson(outcome);
       console.log(`${outcome.outDir}  (${outcome.files.length} files, ${(outcome.bytes / 1e6).toFixed(1)} MB)`);
       for (const note of outcome.notes) console.log(`  ${note}`);
+    });
+
+  program
+    .command('import-gguf')
+    .description('convert a llama-architecture GGUF file (f32, f16, q8_0, q4_0) into a float model folder (tokenizer included)')
+    .argument('<file>', 'a .gguf file')
+    .requiredOption('--out <dir>', 'new folder for the model')
+    .option('--json', 'print what was written as JSON')
+    .action(async (file: string, o: { out: string; json?: boolean }) => {
+      const { importGguf } = await import('../../export/gguf-import');
+      if (fs.existsSync(o.out) && fs.readdirSync(o.out).length) throw new Error(`${o.out}: not empty; choose a new or empty folder for the model`);
+      const job = cliJob('import-gguf', { quiet: o.json });
+      let result;
+      try {
+        result = await importGguf(file, o.out, (fraction, message) => job.ctx.progress({ phase: message, done: Math.round(fraction * 1000), total: 1000 }));
+      } finally {
+        job.finish();
+      }
+      if (o.json) return printJson(result);
+      console.log(result.outDir);
+      for (const note of result.notes) console.log(`  ${note}`);
     });
 }
