@@ -17,7 +17,7 @@ import { loadTokenizer } from '../engine/tokenizer/tokenizer';
 import { openStore } from '../engine/store/open';
 import { quantizeJob, type QuantizeParams } from '../engine/quant/job';
 import { recordQuantization } from '../engine/quant/record';
-import { QuantReport, meanSqnr, reportToMarkdown } from '../engine/quant/report';
+import { NO_PERPLEXITY, QuantReport, meanSqnr, reportToMarkdown } from '../engine/quant/report';
 import { main } from '../engine/cli/main';
 import { goldenDir } from './helpers/golden';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
@@ -94,14 +94,14 @@ describe('the report', () => {
   });
 
   it('perplexity before and after on the evaluation text, and the time taken', () => {
-    expect(w8.perplexity.before).toEqual(w4.perplexity.before); // the same float model and text
-    expect(w8.perplexity.tokens).toBe(evalIds.length);
-    expect(w8.perplexity.window).toBe(128);
+    expect(w8.perplexity!.before).toEqual(w4.perplexity!.before); // the same float model and text
+    expect(w8.perplexity!.tokens).toBe(evalIds.length);
+    expect(w8.perplexity!.window).toBe(128);
     expect(w8.calibration.tokens).toBe(128);
     for (const r of [w8, w4]) {
-      expect(r.perplexity.after.ppl / r.perplexity.before.ppl).toBeGreaterThan(0.9);
-      expect(r.perplexity.after.ppl / r.perplexity.before.ppl).toBeLessThan(1.1);
-      expect(r.perplexity.after.ppl).not.toBe(r.perplexity.before.ppl);
+      expect(r.perplexity!.after.ppl / r.perplexity!.before.ppl).toBeGreaterThan(0.9);
+      expect(r.perplexity!.after.ppl / r.perplexity!.before.ppl).toBeLessThan(1.1);
+      expect(r.perplexity!.after.ppl).not.toBe(r.perplexity!.before.ppl);
       const t = r.timing;
       expect(t.totalMs).toBeGreaterThanOrEqual(t.quantizeMs + t.evaluateMs + t.saveMs);
       expect(t.quantizeMs).toBeGreaterThan(0);
@@ -113,7 +113,7 @@ describe('the report', () => {
       [w8, 32],
       [w4, 128],
     ] as const) {
-      const p = r.perplexity;
+      const p = r.perplexity!;
       expect(p.runtime).toMatch(/^onnx \(onnxruntime-node /);
       expect(p.arithmetic).toBe(`MatMulNBits accuracy level 4: activations quantized to int8 per block of ${block} inputs (symmetric, in the kernel)`);
       // The same weights with float32 arithmetic: activation quantization moves perplexity, a little.
@@ -125,11 +125,11 @@ describe('the report', () => {
     }
     // Forced onto TensorFlow.js: dequantized weights in float32, which on ONNX Runtime is `dequantized`.
     const tfjs = await run(src, 'nano-w8-tfjs', { method: 'w8', runtime: 'tfjs' });
-    expect(tfjs.perplexity.runtime).toMatch(/^tfjs \(wasm/);
-    expect(tfjs.perplexity.arithmetic).toBe('float32 on the dequantized weights');
-    expect(tfjs.perplexity.dequantized).toBeUndefined();
-    expect(tfjs.perplexity.after.ppl / w8.perplexity.dequantized!.ppl).toBeCloseTo(1, 4);
-    expect(tfjs.perplexity.before.ppl / w8.perplexity.before.ppl).toBeCloseTo(1, 4);
+    expect(tfjs.perplexity!.runtime).toMatch(/^tfjs \(wasm/);
+    expect(tfjs.perplexity!.arithmetic).toBe('float32 on the dequantized weights');
+    expect(tfjs.perplexity!.dequantized).toBeUndefined();
+    expect(tfjs.perplexity!.after.ppl / w8.perplexity!.dequantized!.ppl).toBeCloseTo(1, 4);
+    expect(tfjs.perplexity!.before.ppl / w8.perplexity!.before.ppl).toBeCloseTo(1, 4);
     expect(reportToMarkdown(tfjs)).not.toContain('dequantized weights |');
   });
 
@@ -144,8 +144,8 @@ describe('the report', () => {
     const md = reportToMarkdown(r);
     expect(md).toContain('# Quantization report: w8a8');
     expect(md).toContain('activations 8-bit per token min-max');
-    expect(r.perplexity.arithmetic).toBe('MatMulInteger: activations quantized to uint8 per token (min-max), int8 weights, int32 sums');
-    expect(r.perplexity.dequantized).toBeUndefined(); // W8A8 quantizes activations by design, on every runtime
+    expect(r.perplexity!.arithmetic).toBe('MatMulInteger: activations quantized to uint8 per token (min-max), int8 weights, int32 sums');
+    expect(r.perplexity!.dequantized).toBeUndefined(); // W8A8 quantizes activations by design, on every runtime
     expect(md).toMatch(/\| model\.layers\.1\.self_attn\.q_proj \| layers 2, 3 \(shared\) \| \d+\.\d \| \d+\.\d \| \d+\.\d \|/);
     expect(md).toMatch(/\| model\.embed_tokens \| embedding \| \d+\.\d \| – \| – \|/);
     expect(md).toMatch(/\| lm_head \| head \|/);
@@ -224,6 +224,31 @@ describe('mlw quantize', () => {
     expect(md.stdout).toContain('# Quantization report: w8');
     expect(md.stdout).toMatch(/resources\/eval\/held-out\.txt/);
     expect(md.stderr).toMatch(/recorded as report \d+ of model \d+ \(quantized model \d+\)/);
+  });
+
+  it('quantizes a folder without a tokenizer: sizes and per-layer errors on fixed ids, and says perplexity needs a tokenizer', async () => {
+    const home = path.join(tmp, 'home-no-tokenizer');
+    const bare = path.join(tmp, 'nano-no-tokenizer');
+    fs.cpSync(src, bare, { recursive: true });
+    fs.rmSync(path.join(bare, 'tokenizer.json'));
+    const r = await mlw('--home', home, 'quantize', bare, '--method', 'w8', '--out', path.join(tmp, 'bare-w8'), '--json');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const report = QuantReport.parse(JSON.parse(r.stdout));
+    expect(report.perplexity).toBeNull();
+    expect(report.calibration).toEqual({ tokens: 128, ids: 'fixed random ids' });
+    expect(report.size.ratio).toBeGreaterThan(0.25);
+    expect(report.size.ratio).toBeLessThan(0.27);
+    expect(report.layers).toHaveLength(w8.layers.length);
+    for (const l of report.layers) expect(l.output?.model.sqnrDb).toBeGreaterThan(10);
+
+    const md = await mlw('--home', home, 'quantize', bare, '--method', 'w4', '--out', path.join(tmp, 'bare-w4'));
+    expect(md.code).toBe(0);
+    expect(md.stderr).toContain(`no tokenizer in ${bare}: perplexity not measured: it needs a tokenizer`);
+    expect(md.stdout).toContain(`${NO_PERPLEXITY}.`);
+    expect(md.stdout).toContain('(outputs on 128 fixed random token ids)');
+    expect(md.stdout).not.toContain('| perplexity, as served |');
+    expect(md.stdout).toMatch(/\| weights on disk \| [\d.]+ MiB \| [\d.]+ MiB/);
   });
 
   it('bad input: one line on stderr, exit 2 for usage and 1 for the rest', async () => {

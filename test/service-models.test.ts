@@ -77,6 +77,20 @@ describe('model lists and imports', () => {
     expect(modelsAnnouncedAfter(jobId)).toBe(true);
   }, 240_000);
 
+  it('quantizes a model without a tokenizer as a job: sizes and per-layer errors, no perplexity', async () => {
+    const dir = tinyModelDir(path.join(tmp, 'no-tokenizer'));
+    fs.rmSync(path.join(dir, 'tokenizer.json'));
+    const source = await importFolder(dir);
+    const { jobId } = (await service.handle('quantize.start', { modelId: source.id, method: 'w8a8' })) as { jobId: string };
+    const end = await jobEnd(jobId);
+    expect(end.state, end.error).toBe('done');
+    const report = end.kind === 'quantize' ? end.result!.report : null;
+    expect(report?.perplexity).toBeNull();
+    expect(report?.calibration.ids).toBe('fixed random ids');
+    expect(report?.size.quantizedBytes).toBeLessThan(report!.size.sourceBytes);
+    expect(report?.layers.every((l) => l.output !== null || l.name === 'model.embed_tokens')).toBe(true);
+  }, 240_000);
+
   it("merges a LoRA adapter into its base as a new model, and announces 'models'", async () => {
     const base = tinyModelDir(path.join(tmp, 'merge-base'));
     const { model } = loadModel(base);

@@ -79,14 +79,16 @@ export const CHILD_JOBS = {
     return (store, p, ctx) => resumeFinetune(store, p.runId, ctx);
   }),
   quantize: childJob(QuantizeJobParams, JOB_RESULTS.quantize, async () => {
-    const [{ loadTokenizer }, { readModelFolder }, { quantizeJob }, { recordQuantization }] = await Promise.all([
+    const [{ hasTokenizer, loadTokenizer }, { readModelFolder }, { quantizeJob }, { recordQuantization }] = await Promise.all([
       import('../tokenizer/tokenizer'),
       import('../folder/kind'),
       import('../quant/job'),
       import('../quant/record'),
     ]);
     return async (store, p, ctx) => {
-      const evalIds = loadTokenizer(readModelFolder(p.modelDir).tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true });
+      // Without a tokenizer: sizes and per-layer errors (on fixed ids), no perplexity.
+      const { tokenizerDir } = readModelFolder(p.modelDir);
+      const evalIds = hasTokenizer(tokenizerDir) ? loadTokenizer(tokenizerDir).encode(fs.readFileSync(p.evalText, 'utf8'), { bos: true }) : null;
       const report = await quantizeJob({ ...p, evalIds, evalSource: p.evalText }, ctx);
       return recordQuantization(store, report);
     };

@@ -1,6 +1,8 @@
 // `quantize` as a job: load the float model (an adapter merged into its base
 // model first), quantize it, measure what was lost (per-layer errors on
-// TensorFlow.js; perplexity on the runtime that serves the models: served.ts),
+// TensorFlow.js; perplexity on the runtime that serves the models: served.ts;
+// a folder without a tokenizer gets no perplexity and its per-layer errors on
+// fixed random token ids),
 // save the quantized folder, and return the report (recording it in the store
 // is the caller's step: record.ts).
 import fs from 'node:fs';
@@ -26,8 +28,11 @@ export interface QuantizeParams {
   /** w4 only; default: the largest of 128, 64, 32 that fits the model. */
   groupSize?: number;
   keepEmbeddingFp?: boolean;
-  /** The evaluation text, tokenized (BOS first), and where it came from. */
-  evalIds: number[];
+  /**
+   * The evaluation text, tokenized (BOS first), and where it came from; null for a folder
+   * without a tokenizer: no perplexity, and the per-layer errors on fixed random ids.
+   */
+  evalIds: number[] | null;
   evalSource: string;
   /** Tokens of the evaluation text scored (default 4096). */
   maxEvalTokens?: number;
@@ -37,6 +42,15 @@ export interface QuantizeParams {
   cacheBytes?: number;
   /** The runtime perplexity is measured on (default: the one the chat would serve the models on). */
   runtime?: RuntimeName;
+}
+
+/** `n` token ids in [0, vocabSize), the same every time (a 32-bit LCG from a fixed seed): activations for a model without a tokenizer. */
+export function fixedRandomIds(n: number, vocabSize: number): number[] {
+  let state = 0x2545f491;
+  return Array.from({ length: n }, () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return state % vocabSize;
+  });
 }
 
 const perplexityResult = (p: Perplexity) => ({ ppl: p.ppl, nll: p.nll });
@@ -76,9 +90,10 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
   const { config } = folder;
   const spec = resolveSpec(config, { method: p.method, groupSize: p.groupSize, keepEmbeddingFp: p.keepEmbeddingFp });
   checkOutDir(p.modelDir, p.outDir);
-  const evalIds = p.evalIds.slice(0, p.maxEvalTokens ?? DEFAULT_EVAL_TOKENS);
-  if (evalIds.length < 2) throw new Error(`${p.evalSource}: the evaluation text has ${evalIds.length} token(s); perplexity needs at least 2`);
-  const calibration = evalIds.slice(0, Math.min(p.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS, config.maxPositions));
+  const evalIds = p.evalIds?.slice(0, p.maxEvalTokens ?? DEFAULT_EVAL_TOKENS) ?? null;
+  if (evalIds && evalIds.length < 2) throw new Error(`${p.evalSource}: the evaluation text has ${evalIds.length} token(s); perplexity needs at least 2`);
+  const calibrationLength = Math.min(p.calibrationTokens ?? DEFAULT_CALIBRATION_TOKENS, config.maxPositions);
+  const calibration = evalIds ? evalIds.slice(0, calibrationLength) : fixedRandomIds(calibrationLength, config.vocabSize);
   const window = Math.min(config.maxPositions, MAX_WINDOW);
 
   ctx.progress({ phase: 'loading' });
@@ -109,7 +124,9 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
     float = quant = undefined;
 
     const tp = performance.now();
-    const served = await servedPerplexity({ sourceDir: p.modelDir, quantizedDir: p.outDir, spec, config, runtime: p.runtime }, evalIds, window, ctx);
+    const served = evalIds
+      ? await servedPerplexity({ sourceDir: p.modelDir, quantizedDir: p.outDir, spec, config, runtime: p.runtime }, evalIds, window, ctx)
+      : null;
     const evaluateMs = layerMs + performance.now() - tp;
 
     const sourceBytes = weightFileBytes(folder.modelDir); // an adapter's: its base model's (the merged weights' size)
@@ -122,17 +139,20 @@ export async function quantizeJob(p: QuantizeParams, ctx: JobContext): Promise<Q
       source: { path: path.resolve(p.modelDir), format: loaded.format, dtype: loaded.storedDtype, params },
       output: { path: path.resolve(p.outDir), modelId: null },
       size: { sourceBytes, quantizedBytes, ratio: quantizedBytes / sourceBytes, float32Bytes: params * 4 },
-      perplexity: {
-        text: p.evalSource,
-        tokens: evalIds.length,
-        window,
-        before: perplexityResult(served.before),
-        after: perplexityResult(served.after),
-        ...(served.dequantized ? { dequantized: perplexityResult(served.dequantized) } : {}),
-        runtime: served.runtime,
-        arithmetic: served.arithmetic,
-      },
-      calibration: { tokens: calibration.length },
+      perplexity:
+        served && evalIds
+          ? {
+              text: p.evalSource,
+              tokens: evalIds.length,
+              window,
+              before: perplexityResult(served.before),
+              after: perplexityResult(served.after),
+              ...(served.dequantized ? { dequantized: perplexityResult(served.dequantized) } : {}),
+              runtime: served.runtime,
+              arithmetic: served.arithmetic,
+            }
+          : null,
+      calibration: { tokens: calibration.length, ids: evalIds ? 'evaluation text' : 'fixed random ids' },
       layers: pairs.map((pair) => ({
         name: pair.name,
         block: pair.block,

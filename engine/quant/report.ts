@@ -70,29 +70,35 @@ export const QuantReport = z.object({
     /** The same parameters in float32 (4 bytes each), for a comparison independent of the source dtype. */
     float32Bytes: z.number().int().positive(),
   }),
-  perplexity: z.object({
-    /** Where the evaluation text came from (a file path). */
-    text: z.string(),
-    /** Tokens scored (the text, cut to the evaluation limit). */
-    tokens: z.number().int().positive(),
-    /** Window length: the tokens are scored in consecutive windows of this many. */
-    window: z.number().int().positive(),
-    before: PerplexityResult,
-    after: PerplexityResult,
-    /** The runtime both were measured on, the one that serves the models, e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)". */
-    runtime: z.string(),
-    /** How the quantized layers compute there, e.g. "MatMulNBits accuracy level 4: activations quantized to int8 per block of 32 inputs …". */
-    arithmetic: z.string(),
-    /**
-     * Where the served arithmetic quantizes activations of a weight-only
-     * method: the quantized model with float32 arithmetic on its dequantized
-     * weights, on the same runtime — `after` minus this is what the kernel's
-     * activation quantization costs.
-     */
-    dequantized: PerplexityResult.optional(),
-  }),
-  /** Output errors are measured on the first `tokens` tokens of the evaluation text. */
-  calibration: z.object({ tokens: z.number().int().positive() }),
+  perplexity: z
+    .object({
+      /** Where the evaluation text came from (a file path). */
+      text: z.string(),
+      /** Tokens scored (the text, cut to the evaluation limit). */
+      tokens: z.number().int().positive(),
+      /** Window length: the tokens are scored in consecutive windows of this many. */
+      window: z.number().int().positive(),
+      before: PerplexityResult,
+      after: PerplexityResult,
+      /** The runtime both were measured on, the one that serves the models, e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)". */
+      runtime: z.string(),
+      /** How the quantized layers compute there, e.g. "MatMulNBits accuracy level 4: activations quantized to int8 per block of 32 inputs …". */
+      arithmetic: z.string(),
+      /**
+       * Where the served arithmetic quantizes activations of a weight-only
+       * method: the quantized model with float32 arithmetic on its dequantized
+       * weights, on the same runtime — `after` minus this is what the kernel's
+       * activation quantization costs.
+       */
+      dequantized: PerplexityResult.optional(),
+    })
+    /** null: not measured, for a model folder without a tokenizer (the text cannot be tokenized). */
+    .nullable(),
+  /**
+   * Output errors are measured on `tokens` tokens: the first of the evaluation text, or, for a
+   * folder without a tokenizer, fixed pseudo-random token ids (seeded, the same every time).
+   */
+  calibration: z.object({ tokens: z.number().int().positive(), ids: z.enum(['evaluation text', 'fixed random ids']).default('evaluation text') }),
   /** Every quantized layer: the embedding/head (unless kept in float) and each physical block's linears. */
   layers: z.array(LayerRow),
   timing: z.object({
@@ -106,6 +112,9 @@ export const QuantReport = z.object({
   createdAt: z.string(),
 });
 export type QuantReport = z.infer<typeof QuantReport>;
+
+/** What a report without perplexity says instead. */
+export const NO_PERPLEXITY = 'Perplexity not measured: it needs a tokenizer (tokenizer.model or tokenizer.json), which this model folder lacks';
 
 const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
 const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
@@ -138,15 +147,22 @@ export function reportToMarkdown(r: QuantReport): string {
     '| | before | after |',
     '|---|---:|---:|',
     `| weights on disk | ${mb(r.size.sourceBytes)} | ${mb(r.size.quantizedBytes)} (×${r.size.ratio.toFixed(3)}) |`,
-    `| perplexity, as served | ${p.before.ppl.toFixed(3)} | ${p.after.ppl.toFixed(3)} (${signed(p.after.ppl - p.before.ppl)}) |`,
-    ...(p.dequantized
-      ? [`| perplexity, float32 arithmetic on the dequantized weights | | ${p.dequantized.ppl.toFixed(3)} (${signed(p.dequantized.ppl - p.before.ppl)}) |`]
+    ...(p
+      ? [
+          `| perplexity, as served | ${p.before.ppl.toFixed(3)} | ${p.after.ppl.toFixed(3)} (${signed(p.after.ppl - p.before.ppl)}) |`,
+          ...(p.dequantized
+            ? [
+                `| perplexity, float32 arithmetic on the dequantized weights | | ${p.dequantized.ppl.toFixed(3)} (${signed(p.dequantized.ppl - p.before.ppl)}) |`,
+              ]
+            : []),
+        ]
       : []),
     '',
-    `Perplexity on ${p.tokens} tokens of \`${p.text}\` in windows of ${p.window}, measured on ${p.runtime}; quantized layers: ${p.arithmetic}. ` +
-      `Float32 size: ${mb(r.size.float32Bytes)}.`,
+    (p
+      ? `Perplexity on ${p.tokens} tokens of \`${p.text}\` in windows of ${p.window}, measured on ${p.runtime}; quantized layers: ${p.arithmetic}. `
+      : `${NO_PERPLEXITY}. `) + `Float32 size: ${mb(r.size.float32Bytes)}.`,
     `Mean SQNR over layers: weights ${mean((x) => x.weight)} dB, outputs ${mean((x) => x.output?.local)} dB alone, ${mean((x) => x.output?.model)} dB in the model ` +
-      `(outputs on the first ${r.calibration.tokens} tokens).`,
+      `(outputs on ${r.calibration.ids === 'evaluation text' ? `the first ${r.calibration.tokens} tokens` : `${r.calibration.tokens} fixed random token ids`}).`,
     '',
     '| layer | runs as | weight SQNR dB | output SQNR dB (alone) | output SQNR dB (in model) | weight MSE |',
     '|---|---|---:|---:|---:|---:|',

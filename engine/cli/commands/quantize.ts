@@ -1,15 +1,16 @@
 // mlw quantize: a float model folder → a quantized one, with a report of what
-// it saved and cost, recorded in the store (linked to the source model).
+// it saved and cost, recorded in the store (linked to the source model). A
+// folder without a tokenizer is quantized too: no perplexity, per-layer errors on fixed ids.
 import fs from 'node:fs';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { describeBackend, initBackend, type BackendName } from '../../backend/select';
-import { loadTokenizer } from '../../tokenizer/tokenizer';
+import { hasTokenizer, loadTokenizer } from '../../tokenizer/tokenizer';
 import { readModelFolder } from '../../folder/kind';
 import { openStore } from '../../store/open';
 import { quantizeJob } from '../../quant/job';
 import { recordQuantization } from '../../quant/record';
-import { reportToMarkdown } from '../../quant/report';
+import { NO_PERPLEXITY, reportToMarkdown } from '../../quant/report';
 import { GROUP_SIZES, QUANT_METHODS } from '../../quant/spec';
 import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
 import { cliJob } from '../progress';
@@ -55,13 +56,9 @@ export function registerQuantizeCommands(program: Command): void {
       o.evalText ??= bundledResources().evalTexts[0]?.path;
       if (o.evalText === undefined) throw new UsageError('quantize: --eval-text FILE is required (the bundled evaluation text is missing)');
       if (!fs.existsSync(o.evalText)) throw new UsageError(`--eval-text: ${o.evalText} not found`);
-      let tokenizer;
-      try {
-        tokenizer = loadTokenizer(folder.tokenizerDir);
-      } catch (e) {
-        throw new Error(`--eval-text needs the model's tokenizer: ${(e as Error).message}`, { cause: e });
-      }
-      const evalIds = tokenizer.encode(fs.readFileSync(o.evalText, 'utf8'), { bos: true });
+      // Without a tokenizer the text cannot be scored: sizes and per-layer errors (on fixed ids) only.
+      const evalIds = hasTokenizer(folder.tokenizerDir) ? loadTokenizer(folder.tokenizerDir).encode(fs.readFileSync(o.evalText, 'utf8'), { bos: true }) : null;
+      if (!evalIds && !o.json) process.stderr.write(`mlw quantize: no tokenizer in ${folder.tokenizerDir}: ${NO_PERPLEXITY.replace(/^P/, 'p')}\n`);
       const backend = await initBackend(g.backend);
       const job = cliJob('quantize', { quiet: o.json });
       let report;
