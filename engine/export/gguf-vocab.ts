@@ -24,6 +24,7 @@ import { z } from 'zod';
 import { loadChatTemplate } from '../chat/template';
 import { mergesFromScores, pieceToByte, Vocabulary } from '../tokenizer/bpe';
 import { parseModelProto, PieceType } from '../tokenizer/sentencepiece-model';
+import { tokenizerConfig } from '../tokenizer/hf-files';
 import { loadTokenizer, tokenizerFromJson, tokenizerToJson } from '../tokenizer/tokenizer';
 import type { GgufFile, GgufValue } from './gguf-file';
 
@@ -163,16 +164,6 @@ export function tokenizerFilesFromGguf(gguf: GgufFile): Record<string, string> {
   const unk = id('tokenizer.ggml.unknown_token_id') ?? 0;
   const pad = id('tokenizer.ggml.padding_token_id');
   const template = gguf.scalar('tokenizer.chat_template');
-  const config = {
-    tokenizer_class: 'LlamaTokenizerFast',
-    bos_token: pieces[bos],
-    eos_token: pieces[eos],
-    unk_token: pieces[unk],
-    ...(pad === undefined ? {} : { pad_token: pieces[pad] }),
-    add_bos_token: gguf.scalar('tokenizer.ggml.add_bos_token') ?? true,
-    add_eos_token: gguf.scalar('tokenizer.ggml.add_eos_token') ?? false,
-    ...(typeof template === 'string' ? { chat_template: template } : {}),
-  };
   const embedded = gguf.scalar('tokenizer.huggingface.json');
   let json: unknown;
   if (typeof embedded === 'string') {
@@ -223,6 +214,16 @@ export function tokenizerFilesFromGguf(gguf: GgufFile): Record<string, string> {
       },
     };
   }
-  tokenizerFromJson(json, `${gguf.path} (its tokenizer)`); // refuses what our tokenizer cannot read, naming the file
+  const tokenizer = tokenizerFromJson(json, `${gguf.path} (its tokenizer)`); // refuses what our tokenizer cannot read, naming the file
+  const config = {
+    ...tokenizerConfig(tokenizer),
+    bos_token: pieces[bos],
+    eos_token: pieces[eos],
+    unk_token: pieces[unk],
+    ...(pad === undefined ? {} : { pad_token: pieces[pad] }),
+    add_bos_token: gguf.scalar('tokenizer.ggml.add_bos_token') ?? true,
+    add_eos_token: gguf.scalar('tokenizer.ggml.add_eos_token') ?? false,
+    ...(typeof template === 'string' ? { chat_template: template } : {}),
+  };
   return { 'tokenizer.json': JSON.stringify(json, null, 2) + '\n', 'tokenizer_config.json': JSON.stringify(config, null, 2) + '\n' };
 }

@@ -14,7 +14,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { writeDirAtomic, writeFileAtomic } from '../io/atomic';
-import { TOKENIZER_FILES } from '../io/checkpoint';
+import { hfTokenizerFiles } from '../tokenizer/hf-files';
 import { f32ToF16Bits, transposed, type ArrayTensor } from '../io/raw-tensor';
 import { remoteCodeFiles, REMOTE_CODE_FILE } from '../io/remote-code';
 import { safetensorsHeader } from '../io/safetensors';
@@ -64,16 +64,13 @@ function sourceModule(module: string, schedule: number[] | null): string {
   return module.replace(/^model\.layers\.(\d+)\./, (_, l: string) => `${blockPrefix(schedule[Number(l)])}.`);
 }
 
+/** The tokenizer files HF clients read as we tokenize (engine/tokenizer/hf-files.ts), and the source's generation_config.json. */
 function copyTokenizer(from: string, to: string): string[] {
-  const copied: string[] = [];
-  for (const f of TOKENIZER_FILES) {
-    const src = path.join(from, f);
-    if (fs.existsSync(src)) {
-      fs.copyFileSync(src, path.join(to, f));
-      copied.push(f);
-    }
-  }
-  return copied;
+  const files = hfTokenizerFiles(from);
+  const generation = path.join(from, 'generation_config.json');
+  if (fs.existsSync(generation)) files['generation_config.json'] = fs.readFileSync(generation);
+  for (const [name, contents] of Object.entries(files)) writeFileAtomic(path.join(to, name), contents);
+  return Object.keys(files);
 }
 
 function storedDtype(folder: ModelFolder): HfDtype {

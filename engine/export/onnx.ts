@@ -24,7 +24,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { initBackend } from '../backend/select';
 import { writeDirAtomic } from '../io/atomic';
-import { TOKENIZER_FILES } from '../io/checkpoint';
 import { readModelFolder, type ModelFolder } from '../folder/kind';
 import { loadModelFolder } from '../folder/load';
 import { effectiveDepth, type MobileLLMConfig } from '../model/config';
@@ -35,6 +34,7 @@ import { describeNBitsArithmetic, int8BlockSize, SERVED_NBITS_COMPUTE, type NBit
 import { DequantCache, QuantizedLinear } from '../quant/quantized-linear';
 import { activationQuant, quantizeWeight } from '../quant/quantize';
 import { describeSpec, resolveSpec, type QuantSpec } from '../quant/spec';
+import { hfTokenizerFiles } from '../tokenizer/hf-files';
 import type { ExportResult } from './result';
 
 /** transformers.js dtypes of the quantized files, and their names (utils/dtypes.js: DEFAULT_DTYPE_SUFFIX_MAPPING). */
@@ -202,12 +202,9 @@ export async function exportOnnx(
     onProgress?.(graphs.length / (graphs.length + 1), 'writing config and tokenizer');
     write('config.json', JSON.stringify(transformersConfig(c, external), null, 2) + '\n');
     write('generation_config.json', JSON.stringify({ bos_token_id: c.bosTokenId, eos_token_id: c.eosTokenId }, null, 2) + '\n');
-    for (const f of [...TOKENIZER_FILES.filter((f) => f !== 'generation_config.json'), 'chat_template.jinja']) {
-      const src = path.join(folder.tokenizerDir, f);
-      if (fs.existsSync(src)) write(f, fs.readFileSync(src));
-    }
+    for (const [name, contents] of Object.entries(hfTokenizerFiles(folder.tokenizerDir))) write(name, contents);
     if (!written.includes('tokenizer.json'))
-      notes.push(`${folder.tokenizerDir}: no tokenizer.json, so transformers.js pipelines cannot tokenize text (models given input_ids work)`);
+      notes.push(`${folder.tokenizerDir}: no tokenizer, so transformers.js pipelines cannot tokenize text (models given input_ids work)`);
     return written;
   });
   onProgress?.(1, 'done');

@@ -16,7 +16,8 @@ import { saveModel } from '../io/checkpoint';
 import { readModelFolder } from '../folder/kind';
 import { loadModelFolder } from '../folder/load';
 import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
-import { loadTokenizer } from '../tokenizer/tokenizer';
+import { tokenizerConfig } from '../tokenizer/hf-files';
+import { loadTokenizer, tokenizerFromJson } from '../tokenizer/tokenizer';
 import type { TokenizedExample } from './batching';
 import { readTrainerState } from './checkpoints';
 import { StoreRunLog, stopOnError } from './run';
@@ -128,16 +129,6 @@ export function chunkCorpus(docs: number[][], seqLen: number): TokenizedExample[
   return out;
 }
 
-const TOKENIZER_CONFIG = {
-  tokenizer_class: 'LlamaTokenizerFast',
-  bos_token: '<s>',
-  eos_token: '</s>',
-  unk_token: '<unk>',
-  add_bos_token: true,
-  add_eos_token: false,
-  model_max_length: 2048,
-};
-
 /** The run's base folder: the trained tokenizer and the initial weights (the base of every checkpoint). */
 async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, ctx: JobContext): Promise<void> {
   if (fs.existsSync(path.join(baseDir, 'model.safetensors'))) return; // a resumed run keeps its tokenizer
@@ -146,12 +137,13 @@ async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, 
     vocabSize: p.vocabSize,
     onProgress: (done, total) => ctx.progress({ phase: 'training the tokenizer', done, total, unit: 'merges' }),
   });
+  const tokenizerJson = trainedBpeToJson(bpe);
   const model = randomModel(modelConfig(p, bpe.pieces.length), p.train.seed);
   try {
     await saveModel(model, baseDir, {
       extraFiles: {
-        'tokenizer.json': JSON.stringify(trainedBpeToJson(bpe)) + '\n',
-        'tokenizer_config.json': JSON.stringify(TOKENIZER_CONFIG, null, 2) + '\n',
+        'tokenizer.json': JSON.stringify(tokenizerJson) + '\n',
+        'tokenizer_config.json': JSON.stringify(tokenizerConfig(tokenizerFromJson(tokenizerJson), 2048), null, 2) + '\n',
       },
     });
   } finally {
