@@ -15,6 +15,7 @@ import type { Checkpoint, Model, Run } from '../engine/store/records';
 import type { Store } from '../engine/store/store';
 import type { ReregisterReport } from '../engine/store/reregister';
 import { tinyModelDir } from './helpers/train-fixtures';
+import { bundledResources, ensureDefaultModel } from '../engine/server/resources';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
 
 function mlw(...args: string[]): Promise<Result> {
@@ -228,6 +229,22 @@ describe('mlw store commands', () => {
     expect(found.unrecorded).toEqual([path.join(layout.checkpoints, '4')]);
     expect((json(await mlw('models', '--json', '--home', lost)) as Model[]).map((m) => m.path)).toEqual([modelDir]);
     expect((await mlw('gc', '--reregister', '--dry-run', '--home', lost)).code).toBe(2);
+  });
+
+  it('mlw models on a fresh home lists the bundled default model, as the app registers it at its first start', async () => {
+    const bundled = bundledResources().defaultModel;
+    expect(bundled).not.toBeNull();
+    const fresh = path.join(root, 'fresh');
+    const listed = json(await mlw('models', '--json', '--home', fresh)) as Model[];
+    expect(listed.map((m) => [m.name, m.path])).toEqual([[bundled!.name, bundled!.path]]);
+    expect(listed[0].paramCount).toBeGreaterThan(0);
+    const table = await mlw('models', '--home', fresh);
+    expect(table.stdout).toContain(bundled!.name);
+    // The engine's own first start finds it there and adds nothing.
+    const store = openStore({ home: fresh });
+    expect(ensureDefaultModel(store)).toBeNull();
+    expect(store.models.list()).toHaveLength(1);
+    store.close();
   });
 
   it('refuse a database from a newer app, naming both versions', async () => {

@@ -1,10 +1,14 @@
 // mlw models / runs / runs show / runs rename / runs delete / checkpoints / gc: what the store holds.
 // Listing commands open the store read-only, so they can run next to the
 // engine; rename, delete and gc are writers (gc reconciles first, then removes what is orphaned).
+// `mlw models` on a fresh home first records the bundled default model, as the app's first start does.
+import fs from 'node:fs';
 import { Option, type Command } from 'commander';
 import { isCorruption, moveDatabaseAside } from '../../store/database';
 import { CorruptDatabaseError } from '../../store/errors';
 import { openStore } from '../../store/open';
+import { homeLayout, resolveHome } from '../../store/home';
+import { ensureDefaultModel } from '../../server/resources';
 import { collectGarbage } from '../../store/reconcile';
 import { reregisterModels } from '../../store/reregister';
 import { isResumable, RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
@@ -47,6 +51,21 @@ function withStore<T>(cmd: Command, readonly: boolean, fn: (store: Store) => T |
       throw err;
     })
     .finally(() => store.close());
+}
+
+/**
+ * A home without a database yet gets the bundled default model, as the app's
+ * first start gives it (engine/server/resources.ts), so `mlw models` lists what the app would.
+ */
+function registerDefaultModelInFreshHome(cmd: Command): void {
+  const { home } = cmd.optsWithGlobals() as StoreOpts;
+  if (fs.existsSync(homeLayout(resolveHome(home)).db)) return;
+  const store = openStore({ home });
+  try {
+    ensureDefaultModel(store);
+  } finally {
+    store.close();
+  }
 }
 
 function parseId(text: string, what: string): number {
@@ -126,14 +145,15 @@ export function registerStoreCommands(program: Command): void {
     .description('list the models in the store')
     .option('--json', 'print JSON')
     .addOption(moveAsideOption())
-    .action((_opts: StoreOpts, cmd: Command) =>
-      withStore(cmd, true, (store) => {
+    .action((_opts: StoreOpts, cmd: Command) => {
+      registerDefaultModelInFreshHome(cmd);
+      return withStore(cmd, true, (store) => {
         const models = store.models.list();
         if (cmd.opts<StoreOpts>().json) return printJson(models);
         const rows = models.map((m) => [String(m.id), m.name, m.source, m.format, count(m.paramCount), bytes(m.bytes), when(m.createdAt), m.path]);
         process.stdout.write(table(['ID', 'NAME', 'SOURCE', 'FORMAT', 'PARAMS', 'SIZE', 'CREATED', 'PATH'], rows, 'no models'));
-      }),
-    );
+      });
+    });
 
   const runs = program
     .command('runs')
