@@ -1,9 +1,14 @@
 // The estimate made before a run: memory by part, the gradient mode it picks,
-// a clear refusal when the run cannot fit, and the step's FLOPs.
-import { describe, expect, it } from 'vitest';
+// a clear refusal when the run cannot fit, the step's FLOPs, and the same time
+// for the same set-up.
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../engine/backend/select';
 import { countParams } from '../engine/model/config';
 import { nanoConfig, preset } from '../engine/model/presets';
-import { estimateMemory, planTraining, stepFlops, WASM_HEAP_LIMIT, type TrainShape } from '../engine/train/estimate';
+import { estimateMemory, matmulRate, planTraining, stepFlops, WASM_HEAP_LIMIT, type TrainShape } from '../engine/train/estimate';
+import { FinetuneConfig } from '../engine/train/config';
+import { estimateRun, prepareData } from '../engine/train/run';
 
 const lora125: TrainShape = { method: 'lora', loraRank: 8, loraTargets: ['q', 'v'], batchSize: 4, seqLen: 256 };
 const full125: TrainShape = { ...lora125, method: 'full' };
@@ -67,5 +72,19 @@ describe('time', () => {
     expect(forward).toBeGreaterThan(1 / 3);
     expect(forward).toBeLessThan(0.4);
     expect(planTraining(c, lora125, 'wasm', 1e11).stepSeconds).toBeCloseTo(stepFlops(c, lora125, 'recompute') / 1e11, 6);
+  });
+});
+
+describe('a stable estimate', () => {
+  beforeAll(() => initBackend());
+
+  it('gives the same step time for two identical set-ups (the matmul rate is measured once per process)', () => {
+    const root = path.resolve(import.meta.dirname, '..');
+    const cfg = FinetuneConfig.parse({ model: path.join(root, 'resources/default-model'), data: path.join(root, 'resources/datasets/sea-questions.jsonl') });
+    const first = estimateRun(cfg, prepareData(cfg));
+    const second = estimateRun(cfg, prepareData(cfg));
+    expect(second.stepSeconds).toBe(first.stepSeconds);
+    expect(matmulRate()).toBe(matmulRate());
+    expect(first.stepSeconds).toBeGreaterThan(0);
   });
 });

@@ -104,17 +104,38 @@ export function stepFlops(c: MobileLLMConfig, s: TrainShape, mode: GradMode): nu
   return forward + backward + headRecompute + (mode === 'recompute' ? forward : 0);
 }
 
-/** The backend's matmul rate in FLOP/s, from a few products of training-like shapes (about 0.1 s). */
+/** The backend's matmul rate in FLOP/s, from a few products of training-like shapes (about 0.1 s); the best of three rounds. */
 export function measureMatmulRate(): number {
   const a = tf.randomNormal([512, 512]);
   const b = tf.randomNormal([512, 1024]);
   tf.matMul(a, b).dispose(); // warm up
   const runs = 4;
-  const t0 = performance.now();
-  for (let i = 0; i < runs; i++) tf.matMul(a, b).dataSync();
-  const secs = (performance.now() - t0) / 1000;
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    const t0 = performance.now();
+    for (let i = 0; i < runs; i++) tf.matMul(a, b).dataSync();
+    best = Math.min(best, (performance.now() - t0) / 1000);
+  }
   tf.dispose([a, b]);
-  return (runs * 2 * 512 * 512 * 1024) / secs;
+  return (runs * 2 * 512 * 512 * 1024) / best;
+}
+
+/** Rates measured in this process, by backend. */
+const measuredRates = new Map<string, number>();
+
+/**
+ * The backend's matmul rate, measured once per process and backend: two
+ * estimates of the same set-up give the same time (a fresh measurement on a
+ * busy machine would differ each time).
+ */
+export function matmulRate(): number {
+  const backend = tf.getBackend();
+  let rate = measuredRates.get(backend);
+  if (rate === undefined) {
+    rate = measureMatmulRate();
+    measuredRates.set(backend, rate);
+  }
+  return rate;
 }
 
 export interface TrainingEstimate {

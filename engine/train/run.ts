@@ -16,7 +16,7 @@ import { requireResumable, type Dataset, type Model, type Run } from '../store/r
 import { loadChatTemplate } from '../chat/template';
 import { formatIssues, packExamples, parseDataset, splitIndices, tokenizeRows, type ExampleSummary, type ParsedDataset } from './datasets';
 import type { TokenizedExample } from './batching';
-import { measureMatmulRate, planTraining, type TrainingEstimate } from './estimate';
+import { matmulRate, planTraining, type TrainingEstimate } from './estimate';
 import { readTrainerState, OPTIMIZER_STATE, TRAINER_STATE, type TrainerState } from './checkpoints';
 import { train, type MetricPoint, type RunLog, type StepRuntime } from './trainer';
 import { openSteps, resolveTrainRuntime } from './open-steps';
@@ -81,7 +81,7 @@ export function estimateRun(cfg: FinetuneConfig, data: PreparedData): TrainingEs
     seqLen,
   };
   const backend = cfg.runtime === 'tfjs' ? backendInfo().name : 'onnxruntime';
-  return planTraining(config, shape, backend, measureMatmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
+  return planTraining(config, shape, backend, matmulRate(), cfg.gradMode === 'auto' ? undefined : cfg.gradMode);
 }
 
 /** Metrics and checkpoints of run `runId` in the store, keeping the last `keepLast` checkpoints and the best. */
