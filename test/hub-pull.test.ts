@@ -275,6 +275,25 @@ describe('pull', () => {
     expect(store.models.list()).toHaveLength(0);
   });
 
+  it('refuses, in one line and before any download, a repo larger than the free disk space; counts what is on disk already', async () => {
+    const repo = tinyRepo();
+    repos.set('meta/tiny', repo);
+    const total = ['config.json', 'model.safetensors', 'tokenizer.json'].reduce((n, f) => n + repo.files.get(f)!.length, 0);
+    const pullWithin = (free: number) => pullModel({ store, repo: 'meta/tiny', endpoint: hubUrl, freeBytes: () => free }, recorder().ctx);
+    const refusal = pullWithin(total - 1);
+    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+    await expect(refusal).rejects.toThrow(`not enough disk space for meta/tiny@main: it needs ${mib(total)} and ${home}/models has ${mib(total - 1)} free`);
+    expect(log.filter((l) => l.url.includes('/resolve/'))).toHaveLength(0);
+    expect(fs.existsSync(path.join(home, 'models', 'meta--tiny'))).toBe(false);
+    expect(store.models.list()).toHaveLength(0);
+    // With the weights on disk already, only the rest must fit.
+    const dir = path.join(home, 'models', 'meta--tiny');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'model.safetensors'), repo.files.get('model.safetensors')!);
+    const r = await pullWithin(total - repo.files.get('model.safetensors')!.length);
+    expect(r.files.find((f) => f.path === 'model.safetensors')?.present).toBe(true);
+  });
+
   it('takes the .bin weights when the repo has no safetensors', async () => {
     const repo = tinyRepo();
     repo.files.delete('model.safetensors');

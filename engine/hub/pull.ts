@@ -6,7 +6,8 @@
 // an earlier, interrupted pull left in .part files count as done from the
 // start. Running the same pull again resumes it; pulling a model that is
 // already complete checks its files and downloads nothing. A complete folder
-// records where it came from (origin.ts).
+// records where it came from (origin.ts). A pull the disk has no room for is
+// refused before any weight is fetched.
 import fs from 'node:fs';
 import path from 'node:path';
 import { readConfig } from '../io/checkpoint';
@@ -18,7 +19,7 @@ import { isLocalPidAlive } from '../store/liveness';
 import type { Model } from '../store/records';
 import type { Store } from '../store/store';
 import { envEndpoint, envToken, isRepoId, listRepoFiles, resolveCommit, resolveUrl, type HubTarget } from './api';
-import { downloadFile, verifyFile } from './download';
+import { downloadFile, partName, verifyFile } from './download';
 import { pickModelFiles } from './files';
 import { writeOrigin } from './origin';
 
@@ -32,6 +33,24 @@ export interface PullParams {
   token?: string;
   /** Default: HF_ENDPOINT, else https://huggingface.co */
   endpoint?: string;
+  /** Bytes free on the disk holding `dir` (default: what the file system says; tests give a small limit). */
+  freeBytes?: (dir: string) => number;
+}
+
+const diskFreeBytes = (dir: string): number => {
+  const s = fs.statfsSync(dir);
+  return s.bavail * s.bsize;
+};
+
+const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** Bytes of `files` still to download into `dir`: what a complete file or an earlier .part file holds is there already. */
+function bytesStillNeeded(dir: string, files: { path: string; size: number }[]): number {
+  const onDisk = (f: string) => (fs.existsSync(f) ? fs.statSync(f).size : 0);
+  return files.reduce((n, f) => {
+    const dest = path.join(dir, f.path);
+    return n + Math.max(0, f.size - Math.max(onDisk(dest), onDisk(partName(dest))));
+  }, 0);
 }
 
 export interface PulledFile {
@@ -139,6 +158,12 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
   const files = pickModelFiles(await listRepoFiles(t, commit, ctx.signal), where);
   const dir = path.join(params.store.layout.models, folderName(t.repo, revision));
   fs.mkdirSync(dir, { recursive: true });
+  const needed = bytesStillNeeded(dir, files);
+  const free = (params.freeBytes ?? diskFreeBytes)(dir);
+  if (needed > free) {
+    if (fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
+    throw new Error(`not enough disk space for ${where}: it needs ${mib(needed)} and ${params.store.layout.models} has ${mib(free)} free`);
+  }
 
   return withPullLock(dir, async () => {
     const progress = new ByteProgress(
