@@ -102,32 +102,39 @@ describe.each(names)('the %s tokenizer export', (name) => {
 interface PythonFolder {
   sha256: Record<string, string>;
   tokenizer_class: string;
-  /** AutoTokenizer(text)["input_ids"], then with split_special_tokens=True. */
+  /** AutoTokenizer(text)["input_ids"], then loaded with split_special_tokens=True. */
   transformers: number[][];
   transformers_split: number[][];
   /** tokenizers.Tokenizer.from_file(...).encode(text, add_special_tokens=False).ids, then with encode_special_tokens = True. */
   tokenizers: number[][];
   tokenizers_split: number[][];
-  /** AutoTokenizer.decode(ids) of our ids for each case. */
+  /** AutoTokenizer's and the tokenizers library's decode of our ids for each text. */
   decoded: string[];
+  tokenizers_decoded: string[];
 }
 const python = fs.existsSync(PYTHON_RESULTS)
   ? (JSON.parse(fs.readFileSync(PYTHON_RESULTS, 'utf8')) as { versions: Record<string, string>; texts: string[]; folders: Record<string, PythonFolder> })
   : null;
+/** The export a recorded folder is: default-model-llama-config holds the default model's files beside a config.json. */
+const exportOf = (folder: string): string => folder.replace(/-llama-config$/, '');
 
 describe.skipIf(!python)('the Python clients (transformers, tokenizers) on our exports, recorded by test/python/check_tokenizers.py', () => {
-  it('recorded the golden texts', () => {
+  it('recorded the golden texts, for every export', () => {
     expect(python!.texts).toEqual(cases.map((c) => c.text));
+    expect(Object.keys(python!.folders).map(exportOf)).toEqual(expect.arrayContaining(names));
   });
 
-  describe.each(names.filter((n) => python?.folders[n]))('%s', (name) => {
-    const rec = () => python!.folders[name];
+  describe.each(Object.keys(python?.folders ?? {}).filter((f) => names.includes(exportOf(f))))('%s', (folder) => {
+    const rec = (): PythonFolder => python!.folders[folder];
+    const name = exportOf(folder);
+
     it('was recorded from the files we write now', () => {
-      for (const [file, hash] of Object.entries(rec().sha256))
-        expect(sha256(path.join(out, name, file)), `${file} (stale fixture: run check_tokenizers.py again)`).toBe(hash);
+      for (const [file, hash] of Object.entries(rec().sha256)) {
+        expect(sha256(path.join(out, name, file)), `${file} changed since the fixture was recorded: run check_tokenizers.py again`).toBe(hash);
+      }
     });
 
-    it('AutoTokenizer picks TokenizersBackend, and with either setting every client gives our ids', () => {
+    it('AutoTokenizer uses tokenizer.json as it is; with either special-token setting both clients give our ids, and our decoded text', () => {
       const ours = loadTokenizer(sources[name]);
       expect(rec().tokenizer_class).toBe('TokenizersBackend');
       cases.forEach((c, i) => {
@@ -137,7 +144,8 @@ describe.skipIf(!python)('the Python clients (transformers, tokenizers) on our e
         expect(rec().transformers_split[i], `transformers split_special_tokens ${c.text}`).toEqual([ours.bosId, ...ids]);
         expect(rec().tokenizers[i], `tokenizers ${c.text}`).toEqual(parsed);
         expect(rec().tokenizers_split[i], `tokenizers encode_special_tokens ${c.text}`).toEqual(ids);
-        expect(rec().decoded[i], `decode ${c.text}`).toBe(ours.decode(ids));
+        expect(rec().decoded[i], `transformers decode ${c.text}`).toBe(ours.decode(ids));
+        expect(rec().tokenizers_decoded[i], `tokenizers decode ${c.text}`).toBe(ours.decode(ids));
       });
     });
   });
