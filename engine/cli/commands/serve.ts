@@ -13,6 +13,14 @@ import { parseNumber } from '../format';
 
 const ROOT = path.resolve(import.meta.dirname, '../../..');
 
+/** Builds the UI into `dir` when it holds none (a fresh clone, as `npm start` does): Vite with the renderer's config. */
+async function buildUiIfMissing(dir: string): Promise<void> {
+  if (fs.existsSync(path.join(dir, 'index.html'))) return;
+  console.log(`The UI is not built: building it into ${dir} (once)…`);
+  const { build } = await import('vite');
+  await build({ configFile: path.join(ROOT, 'renderer/vite.config.ts'), logLevel: 'warn', build: { outDir: path.resolve(dir), emptyOutDir: true } });
+}
+
 export function appVersion(): string {
   return JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')).version;
 }
@@ -23,7 +31,7 @@ export function registerServeCommands(program: Command): void {
     .description('run the engine: web mode on 127.0.0.1 (prints the URL with its token), or --ipc for the desktop shell')
     .option('--port <n>', 'port (default: a free one)')
     .option('--ipc', 'speak the protocol over the parent process IPC channel')
-    .option('--ui <dir>', 'built UI folder', path.join(ROOT, 'renderer/dist'))
+    .option('--ui <dir>', 'built UI folder (built there first when it holds none)', path.join(ROOT, 'renderer/dist'))
     .action(async (opts: { port?: string; ipc?: boolean; ui: string }, cmd: Command) => {
       const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
       const backend = await initBackend(g.backend);
@@ -40,6 +48,7 @@ export function registerServeCommands(program: Command): void {
         return new Promise(() => {}); // runs until the shell disconnects
       }
       process.on('SIGINT', shutdown);
+      await buildUiIfMissing(opts.ui);
       const web = await startWebServer(service, {
         staticDir: opts.ui,
         port: opts.port ? parseNumber(opts.port, '--port', { integer: true, min: 1, max: 65535 }) : undefined,
