@@ -50,7 +50,7 @@ describe('planning', () => {
 
   it('refuses a run that cannot fit, saying what it needs, what there is and what to change', () => {
     expect(() => planTraining(preset('1.5B'), { ...full125, batchSize: 64, seqLen: 2048 }, 'wasm', RATE)).toThrow(
-      /^training needs about \d+\.\d\d GB \(weights 5\.\d\d GB, gradients \d+\.\d\d GB, optimizer \d+\.\d\d GB, activations \d+\.\d\d GB for 64×2048 tokens\) but only \d+\.\d\d GB is available \(.+\); lower --batch-size or --max-seq-len, or use --method lora$/,
+      /^training needs about \d+\.\d\d GB \(weights 6\.\d\d GB, gradients \d+\.\d\d GB, optimizer \d+\.\d\d GB, activations \d+\.\d\d GB for 64×2048 tokens\) but only \d+\.\d\d GB is available \(.+\); lower --batch-size or --max-seq-len, or use --method lora$/,
     );
     expect(() => planTraining(preset('1.5B'), { ...lora125, batchSize: 64, seqLen: 2048 }, 'cpu', RATE)).toThrow(
       /free memory \(.* of .*\); lower --batch-size or --max-seq-len$/,

@@ -1,6 +1,9 @@
 // Parsing and printing shared by the CLI commands.
 import { UsageError } from './errors';
 
+/** Sizes in the unit the app and the reports use too. */
+export { formatBytes, formatGigabytes } from '../protocol/sizes';
+
 export function printJson(value: unknown): void {
   process.stdout.write(JSON.stringify(value) + '\n');
 }

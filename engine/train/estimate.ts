@@ -29,6 +29,7 @@ import type { GradMode } from './backprop';
 import { LINEAR_KEYS, linearShapes, type LinearKey } from '../model/layout';
 import { DEFAULT_LORA } from './config';
 import { CHUNK_LOGITS, KEEP_PROBS } from './loss';
+import { formatGigabytes } from '../protocol/sizes';
 
 const ACT_FACTOR = 4;
 const OPT_TEMPS = 7;
@@ -146,7 +147,7 @@ export interface TrainingEstimate {
   stepSeconds: number;
 }
 
-const gb = (n: number) => `${(n / 1024 ** 3).toFixed(2)} GB`;
+const gb = formatGigabytes;
 
 /** Memory available to training on this backend: free RAM, and for wasm at most its 4 GB heap. */
 export function memoryLimit(backend: string): { limit: number; reason: string } {

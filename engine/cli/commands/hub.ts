@@ -6,7 +6,7 @@ import { pullModel } from '../../hub/pull';
 import { CancelledError } from '../../jobs/job';
 import { openStore } from '../../store/open';
 import { UsageError } from '../errors';
-import { printJson } from '../format';
+import { formatBytes, printJson } from '../format';
 import { cliJob } from '../progress';
 
 interface PullOpts {
@@ -15,8 +15,6 @@ interface PullOpts {
   endpoint?: string;
   json?: boolean;
 }
-
-const mb = (n: number): string => `${(n / 1e6).toFixed(1)} MB`;
 
 export function registerHubCommands(program: Command): void {
   program
@@ -59,7 +57,7 @@ export function registerHubCommands(program: Command): void {
         const fetched = r.files.filter((f) => !f.present).length;
         console.log(
           `${r.repo}@${r.revision} (commit ${r.commit.slice(0, 10)}) → ${r.model.path}\n` +
-            `${r.files.length} files, ${mb(r.bytes)} (${fetched} downloaded, ${r.files.length - fetched} already here); ` +
+            `${r.files.length} files, ${formatBytes(r.bytes)} (${fetched} downloaded, ${r.files.length - fetched} already here); ` +
             `${r.alreadyRecorded ? 'already recorded' : 'recorded'} as model ${r.model.id} "${r.model.name}"`,
         );
       } finally {

@@ -14,7 +14,7 @@ import { recordConversion, recordInspection } from '../../inspect/record';
 import { BLOCK_PICKS, type BlockPick, type ConversionReport, type InspectReport, type StrategyCosts } from '../../inspect/schema';
 import { cliJob } from '../progress';
 import { UsageError } from '../errors';
-import { parseIdList, parseNumber, printJson } from '../format';
+import { formatBytes, parseIdList, parseNumber, printJson } from '../format';
 
 interface GlobalOpts {
   backend?: BackendName;
@@ -27,13 +27,6 @@ const si = (n: number, units: [number, string][]): string => {
   const [div, unit] = units.find(([d]) => Math.abs(n) >= d) ?? units[units.length - 1];
   return `${(n / div).toFixed(div === 1 ? 0 : 1)}${unit}`;
 };
-const bytes = (n: number) =>
-  si(n, [
-    [1e9, ' GB'],
-    [1e6, ' MB'],
-    [1e3, ' kB'],
-    [1, ' B'],
-  ]);
 const params = (n: number) =>
   si(n, [
     [1e9, 'B'],
@@ -95,10 +88,10 @@ function describeInspection(r: InspectReport): string {
         String(c.physicalBlocks),
         String(c.effectiveDepth),
         params(c.params.total),
-        bytes(c.bytes.fp16),
-        bytes(c.bytes.int4),
+        formatBytes(c.bytes.fp16),
+        formatBytes(c.bytes.int4),
         flops(c.flops.atContext),
-        bytes(c.kvCacheBytesPerToken.fp16),
+        formatBytes(c.kvCacheBytesPerToken.fp16),
       ]),
     ]),
   );

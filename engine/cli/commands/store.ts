@@ -1,4 +1,4 @@
-// mlw models / runs / runs show / runs rename / runs delete / checkpoints / gc: what the store holds.
+// mlw models / runs / runs show / runs metrics / runs rename / runs delete / checkpoints / gc: what the store holds.
 // Listing commands open the store read-only, so they can run next to the
 // engine; rename, delete and gc are writers (gc reconciles first, then removes what is orphaned).
 // `mlw models` on a fresh home first records the bundled default model, as the app's first start does.
@@ -11,11 +11,11 @@ import { homeLayout, resolveHome } from '../../store/home';
 import { ensureDefaultModel } from '../../server/resources';
 import { collectGarbage } from '../../store/reconcile';
 import { reregisterModels } from '../../store/reregister';
-import { isResumable, RUN_KINDS, RUN_STATUSES, type Run, type RunKind, type RunStatus } from '../../store/records';
+import { isResumable, RUN_KINDS, RUN_STATUSES, type MetricCurve, type Run, type RunKind, type RunStatus } from '../../store/records';
 import type { Store } from '../../store/store';
 import { trainedRuntime } from '../../protocol/protocol';
 import { UsageError } from '../errors';
-import { printJson } from '../format';
+import { formatBytes, printJson } from '../format';
 
 interface StoreOpts {
   home?: string;
@@ -86,17 +86,7 @@ function table(headers: string[], rows: string[][], empty: string): string {
   return [line(headers), ...rows.map(line)].join('\n') + '\n';
 }
 
-function bytes(n: number | null): string {
-  if (n === null) return '-';
-  const units = ['B', 'KB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1000 && u < units.length - 1) {
-    v /= 1000;
-    u++;
-  }
-  return u === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 0 : 1)} ${units[u]}`;
-}
+const bytes = (n: number | null): string => (n === null ? '-' : formatBytes(n));
 
 function count(n: number | null): string {
   if (n === null) return '-';
@@ -136,6 +126,43 @@ function runView(store: Store, run: Run) {
 function statusText(r: ReturnType<typeof runView>): string {
   return r.ownerAlive === false ? 'running (process gone)' : r.status;
 }
+
+/** The metrics asked for with --metric (all of the run's when not given); an unknown name is refused with the names there are. */
+function pickMetrics(names: string[], asked: string | undefined, runId: number): string[] {
+  if (asked === undefined) return names;
+  const wanted = asked
+    .split(',')
+    .map((n) => n.trim())
+    .filter(Boolean);
+  const unknown = wanted.filter((n) => !names.includes(n));
+  if (unknown.length) throw new UsageError(`run ${runId} has no metric ${unknown.join(', ')} (it has ${names.length ? names.join(', ') : 'none'})`);
+  return wanted;
+}
+
+interface MetricRow {
+  step: number;
+  /** When the step's first point was recorded (ms since the epoch). */
+  wallTime: number;
+  /** One per curve; undefined where that metric has no point at this step. */
+  values: (number | undefined)[];
+}
+
+/** Curves side by side, one row per step that any of them has, in step order. */
+function metricRows(curves: MetricCurve[]): MetricRow[] {
+  const rows = new Map<number, MetricRow>();
+  curves.forEach((c, i) =>
+    c.steps.forEach((step, j) => {
+      let row = rows.get(step);
+      if (!row) rows.set(step, (row = { step, wallTime: c.wallTimes[j], values: curves.map(() => undefined) }));
+      row.wallTime = Math.min(row.wallTime, c.wallTimes[j]);
+      row.values[i] = c.values[j];
+    }),
+  );
+  return [...rows.values()].sort((a, b) => a.step - b.step);
+}
+
+/** A CSV header field, quoted when it holds a comma, a quote or a line break. */
+const csvField = (s: string): string => (/[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s);
 
 // ---------------------------------------------------------------- commands
 
@@ -217,6 +244,33 @@ export function registerStoreCommands(program: Command): void {
         if (detail.resumeFrom) lines.push(['resumes from', `step ${detail.resumeFrom.step} (${detail.resumeFrom.path})`]);
         const w = Math.max(...lines.map(([k]) => k.length));
         process.stdout.write(lines.map(([k, v]) => `${k.padEnd(w)}  ${v}`).join('\n') + '\n');
+      }),
+    );
+
+  runs
+    .command('metrics')
+    .description("a run's whole curves, one row per step: a table, --csv (step, wall_time, one column per metric) or --json (the curves)")
+    .argument('<id>', 'run id')
+    .option('--metric <names>', 'only these metrics (comma-separated), e.g. loss,val_loss')
+    .option('--csv', 'print CSV')
+    .option('--json', 'print JSON')
+    .addOption(moveAsideOption())
+    .action((idText: string, opts: { metric?: string; csv?: boolean }, cmd: Command) =>
+      withStore(cmd, true, (store) => {
+        const run = store.runs.get(parseId(idText, 'run'));
+        const json = (cmd.optsWithGlobals() as StoreOpts).json;
+        if (json && opts.csv) throw new UsageError('--csv and --json cannot be combined');
+        const curves = pickMetrics(store.metrics.names(run.id), opts.metric, run.id).map((name) => store.metrics.curve(run.id, name));
+        if (json) return printJson({ runId: run.id, curves });
+        const rows = metricRows(curves);
+        if (opts.csv) {
+          const cell = (v: number | undefined) => (v === undefined ? '' : String(v));
+          const lines = rows.map((r) => [String(r.step), new Date(r.wallTime).toISOString(), ...r.values.map(cell)].join(','));
+          process.stdout.write([['step', 'wall_time', ...curves.map((c) => csvField(c.name))].join(','), ...lines].join('\n') + '\n');
+          return;
+        }
+        const body = rows.map((r) => [String(r.step), ...r.values.map((v) => (v === undefined ? '-' : metricValue(v)))]);
+        process.stdout.write(table(['STEP', ...curves.map((c) => c.name.toUpperCase())], body, `run ${run.id} has no metrics`));
       }),
     );
 

@@ -15,7 +15,7 @@ import { trainedRuntime } from '../../protocol/protocol';
 import { formatIssues, parseDataset } from '../../train/datasets';
 import { cliJob } from '../progress';
 import { UsageError } from '../errors';
-import { parseNumber, printJson } from '../format';
+import { formatGigabytes, parseNumber, printJson } from '../format';
 
 type Opts = Record<string, string | boolean | undefined>;
 
@@ -197,13 +197,12 @@ function check(cfg: FinetuneConfig, json: boolean): void {
   const estimate = estimateRun(cfg, data);
   if (json) return printJson({ ok: true, summary: data.summary, estimate });
   const s = data.summary.train;
-  const gb = (n: number) => `${(n / 1024 ** 3).toFixed(2)} GB`;
   process.stdout.write(
     [
       `data         ${s.rows} rows, ${s.tokens} tokens (${s.learnedTokens} learned), longest ${s.longest?.tokens} tokens (line ${s.longest?.line})`,
       `cut          ${s.truncated} rows longer than ${cfg.maxSeqLen} tokens; ${s.skipped} left with nothing to learn`,
       `validation   ${data.val.length} examples`,
-      `memory       ~${gb(estimate.memory.total)} of ${gb(estimate.limit)} (${estimate.limitReason}), ${estimate.memory.mode} backprop`,
+      `memory       ~${formatGigabytes(estimate.memory.total)} of ${formatGigabytes(estimate.limit)} (${estimate.limitReason}), ${estimate.memory.mode} backprop`,
       `step         ~${estimate.stepSeconds.toFixed(1)} s, ${estimate.memory.trainableParams} trainable parameters`,
     ].join('\n') + '\n',
   );

@@ -1,5 +1,5 @@
 // App-wide state: the engine status, the model list, notices, the route.
-import type { EngineStatus, JobKind, JobSnapshot, Model } from '../../../engine/protocol/protocol';
+import type { EngineStatus, JobKind, JobSnapshot, Model, Resources } from '../../../engine/protocol/protocol';
 import { engine } from './client';
 
 export const PAGES = ['models', 'chat', 'finetune', 'quantize', 'inspector', 'runs'] as const;
@@ -27,6 +27,12 @@ class AppState {
   models = $state<Model[]>([]);
   jobs = $state<Record<string, JobSnapshot>>({});
   notices = $state<Notice[]>([]);
+  /** What the app ships (the default model, sample datasets), once known. */
+  resources = $state<Resources | null>(null);
+  /** A first start: the store holds nothing but the bundled default model (or nothing), so the Models page welcomes. */
+  onlyBundled = $derived(
+    this.resources !== null && this.models.every((m) => this.resources!.defaultModel !== null && m.path === this.resources!.defaultModel.path),
+  );
   /** A folder from the desktop menu that the Models page imports when it shows. */
   folderToImport = $state<string | null>(null);
   private noticeId = 0;
@@ -80,7 +86,15 @@ class AppState {
   }
 
   async refresh(): Promise<void> {
-    await Promise.all([this.loadStatus(), this.loadModels()]);
+    const firstLoad = this.resources === null;
+    await Promise.all([this.loadStatus(), this.loadModels(), this.loadResources()]);
+    // Opened without a page on a first start: the Models page's welcome, not an empty chat.
+    if (firstLoad && !location.hash && this.onlyBundled) this.go('models');
+  }
+
+  async loadResources(): Promise<void> {
+    const resources = await this.attempt('listing the bundled resources', () => engine.call('resources.list', {}));
+    if (resources) this.resources = resources;
   }
 
   async loadStatus(): Promise<void> {
@@ -99,17 +113,8 @@ class AppState {
 
 export const app = new AppState();
 
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let v = n;
-  let i = -1;
-  do {
-    v /= 1024;
-    i++;
-  } while (v >= 1024 && i < units.length - 1);
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[i]}`;
-}
+/** Sizes in the one unit the app, the CLI and the reports share (engine/protocol/sizes.ts). */
+export { formatBytes } from '../../../engine/protocol/sizes';
 
 export function formatCount(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}B`;
