@@ -6,10 +6,11 @@ import { suite as quant } from './quant.bench';
 import { suite as onnx } from './onnx.bench';
 import { suite as inspect } from './inspect.bench';
 import { suite as train } from './train.bench';
+import { suite as tokenizer } from './tokenizer.bench';
 
 export interface Suite {
   name: string;
   run: (emit: Emit) => Promise<void>;
 }
 
-export const suites: Suite[] = [model, web, store, quant, onnx, inspect, train];
+export const suites: Suite[] = [model, web, store, quant, onnx, inspect, train, tokenizer];
