@@ -5,9 +5,11 @@
 // model's tokenizer, one our BPE trainer made and Meta's tokenizer.model. The
 // one deliberate difference (README "Tokenizers in exported folders"):
 // literal "<s>", "</s>", "<unk>" in text are special ids there, as in our chat
-// encoding, and ordinary characters in our encode(). The Python clients'
-// ids, recorded by test/python/check_tokenizers.py on the GPU machine, are
-// compared when test/fixtures/python-tokenizers/results.json is there.
+// encoding, and ordinary characters in our encode(). An hf export of a model
+// with only Meta's tokenizer.model and LlamaTokenizer config gets these files
+// too. The Python clients' ids, recorded by test/python/check_tokenizers.py
+// on the GPU machine, are compared when
+// test/fixtures/python-tokenizers/results.json is there.
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -15,6 +17,8 @@ import path from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exportHf } from '../engine/export/hf';
+import { hfTokenizerFiles } from '../engine/tokenizer/hf-files';
 import { loadTokenizer, type Tokenizer } from '../engine/tokenizer/tokenizer';
 import { exportTokenizers, goldenCases, writeTokenizerSources } from './helpers/tokenizer-exports';
 
@@ -25,6 +29,7 @@ const sources = writeTokenizerSources(scratch);
 exportTokenizers(sources, out);
 const names = Object.keys(sources);
 if (!names.includes('meta')) console.warn("Meta's tokenizer.model not found in ../shared/reference: its export is not checked");
+const GOLDEN_DIR = path.resolve(import.meta.dirname, '../../shared/golden');
 const PYTHON_RESULTS = path.join(import.meta.dirname, 'fixtures/python-tokenizers/results.json');
 
 const SPECIAL_TEXT = /<s>|<\/s>|<unk>/g;
@@ -96,6 +101,37 @@ describe.each(names)('the %s tokenizer export', (name) => {
     const differing = cases.filter((c) => JSON.stringify(npm.encode(c.text, { add_special_tokens: false }).ids) !== JSON.stringify(ours.encode(c.text)));
     expect(differing.map((c) => c.text)).toEqual(cases.filter((c) => hasSpecialText(c.text)).map((c) => c.text));
     expect(differing.length).toBeGreaterThan(0);
+  });
+});
+
+const hasRealVocabModel = names.includes('meta') && fs.existsSync(path.join(GOLDEN_DIR, 'tiny-realvocab'));
+
+describe.skipIf(!hasRealVocabModel)("an hf export of a model with Meta's tokenizer.model and its LlamaTokenizer config", () => {
+  const model = path.join(scratch, 'realvocab-model');
+  const exported = path.join(scratch, 'hf-export', 'realvocab');
+  beforeAll(async () => {
+    fs.mkdirSync(model, { recursive: true });
+    for (const f of ['config.json', 'model.safetensors']) fs.copyFileSync(path.join(GOLDEN_DIR, 'tiny-realvocab', f), path.join(model, f));
+    for (const f of ['tokenizer.model', 'tokenizer_config.json', 'special_tokens_map.json']) fs.copyFileSync(path.join(sources.meta, f), path.join(model, f));
+    await exportHf(model, exported);
+  });
+
+  it('carries our tokenizer.json beside tokenizer.model, and a config without the slow class keys', () => {
+    const written = hfTokenizerFiles(model);
+    for (const f of ['tokenizer.json', 'tokenizer_config.json', 'tokenizer.model', 'special_tokens_map.json']) {
+      expect(fs.readFileSync(path.join(exported, f)).equals(Buffer.from(written[f])), f).toBe(true);
+    }
+    const config = JSON.parse(fs.readFileSync(path.join(exported, 'tokenizer_config.json'), 'utf8'));
+    expect(config.tokenizer_class).toBe('PreTrainedTokenizerFast');
+    for (const key of ['legacy', 'sp_model_kwargs', 'added_tokens_decoder']) expect(config, key).not.toHaveProperty(key);
+  });
+
+  it('transformers.js AutoTokenizer reads it beside config.json (model_type llama) with our ids', async () => {
+    env.allowRemoteModels = false;
+    env.localModelPath = path.dirname(exported);
+    const js = await AutoTokenizer.from_pretrained(path.basename(exported));
+    const ours = loadTokenizer(model);
+    for (const c of cases) expect(js.encode(c.text), c.text).toEqual([ours.bosId, ...(hasSpecialText(c.text) ? idsParsingSpecials(ours, c.text) : c.ids)]);
   });
 });
 
