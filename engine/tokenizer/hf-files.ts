@@ -36,8 +36,20 @@ export function tokenizerConfig(t: Tokenizer, modelMaxLength?: number): Record<s
   };
 }
 
-/** Keys of a source tokenizer_config.json that describe the slow sentencepiece class and mean nothing to PreTrainedTokenizerFast. */
-const SLOW_CLASS_KEYS = ['legacy', 'sp_model_kwargs', 'add_prefix_space', 'use_default_system_prompt', 'added_tokens_decoder'];
+/**
+ * Keys of a source tokenizer_config.json that would make transformers build a
+ * tokenizer other than tokenizer.json: the slow sentencepiece class's
+ * settings, another tokenizer file, remote tokenizer code.
+ */
+const OTHER_TOKENIZER_KEYS = [
+  'legacy',
+  'sp_model_kwargs',
+  'add_prefix_space',
+  'use_default_system_prompt',
+  'added_tokens_decoder',
+  'tokenizer_file',
+  'auto_map',
+];
 
 function readJson(file: string): Record<string, unknown> {
   try {
@@ -60,7 +72,7 @@ export function hfTokenizerFiles(tokenizerDir: string): Record<string, string | 
   const t = loadTokenizer(tokenizerDir);
   const configFile = path.join(tokenizerDir, 'tokenizer_config.json');
   const source = fs.existsSync(configFile) ? readJson(configFile) : {};
-  for (const key of SLOW_CLASS_KEYS) delete source[key];
+  for (const key of OTHER_TOKENIZER_KEYS) delete source[key];
   const maxLength = typeof source.model_max_length === 'number' && source.model_max_length < 1e12 ? source.model_max_length : undefined;
   delete source.model_max_length;
   const config = { ...source, ...tokenizerConfig(t, maxLength) };
