@@ -406,7 +406,11 @@ export class EngineService {
       throw new KindedError('bad_input', `cannot import: ${(e as Error).message.split('\n')[0]}`);
     }
     const known = await modelWithSameFolder(this.store.models.list(), abs);
-    if (known) return { ...known, alreadyImported: true };
+    if (known) {
+      // Importing a folder again is also how one says its files changed in place: the next chat reads them anew.
+      if (this.host.loaded?.modelId === known.id) this.host.unload();
+      return { ...known, alreadyImported: true };
+    }
     const model = this.store.models.add({
       name: name ?? path.basename(abs),
       source: 'imported',
