@@ -71,6 +71,32 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
     expect(await pageMarked()).toBe(true);
   });
 
+  it('a model without a tokenizer: the actions it lacks say why; it is quantized with sizes and per-layer errors, and no perplexity', async () => {
+    const bare = path.join(tmp, 'no-tokenizer');
+    fs.cpSync(modelDir, bare, { recursive: true });
+    fs.rmSync(path.join(bare, 'tokenizer.json'));
+    await page.fill('[data-testid=import-path]', bare);
+    await page.click('[data-testid=import-button]');
+    await expect.poll(() => page.textContent('[data-testid=model-details] h2')).toBe('no-tokenizer');
+    for (const action of ['model-chat', 'model-finetune', 'evaluate']) {
+      expect(await page.isDisabled(`[data-testid=${action}]`), action).toBe(true);
+      expect(await page.getAttribute(`[data-testid=${action}]`, 'title')).toMatch(/^no tokenizer in this folder \(tokenizer\.model or tokenizer\.json\): /);
+    }
+    expect(await page.getAttribute('[data-testid=model-chat]', 'title')).toMatch(/: chat needs one$/);
+    expect(await page.textContent('[data-testid=model-why-not]')).toContain('chat needs one');
+    expect(await page.isDisabled('[data-testid=model-quantize]')).toBe(false);
+    await page.screenshot({ path: screenshotPath('first-start-why-not'), fullPage: true });
+
+    await page.click('[data-testid=model-quantize]');
+    await page.waitForSelector('[data-testid=quant-no-tokenizer]');
+    await page.click('label.method:has([data-testid=quant-method-w8])');
+    await page.click('[data-testid=quant-start]');
+    await page.waitForSelector('[data-testid=quant-no-ppl]', { timeout: 240_000 });
+    expect(await page.textContent('[data-testid=quant-no-ppl]')).toMatch(/Perplexity not measured: it needs a tokenizer.*fixed random token ids/s);
+    expect(await page.textContent('[data-testid=quant-report]')).toMatch(/before/);
+    await page.click('a[data-page=models]');
+  }, 300_000);
+
   it('a shared copy made in the Inspector appears in the lists without a reload, and offers Unshare, not Share', async () => {
     await page.click('a[data-page=inspector]');
     await page.selectOption('[data-testid=inspect-target]', { label: 'tiny-gqa-model' });
