@@ -373,7 +373,7 @@ describe('the UI reaches the engine only through the protocol', () => {
         const resolved = spec.startsWith('.') ? path.resolve(path.dirname(f), spec) : spec;
         const ok =
           (spec.startsWith('.') && (resolved.startsWith(path.join(root, 'renderer/src')) || resolved.startsWith(path.join(root, 'engine/protocol')))) ||
-          ['svelte', 'uplot'].some((p) => spec === p || spec.startsWith(p + '/'));
+          ['svelte', 'uplot', 'marked', 'dompurify'].some((p) => spec === p || spec.startsWith(p + '/'));
         if (!ok) offenders.push(`${path.relative(root, f)}: ${spec}`);
       }
     }

@@ -127,6 +127,8 @@ export async function runAnswer(job: AnswerJob, ctx: JobContext): Promise<{ toke
       stopped: userStopped,
       droppedTurns: prompt.droppedTurns,
       finish: stoppedByText ? 'stop' : result.finish,
+      model: loaded.name,
+      runtime: loaded.runtime.name,
     },
   });
   job.emit({ type: 'chat', chatId: chat.id });

@@ -65,6 +65,10 @@ export const SamplingSettings = z.looseObject({
 });
 export type SamplingSettings = z.infer<typeof SamplingSettings>;
 
+/** Why an answer ended, as its message records it. */
+export const ANSWER_FINISHES = ['eos', 'stop', 'length', 'context', 'cancelled'] as const;
+export type AnswerFinish = (typeof ANSWER_FINISHES)[number];
+
 export const MessageTimings = z.looseObject({
   firstTokenMs: z.number().min(0).optional(),
   totalMs: z.number().min(0).optional(),
@@ -73,6 +77,11 @@ export const MessageTimings = z.looseObject({
   stopped: z.boolean().optional(),
   /** Earliest turns of the conversation left out of the prompt to fit the model's context. */
   droppedTurns: z.number().int().min(0).optional(),
+  /** Why the answer ended: the end-of-text token, a stop string of the template, max new tokens, the context was full, or the user stopped it. */
+  finish: z.enum(ANSWER_FINISHES).optional(),
+  /** The model that wrote the answer, and the runtime it ran on (e.g. 'onnx'). */
+  model: z.string().optional(),
+  runtime: z.string().optional(),
 });
 export type MessageTimings = z.infer<typeof MessageTimings>;
 
