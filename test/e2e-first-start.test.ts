@@ -83,7 +83,7 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
       expect(await page.getAttribute(`[data-testid=${action}]`, 'title')).toMatch(/^no tokenizer in this folder \(tokenizer\.model or tokenizer\.json\): /);
     }
     expect(await page.getAttribute('[data-testid=model-chat]', 'title')).toMatch(/: chat needs one$/);
-    expect(await page.textContent('[data-testid=model-why-not]')).toContain('chat needs one');
+    expect(await page.textContent('[data-testid=model-why-not]')).toContain('Chat, Fine-tune and Evaluate need one');
     expect(await page.isDisabled('[data-testid=model-quantize]')).toBe(false);
     await page.screenshot({ path: screenshotPath('first-start-why-not'), fullPage: true });
 
