@@ -2,7 +2,7 @@
 // as a Hugging Face folder (plain LLaMA) and as GGUF q8_0, with progress, the
 // folder and the line to load it on the other side; a second export into the
 // same kind of place is its own folder, and a target that is not an export is
-// refused in one line.
+// refused in one line; the GGUF file imports back as a model.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,6 +15,7 @@ const defaultModel = bundledResources().defaultModel;
 describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model page', () => {
   let app: App;
   let page: Page;
+  let ggufFile = '';
 
   beforeAll(async () => {
     app = await openApp({ width: 1280, height: 900 });
@@ -55,5 +56,15 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model pa
     expect(gguf).toBeDefined();
     expect(fs.readFileSync(path.join(dir, gguf!)).subarray(0, 4).toString('latin1')).toBe('GGUF');
     expect(await page.textContent('[data-testid=export-load-line]')).toBe(`llama-cli -m "${path.join(dir, gguf!)}"`);
+    ggufFile = path.join(dir, gguf!);
+  });
+
+  it('imports a GGUF file as a model, converted into the home', async () => {
+    await page.fill('[data-testid=import-path]', ggufFile);
+    await page.click('[data-testid=import-button]');
+    await page.waitForFunction(() => document.querySelector('[data-testid=model-details] h2')?.textContent === 'model-q8_0.gguf', null, { timeout: 120_000 });
+    const details = (await page.textContent('[data-testid=model-details]'))!;
+    expect(details).toContain(path.join(app.engine.home, 'models', 'model-q8_0-gguf'));
+    expect(fs.existsSync(path.join(app.engine.home, 'models', 'model-q8_0-gguf', 'model.safetensors'))).toBe(true);
   });
 });

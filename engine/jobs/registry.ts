@@ -70,6 +70,8 @@ const EvalJobParams = z.object({
 
 const MergeJobParams = z.object({ adapterModelId: id, adapterDir: folder, name: z.string().min(1) });
 
+const GgufImportParams = z.object({ file: folder, outDir: folder });
+
 const ExportJobParams = z.object({ modelDir: folder, outDir: folder, options: requests['export.start'].params.shape.options });
 
 export const CHILD_JOBS = {
@@ -119,6 +121,11 @@ export const CHILD_JOBS = {
         : undefined;
       return recordConversion(store, await convertJob({ modelDir: p.modelDir, outDir: p.outDir, conversion: p.conversion, evalText }, ctx));
     };
+  }),
+  'gguf-import': childJob(GgufImportParams, JOB_RESULTS.export.omit({ bytes: true }), async () => {
+    const { importGguf } = await import('../export/gguf-import');
+    return (_store, p, ctx) =>
+      importGguf(p.file, p.outDir, (fraction, message) => ctx.progress({ phase: message, done: Math.round(fraction * 1000), total: 1000 }));
   }),
   export: childJob(ExportJobParams, JOB_RESULTS.export, async () => {
     const { exportModel } = await import('../export/export');

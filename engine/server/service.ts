@@ -397,7 +397,21 @@ export class EngineService {
   }
 
   async importModel(dir: string, name?: string) {
-    const abs = path.resolve(dir);
+    let abs = path.resolve(dir);
+    // A llama.cpp file becomes a model folder in the home first (in a child: a large file takes a while).
+    if (abs.endsWith('.gguf') && fs.statSync(abs, { throwIfNoEntry: false })?.isFile()) {
+      const outDir = path.join(this.store.layout.models, `${path.basename(abs, '.gguf')}-gguf`);
+      if (!fs.existsSync(outDir)) {
+        const ctx = { signal: new AbortController().signal, progress: () => {} };
+        try {
+          await runInChild('gguf-import', { file: abs, outDir }, this.childOptions(), ctx);
+        } catch (e) {
+          throw new KindedError('bad_input', `cannot import: ${oneLine((e as Error).message)}`);
+        }
+      }
+      name ??= path.basename(abs);
+      abs = outDir;
+    }
     let folder, checked;
     try {
       folder = readModelFolder(abs);
