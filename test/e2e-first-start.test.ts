@@ -2,8 +2,9 @@
 // welcome (the bundled demo model said plainly to be a small model trained
 // here, the sample dataset, Meta's MobileLLM family with the gated-access
 // steps), and the model lists follow the engine without a reload: a share in
-// the Inspector and a quantization add their models to every list, and an
-// import of a folder already imported says so.
+// the Inspector, a merge and a quantization add their models to every list,
+// an import of a folder already imported says so, and actions a model cannot
+// take say why.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +13,10 @@ import type { Page } from 'playwright-core';
 import { bundledResources } from '../engine/server/resources';
 import { chromiumAvailable, openApp, screenshotPath, type App } from './helpers/web';
 import { tinyModelDir } from './helpers/train-fixtures';
+import { initBackend } from '../engine/backend/select';
+import { loadModel } from '../engine/io/checkpoint';
+import { LoraSettings } from '../engine/train/config';
+import { applyLora, writeAdapterFiles } from '../engine/train/lora';
 
 const defaultModel = bundledResources().defaultModel;
 
@@ -95,6 +100,30 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
     expect(await page.textContent('[data-testid=quant-no-ppl]')).toMatch(/Perplexity not measured: it needs a tokenizer.*fixed random token ids/s);
     expect(await page.textContent('[data-testid=quant-report]')).toMatch(/before/);
     await page.click('a[data-page=models]');
+  }, 300_000);
+
+  it('a LoRA adapter: Quantize says to merge first; Merge into base makes a plain model, listed and selected without a reload', async () => {
+    const adapterDir = path.join(tmp, 'adapter');
+    await initBackend();
+    const { model } = loadModel(modelDir);
+    const adapters = applyLora(model, LoraSettings.parse({ rank: 2, alpha: 4, dropout: 0, targets: ['q', 'v'] }), { seed: 1 }, (t) => t);
+    fs.mkdirSync(adapterDir);
+    writeAdapterFiles(adapters, adapterDir, modelDir);
+    adapters.remove();
+    model.dispose();
+    await page.fill('[data-testid=import-path]', adapterDir);
+    await page.click('[data-testid=import-button]');
+    await expect.poll(() => page.textContent('[data-testid=model-details] h2')).toBe('adapter');
+    expect(await page.isDisabled('[data-testid=model-quantize]')).toBe(true);
+    expect(await page.getAttribute('[data-testid=model-quantize]', 'title')).toMatch(/^a LoRA adapter: merge it into its base model first/);
+    const before = (await modelRows()).length;
+    await page.click('[data-testid=model-merge]');
+    await expect.poll(() => page.textContent('[data-testid=model-details] h2'), { timeout: 240_000, interval: 500 }).toBe('adapter-merged');
+    expect(await modelRows()).toHaveLength(before + 1);
+    expect(await page.textContent('[data-testid=model-details]')).toMatch(/safetensors/);
+    expect(await page.isDisabled('[data-testid=model-quantize]')).toBe(false);
+    expect(await page.isDisabled('[data-testid=model-chat]')).toBe(false); // the base's tokenizer came along
+    expect(await pageMarked()).toBe(true);
   }, 300_000);
 
   it('a shared copy made in the Inspector appears in the lists without a reload, and offers Unshare, not Share', async () => {
