@@ -8,6 +8,7 @@ import { registerEvalCommands } from './commands/eval';
 import { registerExportCommands } from './commands/export';
 import { registerHubCommands } from './commands/hub';
 import { registerInspectCommands } from './commands/inspect';
+import { registerJobCommands } from './commands/job';
 import { registerModelCommands } from './commands/model';
 import { registerPretrainCommands } from './commands/pretrain';
 import { registerQuantizeCommands } from './commands/quantize';
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerTrainCommands(program);
   registerPretrainCommands(program);
   registerExportCommands(program);
+  registerJobCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -89,7 +89,7 @@ function flagError(issue: z.core.$ZodIssue, o: Opts): UsageError {
 }
 
 /** The run configuration from the flags: unset flags keep the schema's defaults, set ones are held to its bounds. */
-function configFrom(model: string, o: Opts): FinetuneConfig {
+export function configFrom(model: string, o: Opts): FinetuneConfig {
   if (o.epochs !== undefined && o.maxSteps !== undefined) throw new UsageError('finetune: give --epochs or --max-steps, not both');
   // commander checked the choices of --method, --schedule, --loss-on, --grad-mode and --runtime
   const input: Record<string, unknown> = {
@@ -113,15 +113,10 @@ function configFrom(model: string, o: Opts): FinetuneConfig {
   return parsed.data;
 }
 
-export function registerTrainCommands(program: Command): void {
-  const finetune = program
-    .command('finetune')
-    .description('fine-tune a model (LoRA or full) on a JSONL/TXT dataset; Ctrl-C pauses with a checkpoint')
-    .argument('[model]', 'base model folder (not needed with --resume)')
-    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
-    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
-  for (const f of NUMBER_FLAGS) finetune.addOption(f.option);
-  finetune
+/** The flags of a fine-tuning configuration (mlw finetune, mlw job export): the schema's settings, each with its default. */
+export function addFinetuneOptions(cmd: Command): Command {
+  for (const f of NUMBER_FLAGS) cmd.addOption(f.option);
+  return cmd
     .addOption(new Option('--method <method>', `what is trained (default ${DEFAULTS.method})`).choices(FinetuneConfig.shape.method.unwrap().options))
     .addOption(new Option('--schedule <decay>', `decay after warmup (default ${DEFAULTS.train.decay})`).choices(DECAYS))
     .option('--lora-targets <list>', `LoRA target layers among ${LINEAR_KEYS.join(',')} (default ${DEFAULTS.lora.targets.join(',')})`)
@@ -132,7 +127,17 @@ export function registerTrainCommands(program: Command): void {
         FinetuneConfig.shape.gradMode.unwrap().options,
       ),
     )
-    .addOption(trainRuntimeOption())
+    .addOption(trainRuntimeOption());
+}
+
+export function registerTrainCommands(program: Command): void {
+  const finetune = program
+    .command('finetune')
+    .description('fine-tune a model (LoRA or full) on a JSONL/TXT dataset; Ctrl-C pauses with a checkpoint')
+    .argument('[model]', 'base model folder (not needed with --resume)')
+    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
+    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
+  addFinetuneOptions(finetune)
     .option('--resume <runId>', 'continue a paused or interrupted run')
     .option('--check', 'validate the data and estimate memory and time, then stop')
     .option('--json', 'print the outcome as JSON (no progress bar)')

@@ -1,0 +1,59 @@
+// mlw job export: a fine-tuning configuration (the flags of mlw finetune) as a
+// job folder that PyTorch runs anywhere (torchrun, Slurm, SkyPilot).
+// mlw job import: its results back as a run in the store (again: extended).
+import type { Command } from 'commander';
+import { initBackend, type BackendName } from '../../backend/select';
+import { openStore } from '../../store/open';
+import { exportJob } from '../../job/export';
+import { importJob } from '../../job/import';
+import { UsageError } from '../errors';
+import { printJson } from '../format';
+import { addFinetuneOptions, configFrom } from './train';
+
+type Opts = Record<string, string | boolean | undefined>;
+
+export function registerJobCommands(program: Command): void {
+  const job = program.command('job').description('run a fine-tuning on a GPU machine with PyTorch: export a job folder, import its results');
+  const exp = job
+    .command('export')
+    .description('write a job folder (model, tokenized data, hyper-parameters, train.py, launch recipes) for a fine-tuning configuration')
+    .argument('<model>', 'base model folder')
+    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
+    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
+  addFinetuneOptions(exp)
+    .requiredOption('--out <dir>', 'the job folder to write (new or empty)')
+    .option('--json', 'print the result as JSON')
+    .action(async (model: string, o: Opts, cmd: Command) => {
+      if (o.data === undefined) throw new UsageError('job export: give --data');
+      const { out, json, ...flags } = o;
+      const cfg = configFrom(model, flags);
+      await initBackend((cmd.optsWithGlobals() as { backend?: BackendName }).backend);
+      const r = await exportJob(cfg, out as string);
+      if (json) return printJson(r);
+      process.stderr.write(
+        `wrote ${r.dir}: ${r.totalSteps} steps, ${r.trainExamples} training and ${r.valExamples} validation examples\n` +
+          `run it with: ${r.command}   (README.md there: Slurm, SkyPilot; then: mlw job import ${r.dir})\n`,
+      );
+    });
+
+  job
+    .command('import')
+    .description("record a job folder's curves, checkpoints and machine as a run (again: adds what is new)")
+    .argument('<dir>', 'the job folder')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, o: Opts, cmd: Command) => {
+      const store = openStore({ home: (cmd.optsWithGlobals() as { home?: string }).home });
+      try {
+        const r = await importJob(store, dir);
+        if (o.json) return printJson(r);
+        const where = r.machine
+          ? ` (ran on ${r.machine.hostname}: ${r.machine.gpus.length ? r.machine.gpus.join(', ') : 'CPU'}, ${r.machine.worldSize} process${r.machine.worldSize > 1 ? 'es' : ''})`
+          : '';
+        process.stderr.write(
+          `${r.created ? 'recorded' : 'extended'} run ${r.runId}: ${r.status} at step ${r.lastStep}, ${r.newSteps} new steps, ${r.newCheckpoints.length} new checkpoints${where}\n`,
+        );
+      } finally {
+        store.close();
+      }
+    });
+}

@@ -1,0 +1,142 @@
+// mlw job export: a fine-tuning configuration as a job folder (spec.ts) that
+// train.py runs under torchrun on any machine with PyTorch. The data goes
+// tokenized and masked by our engine (prepareData) with the batch plan of our
+// trainer (BatchPlan, the same seed), and a LoRA run's initial adapter as our
+// trainer draws it, so the job trains what `mlw finetune` would have.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { writeFileAtomic } from '../io/atomic';
+import { float32Raw, type RawTensor } from '../io/raw-tensor';
+import { writeSafetensors } from '../io/safetensors';
+import { readModelFolder } from '../folder/kind';
+import { exportHf } from '../export/hf';
+import { LINEAR_KEYS, linearShapes } from '../model/layout';
+import { BatchPlan, learnedTokens, type TokenizedExample } from '../train/batching';
+import { FinetuneConfig, type FinetuneInput } from '../train/config';
+import { adapterConfigJson, ADAPTER_CONFIG, ADAPTER_WEIGHTS, initialLoraA, peftKey } from '../train/lora';
+import { prepareData } from '../train/run';
+import { totalSteps } from '../train/trainer';
+import { launchFiles } from './recipes';
+import { JOB_FORMAT, JOB_SPEC, type JobSpec } from './spec';
+
+/** The training program every job folder carries. */
+export const TRAIN_PROGRAM = path.resolve(import.meta.dirname, '../../resources/job/train.py');
+
+export interface JobExport {
+  dir: string;
+  id: string;
+  totalSteps: number;
+  trainExamples: number;
+  valExamples: number;
+  /** The command that runs it on one machine with N GPUs. */
+  command: string;
+}
+
+/** ids (I32), learn (U8) and offsets (I64) of a list of examples. */
+function exampleTensors(examples: TokenizedExample[]): [string, RawTensor][] {
+  const total = examples.reduce((n, e) => n + e.ids.length, 0);
+  const ids = new Int32Array(total);
+  const learn = new Uint8Array(total);
+  const offsets = new BigInt64Array(examples.length + 1);
+  let at = 0;
+  examples.forEach((e, i) => {
+    ids.set(e.ids, at);
+    learn.set(e.learn, at);
+    at += e.ids.length;
+    offsets[i + 1] = BigInt(at);
+  });
+  return [
+    ['ids', { dtype: 'I32', shape: [total], data: new Uint8Array(ids.buffer) }],
+    ['learn', { dtype: 'U8', shape: [total], data: learn }],
+    ['offsets', { dtype: 'I64', shape: [examples.length + 1], data: new Uint8Array(offsets.buffer) }],
+  ];
+}
+
+/** The example indices of every micro-batch of every step, [steps, gradAccum, batchSize], −1 where short. */
+function planTensor(plan: BatchPlan, steps: number): RawTensor {
+  const { gradAccum: G, batchSize: B } = plan;
+  const out = new Int32Array(steps * G * B).fill(-1);
+  for (let s = 0; s < steps; s++) plan.step(s).forEach((micro, m) => out.set(micro, (s * G + m) * B));
+  return { dtype: 'I32', shape: [steps, G, B], data: new Uint8Array(out.buffer) };
+}
+
+/** The initial adapter as our trainer draws it (A from the seed, B zero), PEFT layout. */
+function initialAdapter(cfg: FinetuneConfig, dir: string, baseDir: string): void {
+  const c = readModelFolder(baseDir).config;
+  const shapes = linearShapes(c);
+  const r = cfg.lora.rank;
+  const tensors: [string, RawTensor][] = [];
+  for (let b = 0; b < c.numBlocks; b++) {
+    for (const key of LINEAR_KEYS) {
+      if (!cfg.lora.targets.includes(key)) continue;
+      const [nOut, nIn] = shapes[key];
+      const a = initialLoraA(cfg.train.seed, b, key, nIn, r); // [in, r]
+      const aT = new Float32Array(r * nIn);
+      for (let i = 0; i < nIn; i++) for (let j = 0; j < r; j++) aT[j * nIn + i] = a[i * r + j];
+      tensors.push([peftKey(b, key, 'A'), float32Raw(aT, [r, nIn])]);
+      tensors.push([peftKey(b, key, 'B'), float32Raw(new Float32Array(nOut * r), [nOut, r])]);
+    }
+  }
+  writeSafetensors(path.join(dir, ADAPTER_WEIGHTS), tensors, { format: 'pt' });
+  writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(cfg.lora, baseDir), null, 2) + '\n');
+}
+
+/** Writes the job folder `out` (which must not exist or be empty) for the fine-tuning configuration `input`. */
+export async function exportJob(input: FinetuneInput, out: string): Promise<JobExport> {
+  const cfg = FinetuneConfig.parse(input);
+  cfg.model = path.resolve(cfg.model);
+  cfg.data = path.resolve(cfg.data);
+  if (cfg.val) cfg.val = path.resolve(cfg.val);
+  const dir = path.resolve(out);
+  if (fs.existsSync(dir) && fs.readdirSync(dir).length) throw new Error(`${dir}: not empty (a job folder is written into a new or empty folder)`);
+  const kind = readModelFolder(cfg.model).kind;
+  if (kind !== 'float') throw new Error(`${cfg.model} is a ${kind} folder; a job trains float weights (merge or convert it first)`);
+  const data = prepareData(cfg);
+  const plan = new BatchPlan(data.train.length, cfg.train.batchSize, cfg.train.gradAccum, cfg.train.seed);
+  const steps = totalSteps(cfg.train, plan);
+
+  fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
+  await exportHf(cfg.model, path.join(dir, 'model'), { dtype: 'float32' });
+  if (cfg.method === 'lora') {
+    fs.mkdirSync(path.join(dir, 'init'));
+    initialAdapter(cfg, path.join(dir, 'init'), cfg.model);
+  }
+  writeSafetensors(path.join(dir, 'data', 'train.safetensors'), exampleTensors(data.train));
+  if (data.val.length) writeSafetensors(path.join(dir, 'data', 'val.safetensors'), exampleTensors(data.val));
+  writeSafetensors(path.join(dir, 'data', 'plan.safetensors'), [['plan', planTensor(plan, steps)]]);
+  const manifest = {
+    train: { examples: data.train.length, tokens: data.train.reduce((n, e) => n + e.ids.length, 0), learnedTokens: learnedTokens(data.train) },
+    val: { examples: data.val.length, tokens: data.val.reduce((n, e) => n + e.ids.length, 0), learnedTokens: learnedTokens(data.val) },
+    steps,
+    batchSize: cfg.train.batchSize,
+    gradAccum: cfg.train.gradAccum,
+    seed: cfg.train.seed,
+    source: { data: cfg.data, sha256: data.trainSet.sha256, val: cfg.val, valFraction: cfg.valFraction, packing: cfg.packing, lossOn: cfg.lossOn },
+  };
+  writeFileAtomic(path.join(dir, 'data', 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+
+  const spec: JobSpec = {
+    format: JOB_FORMAT,
+    id: crypto.randomUUID(),
+    kind: 'finetune',
+    createdAt: Date.now(),
+    method: cfg.method,
+    lora: cfg.method === 'lora' ? cfg.lora : null,
+    train: cfg.train,
+    totalSteps: steps,
+    stepsPerEpoch: plan.stepsPerEpoch,
+    config: cfg,
+  };
+  writeFileAtomic(path.join(dir, JOB_SPEC), JSON.stringify(spec, null, 2) + '\n');
+  fs.copyFileSync(TRAIN_PROGRAM, path.join(dir, 'train.py'));
+  for (const [name, text] of Object.entries(launchFiles(spec, path.basename(dir)))) writeFileAtomic(path.join(dir, name), text);
+  return {
+    dir,
+    id: spec.id,
+    totalSteps: steps,
+    trainExamples: data.train.length,
+    valExamples: data.val.length,
+    command: `cd ${path.basename(dir)} && torchrun --nproc_per_node=<GPUs> train.py`,
+  };
+}

@@ -1,0 +1,60 @@
+// A job folder (mlw job export → any machine with PyTorch → mlw job import):
+//
+//   job.json            JobSpec: the run's FinetuneConfig, what train.py needs of it, the step count
+//   model/              the base model (config.json, model.safetensors, tokenizer files)
+//   init/               LoRA only: the initial adapter (adapter_config.json, adapter_model.safetensors)
+//   data/               train.safetensors, val.safetensors (ids I32, learn U8, offsets I64), plan.safetensors
+//                       (plan I32 [steps, gradAccum, batchSize], −1 where a micro-batch is short), manifest.json
+//   train.py            the training program (resources/job/train.py)
+//   README.md, job.sbatch, sky.yaml   launch recipes
+// and what the job writes:
+//   metrics.jsonl       one line per step: step, loss, lr, grad_norm, tokens, tokens_per_s (, val_loss)
+//   checkpoints/checkpoint-N/   our checkpoint layout (engine/train/checkpoints.ts)
+//   machine.json        where it ran; done.json once the last step is done
+import { z } from 'zod';
+import { FinetuneConfig } from '../train/config';
+
+export const JOB_SPEC = 'job.json';
+export const JOB_FORMAT = 1;
+export const METRICS_FILE = 'metrics.jsonl';
+export const MACHINE_FILE = 'machine.json';
+export const DONE_FILE = 'done.json';
+export const CHECKPOINTS_DIR = 'checkpoints';
+
+export const JobSpec = z.object({
+  format: z.literal(JOB_FORMAT),
+  /** Tells one job from another when it is imported again. */
+  id: z.string().min(1),
+  kind: z.literal('finetune'),
+  createdAt: z.number(),
+  method: z.enum(['lora', 'full']),
+  lora: FinetuneConfig.shape.lora.unwrap().nullable(),
+  train: FinetuneConfig.shape.train.unwrap(),
+  totalSteps: z.number().int().positive(),
+  stepsPerEpoch: z.number().int().positive(),
+  /** The configuration as mlw finetune would have stored it (paths on the exporting machine). */
+  config: FinetuneConfig,
+});
+export type JobSpec = z.infer<typeof JobSpec>;
+
+/** machine.json: where the job ran (its last launch). */
+export const JobMachine = z.looseObject({
+  hostname: z.string(),
+  gpus: z.array(z.string()),
+  torch: z.string(),
+  worldSize: z.number().int().positive(),
+});
+export type JobMachine = z.infer<typeof JobMachine>;
+
+/** A line of metrics.jsonl. */
+export const JobMetricLine = z.looseObject({
+  step: z.number().int().positive(),
+  loss: z.number(),
+  lr: z.number(),
+  grad_norm: z.number(),
+  tokens: z.number(),
+  tokens_per_s: z.number(),
+  val_loss: z.number().optional(),
+  time: z.number().optional(),
+});
+export type JobMetricLine = z.infer<typeof JobMetricLine>;
