@@ -80,6 +80,8 @@ export const ModelDetails = z.object({
   params: z.object({ total: count, embedding: count, nonEmbedding: count, perBlock: count }).nullable(),
   effectiveDepth: count.nullable(),
   schedule: z.array(count).nullable(),
+  /** Tokens per sequence it was trained on, where known (the config's max_position_embeddings may say more); null when unknown. */
+  trainedContext: count.nullable(),
   bytesOnDisk: count,
   hasTokenizer: z.boolean(),
   chatTemplate: z.string().nullable(),

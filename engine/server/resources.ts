@@ -10,7 +10,13 @@ import { countParams } from '../model/config';
 
 export const RESOURCES = path.resolve(import.meta.dirname, '../../resources');
 
-const Entry = z.object({ name: z.string(), path: z.string(), description: z.string() });
+const Entry = z.object({
+  name: z.string(),
+  path: z.string(),
+  description: z.string(),
+  /** A model's tokens per training sequence, when shorter than its config's max_position_embeddings. */
+  trainedContext: z.number().int().positive().optional(),
+});
 const Index = z.object({
   defaultModel: Entry.nullable(),
   datasets: z.array(Entry),

@@ -40,6 +40,7 @@ import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
+import { trainedContext } from './trained-context';
 import { cancelRun, removeRun, runSummaries } from './run-handlers';
 import { runInChild } from './child-jobs';
 import { modelWithSameFolder } from './same-folder';
@@ -441,7 +442,7 @@ export class EngineService {
   modelDetails(id: number): ModelDetails {
     const model = this.store.models.get(id);
     const bytesOnDisk = fs.existsSync(model.path) ? folderBytes(model.path) : 0;
-    const none = { config: null, params: null, effectiveDepth: null, schedule: null, chatTemplate: null };
+    const none = { config: null, params: null, effectiveDepth: null, schedule: null, chatTemplate: null, trainedContext: null };
     try {
       // An adapter folder describes its base model's architecture.
       const folder = readModelFolder(model.path);
@@ -455,6 +456,7 @@ export class EngineService {
         params: { total: c.total, embedding: c.embedding, nonEmbedding: c.nonEmbedding, perBlock: c.perBlock },
         effectiveDepth: effectiveDepth(config),
         schedule: layerSchedule(config),
+        trainedContext: trainedContext(this.store, model),
         bytesOnDisk,
         hasTokenizer: tokenizer,
         chatTemplate: loadChatTemplate(tokenizerDir).name,
