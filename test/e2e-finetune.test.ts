@@ -48,7 +48,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('fine-tuning wizard in web mo
     await page.screenshot({ path: screenshotPath('finetune-settings') });
     await page.click('[data-testid=ft-start]');
     await page.waitForSelector('[data-testid=ft-step-train]');
-    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 1000 }).toMatch(/done/);
+    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 1000 }).toBe('completed');
     await expect.poll(() => page.locator('[data-testid=ft-step-train] canvas').count(), { timeout: 20_000 }).toBeGreaterThan(0);
     await page.screenshot({ path: screenshotPath('finetune-training') });
   });
