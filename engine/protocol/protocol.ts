@@ -19,6 +19,7 @@ import { FinetuneConfig, FinetuneOutcome, recordedRuntime } from '../train/confi
 import { JobProgress } from '../jobs/job';
 import { ExportOptions, ExportOutcome } from '../export/options';
 import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
+export type { ExportFormat } from '../export/options';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
 export type { EvalReport } from '../eval/report';
