@@ -3,7 +3,7 @@
 // never HTML: a model's output is untrusted, so HTML in it stays text. Each
 // answer says why it ended, an empty one says "(empty)", the header names
 // the model and runtime, and the title and export buttons stay in place
-// with Settings open.
+// with Settings open. The page has a favicon.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -91,7 +91,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat answers in web mode', (
     expect(await first.locator('li code').textContent()).toBe('npm test');
     expect(await first.locator('pre code').textContent()).toBe("console.log('hello');");
     await first.locator('[data-testid=copy-code]').click();
-    await expect.poll(() => first.locator('[data-testid=copy-code]').textContent()).toBe('Copied');
+    await expect.poll(() => first.locator('[data-testid=copy-code]').textContent(), { timeout: 10_000 }).toBe('Copied');
     expect(await page.evaluate(() => navigator.clipboard.readText())).toBe("console.log('hello');");
     await page.screenshot({ path: screenshotPath('chat-markdown') });
   });
@@ -116,7 +116,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat answers in web mode', (
   it('a new answer records why it ended and the runtime it ran on, and the header names model and runtime', async () => {
     await page.fill('[data-testid=composer]', 'Tell me about the sea.');
     await page.click('[data-testid=send]');
-    await expect.poll(() => answers().count()).toBe(3);
+    await expect.poll(() => answers().count(), { timeout: 30_000 }).toBe(3);
     const reason = answers().nth(2).locator('[data-testid=stop-reason]');
     await reason.waitFor({ timeout: 60_000 });
     const store = openStore({ home: engine.home, readonly: true });
@@ -143,5 +143,17 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat answers in web mode', (
       expect(box!.x + box!.width).toBeLessThanOrEqual(1100);
     }
     await page.screenshot({ path: screenshotPath('chat-settings-open') });
+  });
+
+  it('the page has an icon, served with the app', async () => {
+    const href = await page.locator('link[rel=icon]').getAttribute('href');
+    expect(href).toBe('./favicon.svg');
+    const icon = await page.evaluate(async (h) => {
+      const r = await fetch(h);
+      return { status: r.status, type: r.headers.get('content-type'), body: await r.text() };
+    }, href!);
+    expect(icon.status).toBe(200);
+    expect(icon.type).toMatch(/svg/);
+    expect(icon.body).toMatch(/^<svg /);
   });
 });
