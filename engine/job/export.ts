@@ -18,20 +18,10 @@ import { adapterConfigJson, ADAPTER_CONFIG, ADAPTER_WEIGHTS, initialLoraA, peftK
 import { prepareData } from '../train/run';
 import { totalSteps } from '../train/trainer';
 import { launchFiles } from './recipes';
-import { JOB_FORMAT, JOB_SPEC, type JobSpec } from './spec';
+import { JOB_FORMAT, JOB_SPEC, type JobExportResult, type JobSpec } from './spec';
 
 /** The training program every job folder carries. */
 export const TRAIN_PROGRAM = path.resolve(import.meta.dirname, '../../resources/job/train.py');
-
-export interface JobExport {
-  dir: string;
-  id: string;
-  totalSteps: number;
-  trainExamples: number;
-  valExamples: number;
-  /** The command that runs it on one machine with N GPUs. */
-  command: string;
-}
 
 /** ids (I32), learn (U8) and offsets (I64) of a list of examples. */
 function exampleTensors(examples: TokenizedExample[]): [string, RawTensor][] {
@@ -83,7 +73,7 @@ function initialAdapter(cfg: FinetuneConfig, dir: string, baseDir: string): void
 }
 
 /** Writes the job folder `out` (which must not exist or be empty) for the fine-tuning configuration `input`. */
-export async function exportJob(input: FinetuneInput, out: string): Promise<JobExport> {
+export async function exportJob(input: FinetuneInput, out: string): Promise<JobExportResult> {
   const cfg = FinetuneConfig.parse(input);
   cfg.model = path.resolve(cfg.model);
   cfg.data = path.resolve(cfg.data);

@@ -12,20 +12,18 @@ import type { Store } from '../store/store';
 import type { MetricPoint, Run } from '../store/records';
 import { readTrainerState } from '../train/checkpoints';
 import { checkpointAsModel } from '../train/run';
-import { CHECKPOINTS_DIR, DONE_FILE, JOB_SPEC, JobMachine, JobMetricLine, JobSpec, MACHINE_FILE, METRICS_FILE, type JobMetricLine as MetricLine } from './spec';
-
-export interface JobImport {
-  runId: number;
-  /** A run made by this import (false: an earlier import's run, extended). */
-  created: boolean;
-  status: 'paused' | 'completed';
-  lastStep: number;
-  newSteps: number;
-  newCheckpoints: number[];
-  /** The finished model recorded in the store (a completed job). */
-  modelId: number | null;
-  machine: JobMachine | null;
-}
+import {
+  CHECKPOINTS_DIR,
+  DONE_FILE,
+  JOB_SPEC,
+  JobMachine,
+  JobMetricLine,
+  JobSpec,
+  MACHINE_FILE,
+  type JobImportResult,
+  METRICS_FILE,
+  type JobMetricLine as MetricLine,
+} from './spec';
 
 function readJson(file: string): unknown {
   try {
@@ -112,7 +110,7 @@ function baseModelId(store: Store, dir: string): number | null {
 }
 
 /** Records (or extends) the run of the job folder `dir`. */
-export async function importJob(store: Store, dir: string): Promise<JobImport> {
+export async function importJob(store: Store, dir: string): Promise<JobImportResult> {
   const jobDir = path.resolve(dir);
   const spec = readJobSpec(jobDir);
   const machine = readMachine(jobDir);

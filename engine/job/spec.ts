@@ -58,3 +58,30 @@ export const JobMetricLine = z.looseObject({
   time: z.number().optional(),
 });
 export type JobMetricLine = z.infer<typeof JobMetricLine>;
+
+/** What mlw job export (and the protocol's job.export) gives back. */
+export const JobExportResult = z.object({
+  dir: z.string(),
+  id: z.string(),
+  totalSteps: z.number().int(),
+  trainExamples: z.number().int(),
+  valExamples: z.number().int(),
+  /** The command that runs it on one machine. */
+  command: z.string(),
+});
+export type JobExportResult = z.infer<typeof JobExportResult>;
+
+/** What mlw job import (and job.import) gives back. */
+export const JobImportResult = z.object({
+  runId: z.number().int().positive(),
+  /** A run made by this import (false: an earlier import's run, extended). */
+  created: z.boolean(),
+  status: z.enum(['paused', 'completed']),
+  lastStep: z.number().int().min(0),
+  newSteps: z.number().int().min(0),
+  newCheckpoints: z.array(z.number().int()),
+  /** The finished model recorded in the store (a completed job). */
+  modelId: z.number().int().positive().nullable(),
+  machine: JobMachine.nullable(),
+});
+export type JobImportResult = z.infer<typeof JobImportResult>;

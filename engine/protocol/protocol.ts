@@ -8,6 +8,7 @@
 // This module is imported by the renderer: it may import zod, types, and the
 // engine's Node-free schema modules (each imports only zod and its kind).
 import { z } from 'zod';
+import { JobExportResult, JobImportResult } from '../job/spec';
 import { Chat, Checkpoint, Message, MetricCurve, Model, Report, REPORT_KINDS, RESUMABLE_STATUSES, Run, RUN_NAME_MAX } from '../store/records';
 import { InspectReport, StrategyCosts, ConversionReport, BLOCK_PICKS } from '../inspect/schema';
 import { QuantReport } from '../quant/report';
@@ -490,6 +491,10 @@ export const requests = {
   'runs.cancel': { params: z.object({ id }), result: Run },
   /** Deletes a run that is not running, with its metrics, checkpoints and files. */
   'runs.remove': { params: z.object({ id }), result: Removed },
+  /** A fine-tuning configuration as a job folder for a machine with PyTorch (mlw job export), written into outDir (new or empty). */
+  'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096) }), result: JobExportResult },
+  /** A job folder's results as a run (mlw job import): its curves, checkpoints and machine; the same job again extends its run. */
+  'job.import': { params: z.object({ dir: z.string().min(1).max(4096) }), result: JobImportResult },
   'reports.list': { params: z.object({ modelId: id.optional(), kind: z.enum(REPORT_KINDS).optional() }), result: z.array(Report) },
 } satisfies Record<string, { params: z.ZodType; result: z.ZodType }>;
 

@@ -45,6 +45,8 @@ import { cancelRun, removeRun, runSummaries } from './run-handlers';
 import { runInChild } from './child-jobs';
 import { modelWithSameFolder } from './same-folder';
 import { checkExportTarget } from '../export/target';
+import { exportJob } from '../job/export';
+import { importJob } from '../job/import';
 import type { ChildParams } from '../jobs/registry';
 import type { EvalTarget } from '../eval/record';
 import { isRepoId } from '../hub/api';
@@ -310,6 +312,8 @@ export class EngineService {
       'runs.rename': ({ id, name }) => this.store.runs.rename(id, name),
       'runs.cancel': ({ id }) => cancelRun(this, id),
       'runs.remove': ({ id }) => removeRun(this, id),
+      'job.export': ({ modelId, outDir, ...config }) => exportJob({ ...config, model: this.store.models.get(modelId).path }, outDir),
+      'job.import': ({ dir }) => importJob(this.store, dir),
       'reports.list': (p) => this.store.reports.list(p),
     };
   }
