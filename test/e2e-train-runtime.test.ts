@@ -79,7 +79,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('the training runtime in web 
     await expect.poll(() => page.textContent('[data-testid=ft-estimate]'), { timeout: 60_000 }).toMatch(/1\s*steps/);
     await page.screenshot({ path: screenshotPath('finetune-advanced-runtime') });
     await page.click('[data-testid=ft-start]');
-    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 500 }).toMatch(/done/);
+    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 500 }).toBe('completed');
 
     const store = openStore({ home: engine.home, readonly: true });
     try {
