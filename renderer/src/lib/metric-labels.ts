@@ -4,6 +4,7 @@
 const NAMES: Record<string, string> = {
   loss: 'loss',
   val_loss: 'validation loss',
+  val_ppl: 'validation perplexity',
   lr: 'learning rate',
   tokens_per_s: 'tokens/s',
   eta_s: 'ETA',
