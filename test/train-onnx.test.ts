@@ -1,8 +1,9 @@
 // Training on ONNX Runtime against the references: the training graph's loss
 // and the gradient of every tensor against transformers' on every golden case
 // (all sharing strategies, tied and untied heads, GQA and MHA, every file
-// format), one AdamW step against torch.optim.AdamW, and 50-step runs that agree
-// with TensorFlow.js at every step. What ONNX Runtime cannot train is refused
+// format; every layer's activations kept, and recomputed per layer), one
+// AdamW step against torch.optim.AdamW, and 50-step runs that agree with
+// TensorFlow.js at every step. What ONNX Runtime cannot train is refused
 // in one line or, with runtime auto, trained on TensorFlow.js.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -37,7 +38,7 @@ beforeAll(async () => {
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** The full-training graph of a golden model in a session, and the model's tensors (checkpoint layout). */
-async function goldenStep(name: GoldenCase) {
+async function goldenStep(name: GoldenCase, recompute: boolean) {
   const dir = goldenDir(name);
   const config = readConfig(dir);
   const specs = tensorSpecs(config);
@@ -49,6 +50,7 @@ async function goldenStep(name: GoldenCase) {
     specs,
     schedule: layerSchedule(config),
     trained: { kind: 'full' },
+    recompute,
     frozen: () => {
       throw new Error('nothing is frozen in full training');
     },
@@ -81,42 +83,45 @@ async function goldenStep(name: GoldenCase) {
   return { params, run, release: () => session.release() };
 }
 
-describe.each(GOLDEN_CASES)('training graph on %s', (name) => {
-  const expected = goldenExpected(name);
-  const gold = goldenTensors(name);
+describe.each(GOLDEN_CASES.flatMap((name) => [false, true].map((recompute) => [name, recompute] as const)))(
+  'training graph on %s (recompute per layer: %s)',
+  (name, recompute) => {
+    const expected = goldenExpected(name);
+    const gold = goldenTensors(name);
 
-  it('gives transformers’ loss (1e-5) and the gradient of every tensor (1e-4 of its max)', async () => {
-    const step = await goldenStep(name);
-    const out = await step.run();
-    expect(Math.abs((out.loss.data as Float32Array)[0] - expected.loss)).toBeLessThan(1e-5);
-    expect([...step.params.keys()].sort()).toEqual(Object.keys(expected.params).sort());
-    for (const n of step.params.keys()) {
-      const want = gold.get(`grad.${n}`).values;
-      const got = out[gradName(n)].data as Float32Array;
-      expect(maxAbsDiff(got, want) / maxAbs(want), `grad.${n}`).toBeLessThan(1e-4);
-    }
-    await step.release();
-  });
+    it('gives transformers’ loss (1e-5) and the gradient of every tensor (1e-4 of its max)', async () => {
+      const step = await goldenStep(name, recompute);
+      const out = await step.run();
+      expect(Math.abs((out.loss.data as Float32Array)[0] - expected.loss)).toBeLessThan(1e-5);
+      expect([...step.params.keys()].sort()).toEqual(Object.keys(expected.params).sort());
+      for (const n of step.params.keys()) {
+        const want = gold.get(`grad.${n}`).values;
+        const got = out[gradName(n)].data as Float32Array;
+        expect(maxAbsDiff(got, want) / maxAbs(want), `grad.${n}`).toBeLessThan(1e-4);
+      }
+      await step.release();
+    });
 
-  it.runIf(expected.adamw.after_step_params_stored)('one AdamW step on its gradients gives torch.optim.AdamW’s parameters and loss', async () => {
-    const step = await goldenStep(name);
-    const out = await step.run();
-    const { lr, betas, eps, weight_decay } = expected.adamw;
-    // The golden's AdamW was given every parameter: weight decay on all of them.
-    const opt = new ArrayAdamW(step.params, { beta1: betas[0], beta2: betas[1], eps, weightDecay: weight_decay }, () => true);
-    const grads = new Map([...step.params.keys()].map((n) => [n, out[gradName(n)].data as Float32Array]));
-    opt.apply(grads, lr);
-    for (const [n, p] of step.params) {
-      const want = gold.get(`after_adamw.${n}`).values;
-      const g = gold.get(`grad.${n}`).values;
-      // Where |grad| is near eps the first step is ill-conditioned (README of the golden files): 2e-3 there, 1e-5 elsewhere.
-      for (let i = 0; i < want.length; i++) expect(Math.abs(p.values[i] - want[i]), `${n}[${i}]`).toBeLessThan(Math.abs(g[i]) > 1e-6 ? 1e-5 : 2e-3);
-    }
-    const after = await step.run();
-    expect(Math.abs((after.loss.data as Float32Array)[0] - expected.loss_after_adamw_step)).toBeLessThan(1e-4);
-    await step.release();
-  });
-});
+    it.runIf(expected.adamw.after_step_params_stored)('one AdamW step on its gradients gives torch.optim.AdamW’s parameters and loss', async () => {
+      const step = await goldenStep(name, recompute);
+      const out = await step.run();
+      const { lr, betas, eps, weight_decay } = expected.adamw;
+      // The golden's AdamW was given every parameter: weight decay on all of them.
+      const opt = new ArrayAdamW(step.params, { beta1: betas[0], beta2: betas[1], eps, weightDecay: weight_decay }, () => true);
+      const grads = new Map([...step.params.keys()].map((n) => [n, out[gradName(n)].data as Float32Array]));
+      opt.apply(grads, lr);
+      for (const [n, p] of step.params) {
+        const want = gold.get(`after_adamw.${n}`).values;
+        const g = gold.get(`grad.${n}`).values;
+        // Where |grad| is near eps the first step is ill-conditioned (README of the golden files): 2e-3 there, 1e-5 elsewhere.
+        for (let i = 0; i < want.length; i++) expect(Math.abs(p.values[i] - want[i]), `${n}[${i}]`).toBeLessThan(Math.abs(g[i]) > 1e-6 ? 1e-5 : 2e-3);
+      }
+      const after = await step.run();
+      expect(Math.abs((after.loss.data as Float32Array)[0] - expected.loss_after_adamw_step)).toBeLessThan(1e-4);
+      await step.release();
+    });
+  },
+);
 
 describe('ONNX Runtime and TensorFlow.js train alike', () => {
   const data = { train: randomSequences(40, 16, 512, 11), val: randomSequences(4, 16, 512, 12) };

@@ -85,7 +85,8 @@ export class Tape {
     return lead > 0 ? this.op('Reshape', [summed, this.op('Shape', [to.name])]) : summed;
   }
 
-  private zerosLike(v: Value): string {
+  /** Zeros of v's shape (the gradient of what the loss does not depend on). */
+  zerosLike(v: Value): string {
     return this.op('ConstantOfShape', [this.op('Shape', [v.name])]);
   }
 
@@ -348,20 +349,37 @@ export class Tape {
     return y;
   }
 
+  /** Where the records stand now: backwardFrom(…, mark) differentiates only what is recorded after it. */
+  mark(): number {
+    return this.records.length;
+  }
+
   /**
    * Appends the backward pass of scalar `loss` and returns the gradient of each
    * value of `wrt` (zeros where the loss does not depend on it).
    */
   backward(loss: Value, wrt: Value[]): Map<string, string> {
     if (loss.shape.length !== 0) throw new Error(`backward: the loss must be a scalar, got [${loss.shape}]`);
-    const grads = new Map<string, string[]>([[loss.name, [this.g.float(1)]]]);
+    const grads = this.backwardFrom([[loss, this.g.float(1)]], wrt);
+    return new Map(wrt.map((v) => [v.name, grads.get(v.name) ?? this.zerosLike(v)]));
+  }
+
+  /**
+   * Appends the backward pass of the records after `mark`, seeded with the
+   * gradients of some of their outputs (`seeds`: value, its gradient), and
+   * returns the gradient of each value of `wrt` (null where none flows). Those
+   * records are then dropped: a later backward does not walk them again, so a
+   * sub-graph (one layer, recomputed) is differentiated on its own.
+   */
+  backwardFrom(seeds: [Value, string][], wrt: Value[], mark = 0): Map<string, string | null> {
+    const grads = new Map<string, string[]>(seeds.map(([v, g]) => [v.name, [g]]));
     const total = (v: Value): string | null => {
       const gs = grads.get(v.name);
       if (!gs?.length) return null;
       if (gs.length > 1) grads.set(v.name, [this.op('Sum', gs)]);
       return grads.get(v.name)![0];
     };
-    for (let i = this.records.length - 1; i >= 0; i--) {
+    for (let i = this.records.length - 1; i >= mark; i--) {
       const r = this.records[i];
       const dOut = r.outputs.map(total);
       if (dOut.every((g) => g === null)) continue;
@@ -371,6 +389,7 @@ export class Tape {
         grads.set(input.name, [...(grads.get(input.name) ?? []), g]);
       });
     }
-    return new Map(wrt.map((v) => [v.name, total(v) ?? this.zerosLike(v)]));
+    this.records.length = mark;
+    return new Map(wrt.map((v) => [v.name, total(v)]));
   }
 }

@@ -50,6 +50,13 @@ export interface TrainingGraphInput {
   /** Bytes (float32, checkpoint layout) of a frozen tensor. */
   frozen: (spec: TensorSpec) => DeferredBytes;
   trained: Trained;
+  /**
+   * Recompute per layer: the forward pass keeps only each layer's input, and
+   * each layer's forward runs again right before its backward (one more
+   * forward pass of compute; the activations of one layer alive at a time
+   * instead of every layer's). Default: keep every layer's activations.
+   */
+  recompute?: boolean;
 }
 
 export interface TrainingGraph {
@@ -67,6 +74,9 @@ const OPSETS = [
   { domain: '', version: 21 },
   { domain: MS_DOMAIN, version: 1 },
 ];
+
+/** Row chunks of the head (logits and cross-entropy) in recompute mode. */
+const HEAD_CHUNKS = 4;
 
 export const gradName = (param: string) => `grad.${param}`;
 
@@ -105,7 +115,10 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
   const embed = spec((s) => s.kind === 'embedding');
   const head = c.shareEmbedding ? embed : spec((s) => s.kind === 'head');
   const finalNorm = spec((s) => s.kind === 'norm' && s.block === undefined);
-  const blockParam = (b: number, kind: 'norm' | 'linear', key: string) => spec((s) => s.block === b && s.kind === kind && s.key === key);
+  // The forward pass of recompute mode reads the parameters detached: it records nothing for the backward.
+  let detached = false;
+  const use = (v: Value): Value => (detached ? { ...v, requiresGrad: false } : v);
+  const blockParam = (b: number, kind: 'norm' | 'linear', key: string) => use(spec((s) => s.block === b && s.kind === kind && s.key === key));
   const lora = new Map<string, { a: Value; b: Value }>(); // `${block}.${key}` → adapter
   if (trained.kind === 'lora') {
     for (let b = 0; b < c.numBlocks; b++) {
@@ -147,6 +160,7 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
     return t.add(t.mul(x, cos), t.mul(t.concat([t.neg(x2), x1], -1), sin));
   };
 
+  const maskInputs = new Map<string, string>(); // mask.<layer>.<key> → input (read again by a recomputed layer)
   /** The adapter of block b's linear `key` applied to x [N, in] (with its dropout mask at layer l): s·dropout(x)·A·B, or null. */
   const adapterOut = (b: number, key: LinearKey, x: Value, l: number): Value | null => {
     const adapter = lora.get(`${b}.${key}`);
@@ -154,16 +168,19 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
     let xin = x;
     if (trained.dropout) {
       const width = x.shape[1] as number;
-      const name = g.input(`mask.${l}.${key}`, DataType.FLOAT, ['N', width]);
-      masks.push({ name, layer: l, width });
-      xin = t.mul(x, t.value(name, ['N', width]));
+      const id = `mask.${l}.${key}`;
+      if (!maskInputs.has(id)) {
+        maskInputs.set(id, g.input(id, DataType.FLOAT, ['N', width]));
+        masks.push({ name: id, layer: l, width });
+      }
+      xin = t.mul(x, t.value(maskInputs.get(id)!, ['N', width]));
     }
-    const low = t.mul(t.matmul(xin, adapter.a), t.value(g.float(trained.scale), [])); // [N, r]
-    return t.matmul(low, adapter.b);
+    const low = t.mul(t.matmul(xin, use(adapter.a)), t.value(g.float(trained.scale), [])); // [N, r]
+    return t.matmul(low, use(adapter.b));
   };
 
   // Linears that read the same input run as one Gemm on their weights stacked ([Σ out, in]: q|k|v, gate|up),
-  // stacked once per physical block; the tape splits the gradient back to each weight.
+  // stacked once per physical block (and pass of recompute mode); the tape splits the gradient back to each weight.
   const stacked = new Map<string, Value>();
   const stack = (b: number, keys: LinearKey[]): Value => {
     const id = `${b}.${keys.join('|')}`;
@@ -214,21 +231,103 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
 
   // ---- the layers, on the residual stream x [N, H]
   const eps = c.rmsNormEps;
-  let x = t.gather(embed, t.value(g.op1('Reshape', [ids, i64(-1)]), ['N'])); // [N, H]
-  schedule.forEach((b, l) => {
-    g.scope = `layers.${l}`;
-    x = t.add(x, attention(b, t.rmsNorm(x, blockParam(b, 'norm', 'input'), eps), l));
-    const h = t.rmsNorm(x, blockParam(b, 'norm', 'post'), eps);
+  const layer = (x: Value, b: number, l: number): Value => {
+    const a = t.add(x, attention(b, t.rmsNorm(x, blockParam(b, 'norm', 'input'), eps), l));
+    const h = t.rmsNorm(a, blockParam(b, 'norm', 'post'), eps);
     const [gate, up] = linears(b, ['gate', 'up'], h, l);
-    x = t.add(x, linear(b, 'down', t.mul(t.silu(gate), up), l));
-  });
-  g.scope = 'head';
-  const logits = t.linear(t.rmsNorm(x, finalNorm, eps), head); // [N, V]
-  const loss = t.mul(t.sum(t.mul(t.crossEntropy(logits, targets), weights)), invDenom);
+    return t.add(a, linear(b, 'down', t.mul(t.silu(gate), up), l));
+  };
+  const lossOf = (x: Value): Value => {
+    g.scope = 'head';
+    const logits = t.linear(t.rmsNorm(x, finalNorm, eps), head); // [N, V]
+    return t.mul(t.sum(t.mul(t.crossEntropy(logits, targets), weights)), invDenom);
+  };
+  const x0 = t.gather(embed, t.value(g.op1('Reshape', [ids, i64(-1)]), ['N'])); // [N, H]
+  let loss: Value;
+  let grads: Map<string, string>;
+  if (!inp.recompute) {
+    let x = x0;
+    schedule.forEach((b, l) => {
+      g.scope = `layers.${l}`;
+      x = layer(x, b, l);
+    });
+    loss = lossOf(x);
+    g.scope = 'backward';
+    grads = t.backward(loss, trainedValues);
+  } else ({ loss, grads } = recomputed());
 
-  // ---- gradients
-  g.scope = 'backward';
-  const grads = t.backward(loss, trainedValues);
+  /**
+   * Recompute mode: the layers' forward pass detached, keeping each layer's
+   * input; the head's backward; then from the last layer to the first, the
+   * layer's forward again on its input and its backward from the gradient
+   * that reaches it. Each parameter's gradient is the running sum over the
+   * pieces that use it (head, layers, embedding).
+   */
+  function recomputed(): { loss: Value; grads: Map<string, string> } {
+    detached = true;
+    const inputs: Value[] = [];
+    let x: Value = { ...x0, requiresGrad: false };
+    schedule.forEach((b, l) => {
+      g.scope = `layers.${l}`;
+      inputs.push(x);
+      x = layer(x, b, l);
+    });
+    detached = false;
+    stacked.clear();
+    const sums = new Map<string, string>();
+    const add = (gs: Map<string, string | null>) => {
+      for (const v of trainedValues) {
+        const d = gs.get(v.name);
+        if (!d) continue;
+        const sum = sums.get(v.name);
+        sums.set(v.name, sum ? g.op1('Add', [sum, d]) : d);
+      }
+    };
+    const never = g.op1('Greater', [g.float(0), g.float(1)]);
+    /** x + Where(false, d[0, 0], 0): the same values, with a data dependency on the gradient d. */
+    const after = (x: string, d: string) => g.op1('Add', [x, g.op1('Where', [never, g.op1('Slice', [d, i64(0, 0), i64(1, 1)]), g.float(0)])]);
+    // The head in row chunks, each one's backward before the next one's forward: one chunk's [rows, vocab] logits
+    // and their softmax alive at a time.
+    const headMark = t.mark();
+    const top = t.value(x.name, x.shape, true);
+    g.scope = 'head';
+    const normed = t.rmsNorm(top, finalNorm, eps);
+    const pieces = (v: string) => g.op('Split', [v], { axis: attr.int(0), num_outputs: attr.int(HEAD_CHUNKS) }, { numOutputs: HEAD_CHUNKS });
+    const [rows, rowTargets, rowWeights] = [normed.name, targets.name, weights.name].map(pieces);
+    const losses: string[] = [];
+    const dRows: string[] = [];
+    for (let k = 0; k < HEAD_CHUNKS; k++) {
+      g.scope = `head.${k}`;
+      const mark = t.mark();
+      const xin = t.value(k ? after(rows[k], dRows[k - 1]) : rows[k], ['n', normed.shape[1]], true);
+      const ce = t.crossEntropy(t.linear(xin, head), t.value(rowTargets[k], ['n']));
+      const part = t.mul(t.sum(t.mul(ce, t.value(rowWeights[k], ['n']))), invDenom);
+      losses.push(part.name);
+      const gs = t.backwardFrom([[part, g.float(1)]], [xin, ...trainedValues], mark);
+      add(gs);
+      dRows.push(gs.get(xin.name)!);
+    }
+    const lossValue = t.value(g.op1('Sum', losses), []);
+    g.scope = 'backward.head';
+    const headGrads = t.backwardFrom([[normed, g.op1('Concat', dRows, { axis: attr.int(0) })]], [top, ...trainedValues], headMark);
+    add(headGrads);
+    let dy = headGrads.get(top.name)!;
+    for (let l = schedule.length - 1; l >= 0; l--) {
+      g.scope = `backward.layers.${l}`;
+      const mark = t.mark();
+      // The input made to depend on the gradient reaching the layer, so that ONNX Runtime neither merges this forward
+      // with the first one nor runs it before that gradient exists.
+      const xin = t.value(after(inputs[l].name, dy), inputs[l].shape, l > 0 || x0.requiresGrad);
+      const y = layer(xin, schedule[l], l);
+      stacked.clear();
+      const gs = t.backwardFrom([[y, dy]], [xin, ...trainedValues], mark);
+      add(gs);
+      dy = gs.get(xin.name) ?? dy;
+    }
+    if (x0.requiresGrad) add(t.backwardFrom([[x0, dy]], trainedValues));
+    return { loss: lossValue, grads: new Map(trainedValues.map((v) => [v.name, sums.get(v.name) ?? t.zerosLike(v)])) };
+  }
+
   g.scope = '';
   g.op('Identity', [loss.name], {}, { outputs: ['loss'] });
   g.output('loss', DataType.FLOAT, []);

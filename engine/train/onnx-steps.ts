@@ -50,6 +50,17 @@ export function onnxMemoryMode(): OnnxMemoryMode {
   return os.totalmem() >= FAST_MIN_MEMORY ? 'fast' : 'lean';
 }
 
+/**
+ * Whether the training graph recomputes each layer's forward pass before its
+ * backward (training-graph.ts) instead of keeping every layer's activations:
+ * MLW_TRAIN_RECOMPUTE=1|0 decides, else `wanted` (the run's plan), else off.
+ */
+export function onnxRecompute(wanted?: boolean): boolean {
+  const forced = process.env.MLW_TRAIN_RECOMPUTE;
+  if (forced === '1' || forced === '0') return forced === '1';
+  return wanted ?? false;
+}
+
 export interface OnnxStepsInput {
   /** The base model folder (float weights; tokenizer files; the adapter's base_model_name_or_path). */
   baseModelDir: string;
@@ -62,6 +73,8 @@ export interface OnnxStepsInput {
   adamw: AdamWOptions;
   /** Intra-op threads (default: every core). */
   threads?: number;
+  /** Recompute each layer's forward before its backward (default: onnxRecompute()). */
+  recompute?: boolean;
 }
 
 /** Reads every tensor of a float model folder (checkpoint layout). */
@@ -125,8 +138,9 @@ export class OnnxSteps implements StepRuntime {
     private readonly masks: { name: string; layer: number; width: number }[],
     private readonly opt: ArrayAdamW,
     memory: OnnxMemoryMode,
+    recompute: boolean,
   ) {
-    this.mode = `graph, ${memory} memory`;
+    this.mode = `graph${recompute ? ', recompute per layer' : ''}, ${memory} memory`;
     this.sums = this.gradBuffers();
   }
 
@@ -156,11 +170,13 @@ export class OnnxSteps implements StepRuntime {
         params = readFloatTensors(from ?? inp.baseModelDir, config, specs);
         trained = { kind: 'full' };
       }
+      const recompute = onnxRecompute(inp.recompute);
       const graph = buildTrainingGraph({
         config,
         specs,
         schedule: layerSchedule(config),
         trained,
+        recompute,
         frozen: (s) => ({
           byteLength: s.shape.reduce((n, d) => n * d, 4),
           write: (dst) => {
@@ -182,7 +198,7 @@ export class OnnxSteps implements StepRuntime {
       });
       const opt = new ArrayAdamW(params, inp.adamw);
       if (inp.resume) opt.load(inp.resume.optimizer, inp.resume.step);
-      return new OnnxSteps(ort, session, inp, config, params, graph.masks, opt, memory);
+      return new OnnxSteps(ort, session, inp, config, params, graph.masks, opt, memory, recompute);
     } finally {
       base?.close();
     }
