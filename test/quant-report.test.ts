@@ -248,7 +248,7 @@ describe('mlw quantize', () => {
     expect(md.stdout).toContain(`${NO_PERPLEXITY}.`);
     expect(md.stdout).toContain('(outputs on 128 fixed random token ids)');
     expect(md.stdout).not.toContain('| perplexity, as served |');
-    expect(md.stdout).toMatch(/\| weights on disk \| [\d.]+ MiB \| [\d.]+ MiB/);
+    expect(md.stdout).toMatch(/\| weights on disk \| [\d.]+ [KMG]B \| [\d.]+ [KMG]B/);
   });
 
   it('bad input: one line on stderr, exit 2 for usage and 1 for the rest', async () => {

@@ -5,6 +5,7 @@
 // arithmetic the chat runs there, which it names: on ONNX Runtime weight-only
 // w8/w4 also quantize activations to int8 inside MatMulNBits.
 import { z } from 'zod';
+import { formatBytes } from '../protocol/sizes';
 import { QUANT_METHODS, QuantizationBlock } from './spec';
 
 const ErrorStats = z.object({
@@ -117,7 +118,6 @@ export type QuantReport = z.infer<typeof QuantReport>;
 export const NO_PERPLEXITY = 'Perplexity not measured: it needs a tokenizer (tokenizer.model or tokenizer.json), which this model folder lacks';
 
 const signed = (v: number) => `${v >= 0 ? '+' : ''}${v.toFixed(3)}`;
-const mb = (bytes: number) => `${(bytes / 2 ** 20).toFixed(1)} MiB`;
 const db = (e: { sqnrDb: number | null } | undefined) => (e === undefined ? '–' : e.sqnrDb === null ? '∞' : e.sqnrDb.toFixed(1));
 
 /** Mean SQNR (dB) over the rows that have it, exact (infinite) ones left out; null when none is finite. */
@@ -146,7 +146,7 @@ export function reportToMarkdown(r: QuantReport): string {
     '',
     '| | before | after |',
     '|---|---:|---:|',
-    `| weights on disk | ${mb(r.size.sourceBytes)} | ${mb(r.size.quantizedBytes)} (×${r.size.ratio.toFixed(3)}) |`,
+    `| weights on disk | ${formatBytes(r.size.sourceBytes)} | ${formatBytes(r.size.quantizedBytes)} (×${r.size.ratio.toFixed(3)}) |`,
     ...(p
       ? [
           `| perplexity, as served | ${p.before.ppl.toFixed(3)} | ${p.after.ppl.toFixed(3)} (${signed(p.after.ppl - p.before.ppl)}) |`,
@@ -160,7 +160,7 @@ export function reportToMarkdown(r: QuantReport): string {
     '',
     (p
       ? `Perplexity on ${p.tokens} tokens of \`${p.text}\` in windows of ${p.window}, measured on ${p.runtime}; quantized layers: ${p.arithmetic}. `
-      : `${NO_PERPLEXITY}. `) + `Float32 size: ${mb(r.size.float32Bytes)}.`,
+      : `${NO_PERPLEXITY}. `) + `Float32 size: ${formatBytes(r.size.float32Bytes)}.`,
     `Mean SQNR over layers: weights ${mean((x) => x.weight)} dB, outputs ${mean((x) => x.output?.local)} dB alone, ${mean((x) => x.output?.model)} dB in the model ` +
       `(outputs on ${r.calibration.ids === 'evaluation text' ? `the first ${r.calibration.tokens} tokens` : `${r.calibration.tokens} fixed random token ids`}).`,
     '',
