@@ -2,10 +2,10 @@
 // run its job names (with an earlier fine-tune in the database), its status
 // comes from the job's events (never "done / paused" beside "See the result"),
 // and Pause then Resume act on that run; then the Runs page manages runs at
-// any time: a job waiting behind the training run says so and is cancelled,
-// a run is paused there, the page reloaded, resumed there and completes;
-// runs are compared, renamed and deleted (asking first, checkpoints removed
-// from disk). A tiny model and arithmetic chats keep the training short;
+// any time: a job waiting behind the training run says so (after a reload
+// too) and is cancelled; a run is paused there, the page reloaded, resumed
+// there and completes; runs are compared, renamed and deleted (asking first,
+// checkpoints removed from disk). A tiny model and arithmetic chats keep the training short;
 // every wait is for what the page shows, with generous limits as a safety net.
 import fs from 'node:fs';
 import path from 'node:path';
@@ -96,6 +96,9 @@ describe.skipIf(!chromiumAvailable())('runs in web mode', () => {
       expect(await page.locator('[data-testid=queue-job]', { hasText: 'evaluating run 1' }).locator('[data-testid=queue-job-state]').textContent()).toMatch(
         /^waiting for fine-tuning/,
       );
+      // A reloaded page still shows it (a waiting job announces nothing until it starts).
+      await page.reload();
+      await expect.poll(() => waiting.textContent(), { timeout: 30_000 }).toMatch(/^evaluating run 1 step 2 .* · waiting for fine-tuning/);
       await page.locator('[data-testid=job-queue]').scrollIntoViewIfNeeded();
       await page.screenshot({ path: screenshotPath('runs-queue') });
       await waiting.locator('[data-testid=status-job-cancel]').click();

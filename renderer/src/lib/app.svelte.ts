@@ -87,7 +87,7 @@ class AppState {
 
   async refresh(): Promise<void> {
     const firstLoad = this.resources === null;
-    await Promise.all([this.loadStatus(), this.loadModels(), this.loadResources()]);
+    await Promise.all([this.loadStatus(), this.loadModels(), this.loadResources(), this.loadJobs()]);
     // Opened without a page on a first start: the Models page's welcome, not an empty chat.
     if (firstLoad && !location.hash && this.onlyBundled) this.go('models');
   }
@@ -95,6 +95,12 @@ class AppState {
   async loadResources(): Promise<void> {
     const resources = await this.attempt('listing the bundled resources', () => engine.call('resources.list', {}));
     if (resources) this.resources = resources;
+  }
+
+  /** The engine's jobs (after a reload, one waiting for its lane announces nothing until it starts); events since win. */
+  async loadJobs(): Promise<void> {
+    const jobs = await this.attempt('listing jobs', () => engine.call('jobs.list', {}));
+    if (jobs) this.jobs = { ...Object.fromEntries(jobs.map((j) => [j.id, j])), ...this.jobs };
   }
 
   async loadStatus(): Promise<void> {
