@@ -11,6 +11,7 @@ import { CancelledError, type JobContext, type JobProgress } from '../engine/job
 import { SafetensorsFile, safetensorsHeader } from '../engine/io/safetensors';
 import { openWeights } from '../engine/io/checkpoint';
 import { openStore } from '../engine/store/open';
+import { formatBytes } from '../engine/protocol/sizes';
 import type { Store } from '../engine/store/store';
 import { goldenDir } from './helpers/golden';
 import { listen, sha256, startFakeHub, tinyRepo, type Behaviour, type FakeHub, type FakeRepo, type Logged } from './helpers/fake-hub';
@@ -281,8 +282,9 @@ describe('pull', () => {
     const total = ['config.json', 'model.safetensors', 'tokenizer.json'].reduce((n, f) => n + repo.files.get(f)!.length, 0);
     const pullWithin = (free: number) => pullModel({ store, repo: 'meta/tiny', endpoint: hubUrl, freeBytes: () => free }, recorder().ctx);
     const refusal = pullWithin(total - 1);
-    const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
-    await expect(refusal).rejects.toThrow(`not enough disk space for meta/tiny@main: it needs ${mib(total)} and ${home}/models has ${mib(total - 1)} free`);
+    await expect(refusal).rejects.toThrow(
+      `not enough disk space for meta/tiny@main: it needs ${formatBytes(total)} and ${home}/models has ${formatBytes(total - 1)} free`,
+    );
     expect(log.filter((l) => l.url.includes('/resolve/'))).toHaveLength(0);
     expect(fs.existsSync(path.join(home, 'models', 'meta--tiny'))).toBe(false);
     expect(store.models.list()).toHaveLength(0);

@@ -22,6 +22,7 @@ import { envEndpoint, envToken, isRepoId, listRepoFiles, resolveCommit, resolveU
 import { downloadFile, partName, verifyFile } from './download';
 import { pickModelFiles } from './files';
 import { writeOrigin } from './origin';
+import { formatBytes } from '../protocol/sizes';
 
 export interface PullParams {
   store: Store;
@@ -41,8 +42,6 @@ const diskFreeBytes = (dir: string): number => {
   const s = fs.statfsSync(dir);
   return s.bavail * s.bsize;
 };
-
-const mib = (n: number) => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
 /** Bytes of `files` still to download into `dir`: what a complete file or an earlier .part file holds is there already. */
 function bytesStillNeeded(dir: string, files: { path: string; size: number }[]): number {
@@ -162,7 +161,7 @@ export async function pullModel(params: PullParams, ctx: JobContext): Promise<Pu
   const free = (params.freeBytes ?? diskFreeBytes)(dir);
   if (needed > free) {
     if (fs.readdirSync(dir).length === 0) fs.rmdirSync(dir);
-    throw new Error(`not enough disk space for ${where}: it needs ${mib(needed)} and ${params.store.layout.models} has ${mib(free)} free`);
+    throw new Error(`not enough disk space for ${where}: it needs ${formatBytes(needed)} and ${params.store.layout.models} has ${formatBytes(free)} free`);
   }
 
   return withPullLock(dir, async () => {
