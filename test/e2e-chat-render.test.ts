@@ -145,6 +145,12 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat answers in web mode', (
     await page.screenshot({ path: screenshotPath('chat-settings-open') });
   });
 
+  it("the model page gives the config's context as such when the trained one is not known", async () => {
+    await page.click('a[data-page=models]');
+    await page.locator('[data-testid=model-row]', { hasText: 'tiny-chat' }).click();
+    await expect.poll(() => page.textContent('[data-testid=model-context]'), { timeout: 10_000 }).toMatch(/^\s*2048 tokens \(config\)\s*$/);
+  });
+
   it('the page has an icon, served with the app', async () => {
     const href = await page.locator('link[rel=icon]').getAttribute('href');
     expect(href).toBe('./favicon.svg');
