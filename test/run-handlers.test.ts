@@ -9,7 +9,7 @@ import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EngineService, RequestError } from '../engine/server/service';
 import { openStore } from '../engine/store/open';
-import { requests, type Method } from '../engine/protocol/protocol';
+import { requests, type Method, type Result } from '../engine/protocol/protocol';
 import { TRAINER_STATE } from '../engine/train/checkpoints';
 
 let home: string;
@@ -25,8 +25,9 @@ afterEach(async () => {
 });
 
 /** A request answered by the service, its result checked against the method's schema. */
-async function call<M extends Method>(method: M, params: unknown) {
-  return requests[method].result.parse(await svc.handle(method, params));
+async function call<M extends Method>(method: M, params: unknown): Promise<Result<M>> {
+  // Parsed by M's own result schema (TypeScript sees the union of every method's here).
+  return requests[method].result.parse(await svc.handle(method, params)) as Result<M>;
 }
 
 async function refusal(method: Method, params: unknown): Promise<{ code: string; message: string }> {
