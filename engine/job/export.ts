@@ -1,4 +1,4 @@
-// mlw job export: a fine-tuning configuration as a job folder (spec.ts) that
+// mlw job export: a fine-tuning (or pre-training) configuration as a job folder (spec.ts) that
 // train.py runs under torchrun on any machine with PyTorch. The data goes
 // tokenized and masked by our engine (prepareData) with the batch plan of our
 // trainer (BatchPlan, the same seed), and a LoRA run's initial adapter as our
@@ -13,9 +13,11 @@ import { readModelFolder } from '../folder/kind';
 import { exportHf } from '../export/hf';
 import { LINEAR_KEYS, linearShapes } from '../model/layout';
 import { BatchPlan, learnedTokens, type TokenizedExample } from '../train/batching';
-import { FinetuneConfig, type FinetuneInput } from '../train/config';
+import { FinetuneConfig, type FinetuneInput, type TrainOptions } from '../train/config';
 import { adapterConfigJson, ADAPTER_CONFIG, ADAPTER_WEIGHTS, initialLoraA, peftKey } from '../train/lora';
 import { prepareData } from '../train/run';
+import { PretrainConfig, corpusTexts, prepareBase, pretrainOptions, pretrainSequences, type PretrainInput } from '../train/pretrain';
+import { quietContext } from '../jobs/job';
 import { totalSteps } from '../train/trainer';
 import { launchFiles } from './recipes';
 import { JOB_FORMAT, JOB_SPEC, type JobExportResult, type JobSpec } from './spec';
@@ -72,51 +74,59 @@ function initialAdapter(cfg: FinetuneConfig, dir: string, baseDir: string): void
   writeFileAtomic(path.join(dir, ADAPTER_CONFIG), JSON.stringify(adapterConfigJson(cfg.lora, baseDir), null, 2) + '\n');
 }
 
-/** Writes the job folder `out` (which must not exist or be empty) for the fine-tuning configuration `input`. */
-export async function exportJob(input: FinetuneInput, out: string): Promise<JobExportResult> {
-  const cfg = FinetuneConfig.parse(input);
-  cfg.model = path.resolve(cfg.model);
-  cfg.data = path.resolve(cfg.data);
-  if (cfg.val) cfg.val = path.resolve(cfg.val);
+/** The absolute job folder `out`, which must not exist or be empty. */
+function emptyTarget(out: string): string {
   const dir = path.resolve(out);
   if (fs.existsSync(dir) && fs.readdirSync(dir).length) throw new Error(`${dir}: not empty (a job folder is written into a new or empty folder)`);
-  const kind = readModelFolder(cfg.model).kind;
-  if (kind !== 'float') throw new Error(`${cfg.model} is a ${kind} folder; a job trains float weights (merge or convert it first)`);
-  const data = prepareData(cfg);
-  const plan = new BatchPlan(data.train.length, cfg.train.batchSize, cfg.train.gradAccum, cfg.train.seed);
-  const steps = totalSteps(cfg.train, plan);
+  return dir;
+}
 
+interface JobContents {
+  kind: JobSpec['kind'];
+  method: JobSpec['method'];
+  lora: JobSpec['lora'];
+  train: TrainOptions;
+  config: Record<string, unknown>;
+  examples: { train: TokenizedExample[]; val: TokenizedExample[] };
+  /** What the manifest says the data came from. */
+  source: Record<string, unknown>;
+}
+
+/** The data, plan, job.json, program and recipes of a job whose model/ (and init/) are written. */
+function writeJob(dir: string, c: JobContents): JobExportResult {
+  const { train, val } = c.examples;
+  const plan = new BatchPlan(train.length, c.train.batchSize, c.train.gradAccum, c.train.seed);
+  const steps = totalSteps(c.train, plan);
   fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
-  await exportHf(cfg.model, path.join(dir, 'model'), { dtype: 'float32' });
-  if (cfg.method === 'lora') {
-    fs.mkdirSync(path.join(dir, 'init'));
-    initialAdapter(cfg, path.join(dir, 'init'), cfg.model);
-  }
-  writeSafetensors(path.join(dir, 'data', 'train.safetensors'), exampleTensors(data.train));
-  if (data.val.length) writeSafetensors(path.join(dir, 'data', 'val.safetensors'), exampleTensors(data.val));
+  writeSafetensors(path.join(dir, 'data', 'train.safetensors'), exampleTensors(train));
+  if (val.length) writeSafetensors(path.join(dir, 'data', 'val.safetensors'), exampleTensors(val));
   writeSafetensors(path.join(dir, 'data', 'plan.safetensors'), [['plan', planTensor(plan, steps)]]);
+  const summary = (rows: TokenizedExample[]) => ({
+    examples: rows.length,
+    tokens: rows.reduce((n, e) => n + e.ids.length, 0),
+    learnedTokens: learnedTokens(rows),
+  });
   const manifest = {
-    train: { examples: data.train.length, tokens: data.train.reduce((n, e) => n + e.ids.length, 0), learnedTokens: learnedTokens(data.train) },
-    val: { examples: data.val.length, tokens: data.val.reduce((n, e) => n + e.ids.length, 0), learnedTokens: learnedTokens(data.val) },
+    train: summary(train),
+    val: summary(val),
     steps,
-    batchSize: cfg.train.batchSize,
-    gradAccum: cfg.train.gradAccum,
-    seed: cfg.train.seed,
-    source: { data: cfg.data, sha256: data.trainSet.sha256, val: cfg.val, valFraction: cfg.valFraction, packing: cfg.packing, lossOn: cfg.lossOn },
+    batchSize: c.train.batchSize,
+    gradAccum: c.train.gradAccum,
+    seed: c.train.seed,
+    source: c.source,
   };
   writeFileAtomic(path.join(dir, 'data', 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-
   const spec: JobSpec = {
     format: JOB_FORMAT,
     id: crypto.randomUUID(),
-    kind: 'finetune',
+    kind: c.kind,
     createdAt: Date.now(),
-    method: cfg.method,
-    lora: cfg.method === 'lora' ? cfg.lora : null,
-    train: cfg.train,
+    method: c.method,
+    lora: c.lora,
+    train: c.train,
     totalSteps: steps,
     stepsPerEpoch: plan.stepsPerEpoch,
-    config: cfg,
+    config: c.config,
   };
   writeFileAtomic(path.join(dir, JOB_SPEC), JSON.stringify(spec, null, 2) + '\n');
   fs.copyFileSync(TRAIN_PROGRAM, path.join(dir, 'train.py'));
@@ -125,8 +135,56 @@ export async function exportJob(input: FinetuneInput, out: string): Promise<JobE
     dir,
     id: spec.id,
     totalSteps: steps,
-    trainExamples: data.train.length,
-    valExamples: data.val.length,
+    trainExamples: train.length,
+    valExamples: val.length,
     command: `cd ${path.basename(dir)} && torchrun --nproc_per_node=<GPUs> train.py`,
   };
+}
+
+/** Writes the job folder `out` (new or empty) for the fine-tuning configuration `input`. */
+export async function exportJob(input: FinetuneInput, out: string): Promise<JobExportResult> {
+  const cfg = FinetuneConfig.parse(input);
+  cfg.model = path.resolve(cfg.model);
+  cfg.data = path.resolve(cfg.data);
+  if (cfg.val) cfg.val = path.resolve(cfg.val);
+  const dir = emptyTarget(out);
+  const kind = readModelFolder(cfg.model).kind;
+  if (kind !== 'float') throw new Error(`${cfg.model} is a ${kind} folder; a job trains float weights (merge or convert it first)`);
+  const data = prepareData(cfg);
+  await exportHf(cfg.model, path.join(dir, 'model'), { dtype: 'float32' });
+  if (cfg.method === 'lora') {
+    fs.mkdirSync(path.join(dir, 'init'));
+    initialAdapter(cfg, path.join(dir, 'init'), cfg.model);
+  }
+  return writeJob(dir, {
+    kind: 'finetune',
+    method: cfg.method,
+    lora: cfg.method === 'lora' ? cfg.lora : null,
+    train: cfg.train,
+    config: cfg,
+    examples: data,
+    source: { data: cfg.data, sha256: data.trainSet.sha256, val: cfg.val, valFraction: cfg.valFraction, packing: cfg.packing, lossOn: cfg.lossOn },
+  });
+}
+
+/**
+ * Writes the job folder `out` (new or empty) for the pre-training configuration
+ * `input`: the tokenizer trained and the model initialised as mlw pretrain
+ * does (model/), the corpus cut into its sequences and split alike.
+ */
+export async function exportPretrainJob(input: PretrainInput, out: string): Promise<JobExportResult> {
+  const cfg = PretrainConfig.parse(input);
+  const dir = emptyTarget(out);
+  const corpora = cfg.corpus.map(corpusTexts);
+  const texts = corpora.flatMap((c) => c.texts);
+  await prepareBase(cfg, texts, path.join(dir, 'model'), quietContext());
+  return writeJob(dir, {
+    kind: 'pretrain',
+    method: 'full',
+    lora: null,
+    train: pretrainOptions(cfg),
+    config: cfg,
+    examples: pretrainSequences(cfg, path.join(dir, 'model'), texts),
+    source: { corpus: corpora.map((c) => c.source), seqLen: cfg.seqLen, valFraction: cfg.valFraction },
+  });
 }

@@ -1,4 +1,4 @@
-// mlw job import: a job folder's results (spec.ts) as a run in the store — its
+// mlw job import: a job folder's results (spec.ts) as a run in the store (a finetune or pretrain run) — its
 // curves (metrics.jsonl), its checkpoints (copied, as a local run's are) and
 // the machine it ran on (in the run's config, under `job`). Importing the same
 // job again (its id) extends that run with the steps and checkpoints that are
@@ -12,6 +12,7 @@ import type { Store } from '../store/store';
 import type { MetricPoint, Run } from '../store/records';
 import { readTrainerState } from '../train/checkpoints';
 import { checkpointAsModel } from '../train/run';
+import { FinetuneConfig } from '../train/config';
 import {
   CHECKPOINTS_DIR,
   DONE_FILE,
@@ -96,7 +97,7 @@ function points(m: MetricLine): MetricPoint[] {
 
 /** The run an earlier import of job `id` made, if any. */
 function importedRun(store: Store, id: string): Run | null {
-  return store.runs.list({ kind: 'finetune' }).find((r) => (r.config.job as { id?: string } | undefined)?.id === id) ?? null;
+  return store.runs.list().find((r) => (r.config.job as { id?: string } | undefined)?.id === id) ?? null;
 }
 
 /** The base model's id in the store (recorded when it is not yet), or null when its folder is not on this machine. */
@@ -120,7 +121,11 @@ export async function importJob(store: Store, dir: string): Promise<JobImportRes
   let run = importedRun(store, spec.id);
   const created = run === null;
   if (!run) {
-    run = store.runs.create({ kind: 'finetune', modelId: baseModelId(store, spec.config.model), config: { ...spec.config, job: jobInfo } });
+    // A fine-tuning job's base model is recorded as mlw finetune records it; a pre-training job starts from none.
+    const modelId = spec.kind === 'finetune' ? baseModelId(store, FinetuneConfig.parse(spec.config).model) : null;
+    run = store.runs.create({ kind: spec.kind, modelId, config: { ...spec.config, job: jobInfo } });
+    // A pre-training run's base (its tokenizer and initial weights) is where mlw pretrain --resume looks for it.
+    if (spec.kind === 'pretrain') fs.cpSync(path.join(jobDir, 'model'), path.join(store.runs.dirFor(run.id), 'base'), { recursive: true });
   }
   if (run.status === 'completed') {
     return { runId: run.id, created, status: 'completed', lastStep: metrics.at(-1)?.step ?? 0, newSteps: 0, newCheckpoints: [], modelId: null, machine };

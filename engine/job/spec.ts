@@ -1,6 +1,6 @@
 // A job folder (mlw job export → any machine with PyTorch → mlw job import):
 //
-//   job.json            JobSpec: the run's FinetuneConfig, what train.py needs of it, the step count
+//   job.json            JobSpec: the run's configuration, what train.py needs of it, the step count
 //   model/              the base model (config.json, model.safetensors, tokenizer files)
 //   init/               LoRA only: the initial adapter (adapter_config.json, adapter_model.safetensors)
 //   data/               train.safetensors, val.safetensors (ids I32, learn U8, offsets I64), plan.safetensors
@@ -25,15 +25,15 @@ export const JobSpec = z.object({
   format: z.literal(JOB_FORMAT),
   /** Tells one job from another when it is imported again. */
   id: z.string().min(1),
-  kind: z.literal('finetune'),
+  kind: z.enum(['finetune', 'pretrain']),
   createdAt: z.number(),
   method: z.enum(['lora', 'full']),
   lora: FinetuneConfig.shape.lora.unwrap().nullable(),
   train: FinetuneConfig.shape.train.unwrap(),
   totalSteps: z.number().int().positive(),
   stepsPerEpoch: z.number().int().positive(),
-  /** The configuration as mlw finetune would have stored it (paths on the exporting machine). */
-  config: FinetuneConfig,
+  /** The run's configuration as mlw finetune (FinetuneConfig) or mlw pretrain (PretrainConfig) would have stored it; paths are the exporting machine's. */
+  config: z.record(z.string(), z.unknown()),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
 

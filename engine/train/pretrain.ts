@@ -25,7 +25,7 @@ import { openSteps, resolveTrainRuntime } from './open-steps';
 import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
 import { countParams, type MobileLLMConfig } from '../model/config';
 import { DECAYS } from './schedule';
-import { TrainRuntimeChoice, recordedRuntime } from './config';
+import { TrainRuntimeChoice, recordedRuntime, type TrainOptions } from './config';
 import { train } from './trainer';
 import { RNG, permutation, rngFor } from './rng';
 
@@ -130,7 +130,7 @@ export function chunkCorpus(docs: number[][], seqLen: number): TokenizedExample[
 }
 
 /** The run's base folder: the trained tokenizer and the initial weights (the base of every checkpoint). */
-async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, ctx: JobContext): Promise<void> {
+export async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, ctx: JobContext): Promise<void> {
   if (fs.existsSync(path.join(baseDir, 'model.safetensors'))) return; // a resumed run keeps its tokenizer
   ctx.progress({ phase: 'training the tokenizer' });
   const bpe = trainBpe(texts, {
@@ -158,6 +158,40 @@ export interface PretrainOutcome {
   /** The finished model folder (completed runs). */
   out: string | null;
   valLoss: number | null;
+}
+
+/** The corpus as seqLen-token sequences, a seeded share of them held out for validation (tokenized by the base folder's tokenizer). */
+export function pretrainSequences(cfg: PretrainConfig, baseDir: string, texts: string[]): { train: TokenizedExample[]; val: TokenizedExample[] } {
+  const tok = loadTokenizer(baseDir);
+  const sequences = chunkCorpus(
+    texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]),
+    cfg.seqLen,
+  );
+  const order = permutation(sequences.length, rngFor(cfg.train.seed, RNG.split, 0));
+  const nVal = Math.round(sequences.length * cfg.valFraction);
+  return { train: order.slice(nVal).map((i) => sequences[i]), val: order.slice(0, nVal).map((i) => sequences[i]) };
+}
+
+/** The trainer's options of a pre-training run. */
+export function pretrainOptions(cfg: PretrainConfig): TrainOptions {
+  const o = cfg.train;
+  return {
+    epochs: 1_000_000,
+    maxSteps: o.maxSteps,
+    lr: o.lr,
+    warmupSteps: o.warmupSteps,
+    decay: o.decay,
+    minLrRatio: o.minLrRatio,
+    batchSize: o.batchSize,
+    gradAccum: o.gradAccum,
+    adamw: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay },
+    maxGradNorm: 1,
+    seed: o.seed,
+    evalEvery: o.evalEvery,
+    saveEvery: o.saveEvery,
+    saveEveryMinutes: 10,
+    keepLast: 2,
+  };
 }
 
 function resumedConfig(store: Store, runId: number): PretrainConfig {
@@ -197,22 +231,13 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
   const texts = corpora.flatMap((c) => c.texts);
   await prepareBase(cfg, texts, baseDir, ctx);
 
-  // The corpus as sequences; a seeded share of them held out for validation.
   ctx.progress({ phase: 'tokenizing the corpus' });
-  const tok = loadTokenizer(baseDir);
-  const sequences = chunkCorpus(
-    texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]),
-    cfg.seqLen,
-  );
-  const order = permutation(sequences.length, rngFor(cfg.train.seed, RNG.split, 0));
-  const nVal = Math.round(sequences.length * cfg.valFraction);
-  const val = order.slice(0, nVal).map((i) => sequences[i]);
-  const trainSet = order.slice(nVal).map((i) => sequences[i]);
+  const { train: trainSet, val } = pretrainSequences(cfg, baseDir, texts);
 
   const from = store.checkpoints.resumePoint(run.id);
   const resume = from ? readTrainerState(from.path) : undefined;
+  const options = pretrainOptions(cfg);
   const o = cfg.train;
-  const adamw = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay };
   const runtime = recordedRuntime(run.config);
   const steps = await openSteps({
     runtime,
@@ -220,7 +245,7 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
     lora: null,
     from: from && resume ? { dir: from.path, step: resume.step } : null,
     seed: o.seed,
-    adamw,
+    adamw: options.adamw,
     gradMode: 'tape',
   });
   store.runs.setStatus(run.id, 'running');
@@ -236,23 +261,7 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
         train: trainSet,
         val,
         padId: 0,
-        options: {
-          epochs: 1_000_000,
-          maxSteps: o.maxSteps,
-          lr: o.lr,
-          warmupSteps: o.warmupSteps,
-          decay: o.decay,
-          minLrRatio: o.minLrRatio,
-          batchSize: o.batchSize,
-          gradAccum: o.gradAccum,
-          adamw,
-          maxGradNorm: 1,
-          seed: o.seed,
-          evalEvery: o.evalEvery,
-          saveEvery: o.saveEvery,
-          saveEveryMinutes: 10,
-          keepLast: 2,
-        },
+        options,
         log: new StoreRunLog(store, run.id, 'full', 2),
         resume,
       },

@@ -1,16 +1,26 @@
-// mlw job export: a fine-tuning configuration (the flags of mlw finetune) as a
-// job folder that PyTorch runs anywhere (torchrun, Slurm, SkyPilot).
+// mlw job export (export-pretrain): a fine-tuning (pre-training) configuration,
+// the flags of mlw finetune (mlw pretrain), as a job folder that PyTorch runs anywhere (torchrun, Slurm, SkyPilot).
 // mlw job import: its results back as a run in the store (again: extended).
 import type { Command } from 'commander';
 import { initBackend, type BackendName } from '../../backend/select';
 import { openStore } from '../../store/open';
-import { exportJob } from '../../job/export';
+import { exportJob, exportPretrainJob } from '../../job/export';
+import type { JobExportResult } from '../../job/spec';
 import { importJob } from '../../job/import';
 import { UsageError } from '../errors';
 import { printJson } from '../format';
 import { addFinetuneOptions, configFrom } from './train';
+import { addPretrainOptions, pretrainInputFrom } from './pretrain';
 
 type Opts = Record<string, string | boolean | undefined>;
+
+function report(r: JobExportResult, json: boolean): void {
+  if (json) return printJson(r);
+  process.stderr.write(
+    `wrote ${r.dir}: ${r.totalSteps} steps, ${r.trainExamples} training and ${r.valExamples} validation examples\n` +
+      `run it with: ${r.command}   (README.md there: Slurm, SkyPilot; then: mlw job import ${r.dir})\n`,
+  );
+}
 
 export function registerJobCommands(program: Command): void {
   const job = program.command('job').description('run a fine-tuning on a GPU machine with PyTorch: export a job folder, import its results');
@@ -28,12 +38,17 @@ export function registerJobCommands(program: Command): void {
       const { out, json, ...flags } = o;
       const cfg = configFrom(model, flags);
       await initBackend((cmd.optsWithGlobals() as { backend?: BackendName }).backend);
-      const r = await exportJob(cfg, out as string);
-      if (json) return printJson(r);
-      process.stderr.write(
-        `wrote ${r.dir}: ${r.totalSteps} steps, ${r.trainExamples} training and ${r.valExamples} validation examples\n` +
-          `run it with: ${r.command}   (README.md there: Slurm, SkyPilot; then: mlw job import ${r.dir})\n`,
-      );
+      report(await exportJob(cfg, out as string), json === true);
+    });
+
+  addPretrainOptions(
+    job.command('export-pretrain').description('write a job folder for a pre-training configuration (the flags of mlw pretrain; --out is the job folder)'),
+  )
+    .option('--json', 'print the result as JSON')
+    .action(async (o: Opts, cmd: Command) => {
+      if (!o.out) throw new UsageError('job export-pretrain: give --out DIR (the job folder)');
+      await initBackend((cmd.optsWithGlobals() as { backend?: BackendName }).backend);
+      report(await exportPretrainJob(pretrainInputFrom(o), o.out as string), o.json === true);
     });
 
   job

@@ -13,10 +13,11 @@ import { trainRuntimeOption } from './train';
 import { UsageError } from '../errors';
 import { parseNumber, printJson } from '../format';
 
-export function registerPretrainCommands(program: Command): void {
-  program
-    .command('pretrain')
-    .description('pre-train a small MobileLLM from scratch on public-domain text (with its own BPE tokenizer)')
+type Opts = Record<string, string | boolean | undefined>;
+
+/** The flags of a pre-training configuration (mlw pretrain, mlw job export-pretrain), each with its default. */
+export function addPretrainOptions(cmd: Command): Command {
+  return cmd
     .option('--corpus <names>', 'comma-separated: moby-dick, sotu, or text files', 'moby-dick,sotu')
     .option('--out <dir>', 'folder for the finished model')
     .option('--vocab-size <n>', 'tokenizer vocabulary', '8000')
@@ -36,7 +37,47 @@ export function registerPretrainCommands(program: Command): void {
     .option('--seed <n>', 'seed', '0')
     .option('--eval-every <n>', 'validation every N steps', '100')
     .option('--save-every <n>', 'checkpoint every N steps', '100')
-    .addOption(trainRuntimeOption())
+    .addOption(trainRuntimeOption());
+}
+
+/** The pre-training configuration from the flags (--out required). */
+export function pretrainInputFrom(o: Opts): PretrainInput {
+  const n = (flag: string, key: string, min = 1) => parseNumber(o[key] as string, flag, { integer: true, min });
+  if (!o.out) throw new UsageError('pretrain: --out DIR is required (or --resume RUN)');
+  const input: PretrainInput = {
+    corpus: String(o.corpus)
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean),
+    out: o.out as string,
+    vocabSize: n('--vocab-size', 'vocabSize', 300),
+    hiddenSize: n('--hidden', 'hidden'),
+    intermediateSize: n('--intermediate', 'intermediate'),
+    numBlocks: n('--blocks', 'blocks'),
+    numHeads: n('--heads', 'heads'),
+    numKvHeads: n('--kv-heads', 'kvHeads'),
+    sharing: o.layerSharing === 'none' ? { strategy: 'none', repeats: 1 } : { strategy: o.layerSharing as never, repeats: n('--repeats', 'repeats', 2) },
+    seqLen: n('--seq-len', 'seqLen', 16),
+    train: {
+      maxSteps: n('--max-steps', 'maxSteps'),
+      lr: parseNumber(o.lr as string, '--lr', { min: 0 }),
+      warmupSteps: n('--warmup', 'warmup', 0),
+      batchSize: n('--batch-size', 'batchSize'),
+      gradAccum: n('--grad-accum', 'gradAccum'),
+      seed: n('--seed', 'seed', 0),
+      evalEvery: n('--eval-every', 'evalEvery', 0),
+      saveEvery: n('--save-every', 'saveEvery', 0),
+    },
+    runtime: o.runtime as PretrainInput['runtime'],
+    commandLine: `mlw ${process.argv.slice(2).join(' ')}`,
+  };
+  const [hidden, heads] = [n('--hidden', 'hidden'), n('--heads', 'heads')];
+  if (hidden % heads !== 0) throw new UsageError(`--hidden ${hidden} is not divisible by --heads ${heads}`);
+  return input;
+}
+
+export function registerPretrainCommands(program: Command): void {
+  addPretrainOptions(program.command('pretrain').description('pre-train a small MobileLLM from scratch on public-domain text (with its own BPE tokenizer)'))
     .option('--resume <runId>', 'continue a paused or interrupted pre-training run')
     .option('--json', 'print the outcome as JSON')
     .action(async (o: Record<string, string | boolean | undefined>, cmd: Command) => {
@@ -47,36 +88,7 @@ export function registerPretrainCommands(program: Command): void {
         if (o.runtime !== undefined) throw new UsageError('pretrain: --resume continues a run with its own settings; drop --runtime');
         input = { resumeRunId: n('--resume', 'resume') };
       } else {
-        if (!o.out) throw new UsageError('pretrain: --out DIR is required (or --resume RUN)');
-        input = {
-          corpus: String(o.corpus)
-            .split(',')
-            .map((s) => s.trim())
-            .filter(Boolean),
-          out: o.out as string,
-          vocabSize: n('--vocab-size', 'vocabSize', 300),
-          hiddenSize: n('--hidden', 'hidden'),
-          intermediateSize: n('--intermediate', 'intermediate'),
-          numBlocks: n('--blocks', 'blocks'),
-          numHeads: n('--heads', 'heads'),
-          numKvHeads: n('--kv-heads', 'kvHeads'),
-          sharing: o.layerSharing === 'none' ? { strategy: 'none', repeats: 1 } : { strategy: o.layerSharing as never, repeats: n('--repeats', 'repeats', 2) },
-          seqLen: n('--seq-len', 'seqLen', 16),
-          train: {
-            maxSteps: n('--max-steps', 'maxSteps'),
-            lr: parseNumber(o.lr as string, '--lr', { min: 0 }),
-            warmupSteps: n('--warmup', 'warmup', 0),
-            batchSize: n('--batch-size', 'batchSize'),
-            gradAccum: n('--grad-accum', 'gradAccum'),
-            seed: n('--seed', 'seed', 0),
-            evalEvery: n('--eval-every', 'evalEvery', 0),
-            saveEvery: n('--save-every', 'saveEvery', 0),
-          },
-          runtime: o.runtime as PretrainInput['runtime'],
-          commandLine: `mlw ${process.argv.slice(2).join(' ')}`,
-        };
-        const [hidden, heads] = [n('--hidden', 'hidden'), n('--heads', 'heads')];
-        if (hidden % heads !== 0) throw new UsageError(`--hidden ${hidden} is not divisible by --heads ${heads}`);
+        input = pretrainInputFrom(o);
       }
       const backend = await initBackend(g.backend);
       const store = openStore({ home: g.home });
