@@ -6,6 +6,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { openStore } from '../engine/store/open';
+import { EngineService } from '../engine/server/service';
+import { requests, type Result } from '../engine/protocol/protocol';
 import type { JobImportResult } from '../engine/job/spec';
 import { mlwProcess } from './helpers/mlw-process';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
@@ -84,5 +86,23 @@ describe.skipIf(missing !== null)('mlw job export / import', () => {
       store.close();
     }
     expect(await importJson()).toMatchObject({ runId: first.runId, newSteps: 0, newCheckpoints: [] }); // nothing new
+  });
+
+  it('job.export takes the wizard’s request and job.import puts the run on the Runs page (protocol)', async () => {
+    const service = new EngineService(openStore({ home: path.join(tmp, 'svc-home') }), 'test');
+    try {
+      const added = (await service.handle('models.import', { path: model })) as Result<'models.import'>;
+      const outDir = path.join(tmp, 'svc-job');
+      const request = { modelId: added.id, data, method: 'full', train: { maxSteps: 4, batchSize: 4, saveEvery: 2 }, outDir };
+      const exported = (await service.handle('job.export', request)) as Result<'job.export'>;
+      expect(requests['job.export'].result.parse(exported)).toMatchObject({ dir: outDir, totalSteps: 4 });
+      runJob(py!, outDir, 1);
+      const imported = (await service.handle('job.import', { dir: outDir })) as Result<'job.import'>;
+      expect(requests['job.import'].result.parse(imported)).toMatchObject({ created: true, status: 'completed', lastStep: 4, newCheckpoints: [2, 4] });
+      const summaries = (await service.handle('runs.summaries', {})) as Result<'runs.summaries'>;
+      expect(summaries.find((r) => r.run.id === imported.runId)).toMatchObject({ lastStep: 4, run: { modelId: added.id, status: 'completed' } });
+    } finally {
+      await service.close();
+    }
   });
 });
