@@ -28,7 +28,7 @@ torchrun --nproc_per_node=N train.py            # DDP: each GPU holds the model
 torchrun --nproc_per_node=N train.py --fsdp     # FSDP: parameters, gradients and optimizer state sharded (PyTorch ≥ 2.1)
 \`\`\`
 
-On several machines: \`torchrun --nnodes=M --node_rank=R --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=N train.py\`. On CPU: \`python3 train.py\` (or \`torchrun --nproc_per_node=2 train.py\`, gloo). GPUs train in bf16 autocast (\`--fp32\` turns it off), CPUs in float32.
+On several machines: \`torchrun --nnodes=M --node_rank=R --rdzv_backend=c10d --rdzv_endpoint=HOST:29500 --nproc_per_node=N train.py\`. On CPU: \`python3 train.py\` (or \`torchrun --nproc_per_node=2 train.py\`, gloo; Debian's PyTorch 1.13 under Python 3.11 needs \`torchrun --redirects 1 --tee 2 …\`, its parser refuses the default 0). GPUs train in bf16 autocast (\`--fp32\` turns it off), CPUs in float32.
 
 Launched again after a kill or a preemption, it continues from its newest checkpoint (weights, AdamW moments, step; the data order and dropout masks follow from the seed and the step).
 
