@@ -19,8 +19,8 @@ import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome, recordedRuntime } from '../train/config';
 import { JobProgress } from '../jobs/job';
 import { ExportOptions, ExportOutcome } from '../export/options';
-import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 export type { ExportFormat } from '../export/options';
+import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
 export type { Chat, Checkpoint, Message, MetricCurve, Model, Report, Run, InspectReport, StrategyCosts, QuantReport };
 export type { EvalReport } from '../eval/report';
@@ -152,9 +152,14 @@ export { RUNTIME_LABELS };
 
 const TRAINING_KINDS: readonly Run['kind'][] = ['finetune', 'pretrain'];
 
+/** What trained a run: one of our runtimes, or PyTorch for a job run elsewhere and imported (mlw job import). */
+export type TrainedRuntime = RuntimeName | 'pytorch';
+export const TRAINED_LABELS: Record<TrainedRuntime, string> = { ...RUNTIME_LABELS, pytorch: 'PyTorch (job)' };
+
 /** The runtime that trained a fine-tuning or pre-training run, as its config records it (null for other kinds). */
-export function trainedRuntime(run: Pick<Run, 'kind' | 'config'>): RuntimeName | null {
-  return TRAINING_KINDS.includes(run.kind) ? recordedRuntime(run.config) : null;
+export function trainedRuntime(run: Pick<Run, 'kind' | 'config'>): TrainedRuntime | null {
+  if (!TRAINING_KINDS.includes(run.kind)) return null;
+  return run.config.job ? 'pytorch' : recordedRuntime(run.config);
 }
 
 /** The runtime a training job's progress message names at its start, if it names one. */
@@ -491,8 +496,8 @@ export const requests = {
   'runs.cancel': { params: z.object({ id }), result: Run },
   /** Deletes a run that is not running, with its metrics, checkpoints and files. */
   'runs.remove': { params: z.object({ id }), result: Removed },
-  /** A fine-tuning configuration as a job folder for a machine with PyTorch (mlw job export), written into outDir (new or empty). */
-  'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096) }), result: JobExportResult },
+  /** A fine-tuning configuration as a job folder for a machine with PyTorch (mlw job export), written into outDir (new or empty; default: a new folder in the home's exports). */
+  'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096).optional() }), result: JobExportResult },
   /** A job folder's results as a run (mlw job import): its curves, checkpoints and machine; the same job again extends its run. */
   'job.import': { params: z.object({ dir: z.string().min(1).max(4096) }), result: JobImportResult },
   'reports.list': { params: z.object({ modelId: id.optional(), kind: z.enum(REPORT_KINDS).optional() }), result: z.array(Report) },

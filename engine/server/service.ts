@@ -312,7 +312,11 @@ export class EngineService {
       'runs.rename': ({ id, name }) => this.store.runs.rename(id, name),
       'runs.cancel': ({ id }) => cancelRun(this, id),
       'runs.remove': ({ id }) => removeRun(this, id),
-      'job.export': ({ modelId, outDir, ...config }) => exportJob({ ...config, model: this.store.models.get(modelId).path }, outDir),
+      'job.export': ({ modelId, outDir, ...config }) => {
+        const model = this.store.models.get(modelId);
+        const dir = outDir ?? path.join(this.store.layout.exports, `job-${path.basename(model.path)}-${Date.now().toString(36)}`);
+        return exportJob({ ...config, model: model.path }, dir);
+      },
       'job.import': ({ dir }) => importJob(this.store, dir),
       'reports.list': (p) => this.store.reports.list(p),
     };
