@@ -117,3 +117,18 @@ describe('an extra norm added to a copy of the layout', () => {
     expect(analysis.blocks[0].layers).toEqual([0, 1]);
   });
 });
+
+describe('random initialization', () => {
+  it.each([0, 1])('draws the same weights twice for seed %i, and other weights for another seed', async (seed) => {
+    await initBackend();
+    const values = (s: number) => {
+      const m = randomModel(nanoConfig(), s);
+      const out = [...m.namedParams()].map(([name, p]) => [name, Array.from(p.tensor.dataSync())] as const);
+      m.dispose();
+      return new Map(out);
+    };
+    const [a, b, other] = [values(seed), values(seed), values(seed + 7)];
+    expect(a).toEqual(b);
+    expect(a.get('model.embed_tokens.weight')).not.toEqual(other.get('model.embed_tokens.weight'));
+  });
+});

@@ -15,7 +15,8 @@ export function randomModel(c: MobileLLMConfig, seed = 0, wrap?: (t: tf.Tensor, 
     const s = specs.get(name)!;
     if (s.kind === 'norm') return tf.ones(s.shape);
     const std = s.kind === 'linear' && (s.key === 'o' || s.key === 'down') ? residualStd : 0.02;
-    return tf.truncatedNormal(s.shape, 0, std, 'float32', seed * 1000 + n++);
+    // tfjs draws unseeded for seed 0: every tensor's seed is at least 1, so seed 0 is as reproducible as any.
+    return tf.truncatedNormal(s.shape, 0, std, 'float32', seed * 1000 + ++n);
   };
   return new MobileLLM(c, weightsFromCheckpoint(c, get, wrap, layout), layout);
 }
