@@ -26,7 +26,8 @@ import { initBackend } from '../backend/select';
 import { writeDirAtomic } from '../io/atomic';
 import { readModelFolder, type ModelFolder } from '../folder/kind';
 import { loadModelFolder } from '../folder/load';
-import { effectiveDepth, type MobileLLMConfig } from '../model/config';
+import { configToHf, effectiveDepth, type MobileLLMConfig } from '../model/config';
+import { NO_SHARING } from '../model/sharing';
 import type { MobileLLM } from '../model/model';
 import { exportGraph } from '../onnx/mobilellm';
 import { checkpointParams, modelParams, type FloatParam, type ModelParams, type WeightParam } from '../onnx/params';
@@ -83,31 +84,15 @@ function quantizedParams(params: ModelParams, spec: QuantSpec): ModelParams {
   };
 }
 
-/** config.json for transformers.js: LLaMA of the effective depth (a shared block's layers each get their own cache). */
+/** config.json for transformers.js: plain LLaMA of the effective depth (a shared block's layers each get their own cache). */
 function transformersConfig(c: MobileLLMConfig, externalData: string[]): Record<string, unknown> {
-  return {
-    architectures: ['LlamaForCausalLM'],
-    model_type: 'llama',
-    vocab_size: c.vocabSize,
-    hidden_size: c.hiddenSize,
-    intermediate_size: c.intermediateSize,
-    num_hidden_layers: effectiveDepth(c),
-    num_attention_heads: c.numHeads,
-    num_key_value_heads: c.numKvHeads,
-    head_dim: c.headDim,
-    rms_norm_eps: c.rmsNormEps,
-    rope_theta: c.ropeTheta,
-    max_position_embeddings: c.maxPositions,
-    hidden_act: 'silu',
-    attention_bias: false,
-    mlp_bias: false,
-    tie_word_embeddings: c.shareEmbedding,
-    bos_token_id: c.bosTokenId,
-    eos_token_id: c.eosTokenId,
-    torch_dtype: 'float32',
-    use_cache: true,
-    ...(externalData.length ? { 'transformers.js_config': { use_external_data_format: Object.fromEntries(externalData.map((f) => [f, 1])) } } : {}),
-  };
+  return configToHf(
+    { ...c, numBlocks: effectiveDepth(c), sharing: NO_SHARING, torchDtype: 'float32' },
+    {
+      use_cache: true,
+      ...(externalData.length ? { 'transformers.js_config': { use_external_data_format: Object.fromEntries(externalData.map((f) => [f, 1])) } } : {}),
+    },
+  );
 }
 
 /** The model's parameters, however the folder stores them; close() when done. */
