@@ -9,6 +9,7 @@ import type { Page } from 'playwright-core';
 import { chromiumAvailable, importModel, openApp, screenshotPath, type App } from './helpers/web';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
 import { jobCurve, runJob, torchMissing, torchPython } from './helpers/torch-job';
+import { wizardSettings } from './helpers/wizard';
 
 const py = torchPython();
 const work = tempDir('e2e-gpu-job');
@@ -31,16 +32,7 @@ describe.skipIf(!chromiumAvailable() || torchMissing(py) !== null)('Run on a GPU
   });
 
   it('writes the job from the wizard, and its run comes back through the Runs page', { timeout: 600_000 }, async () => {
-    await page.click('a[data-page=finetune]');
-    const tiny = (await page.locator('[data-testid=ft-model] option', { hasText: /^tiny-gqa-model \(/ }).textContent())!.trim();
-    await page.selectOption('[data-testid=ft-model]', { label: tiny });
-    await page.click('[data-testid=ft-step-model] [data-testid=ft-next]');
-    await page.fill('[data-testid=ft-data-path]', dataset);
-    await page.click('[data-testid=ft-inspect]');
-    await page.waitForSelector('[data-testid=ft-summary]');
-    await page.click('[data-testid=ft-step-data] [data-testid=ft-next]');
-    await page.click('[data-testid=ft-preset-quick]');
-    await page.fill('[data-testid=ft-max-steps]', String(STEPS));
+    await wizardSettings(page, dataset, STEPS);
     await page.click('[data-testid=gpu-job-export]');
     await page.waitForSelector('[data-testid=gpu-job-command]', { timeout: 120_000 });
     const dir = (await page.textContent('[data-testid=gpu-job-dir]'))!;

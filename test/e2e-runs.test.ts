@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { chromiumAvailable, importModel, openApp, screenshotPath, type App } from './helpers/web';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
+import { wizardSettings } from './helpers/wizard';
 
 const work = tempDir('e2e-runs');
 const modelDir = tinyModelDir(work);
@@ -25,17 +26,7 @@ const TEST_LIMIT = 900_000;
 
 /** Starts a fine-tune of the tiny model on the arithmetic chats from the wizard's first step. */
 async function startFromWizard(page: Page, maxSteps: number): Promise<void> {
-  await page.click('a[data-page=finetune]');
-  const tiny = (await page.locator('[data-testid=ft-model] option', { hasText: /^tiny-gqa-model \(/ }).textContent())!.trim();
-  await page.selectOption('[data-testid=ft-model]', { label: tiny });
-  await page.click('[data-testid=ft-step-model] [data-testid=ft-next]');
-  await page.fill('[data-testid=ft-data-path]', dataset);
-  await page.click('[data-testid=ft-inspect]');
-  await page.waitForSelector('[data-testid=ft-summary]');
-  await page.click('[data-testid=ft-step-data] [data-testid=ft-next]');
-  await page.click('[data-testid=ft-preset-quick]');
-  await page.fill('[data-testid=ft-max-steps]', String(maxSteps));
-  await expect.poll(() => page.textContent('[data-testid=ft-estimate]'), { timeout: 60_000 }).toMatch(new RegExp(`${maxSteps}\\s*steps`));
+  await wizardSettings(page, dataset, maxSteps);
   await page.click('[data-testid=ft-start]');
   await page.waitForSelector('[data-testid=ft-step-train]');
 }
