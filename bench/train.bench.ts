@@ -8,7 +8,11 @@
 // configuration runs in a process of its own (`node --import tsx
 // bench/train.bench.ts <folder> <config> <runtime> <steps>` prints one JSON
 // line), so that its peak memory is its own. MLW_BENCH_TRAIN_SHAPES (e.g.
-// "125M") and MLW_BENCH_TRAIN_RUNTIMES (e.g. "onnx") narrow the grid.
+// "125M") and MLW_BENCH_TRAIN_RUNTIMES (e.g. "onnx") narrow the grid. Both
+// rows of a configuration say how it kept activations (grad_mode: tfjs's
+// tape or recompute; ONNX Runtime's graph, with "recompute per layer" when
+// it recomputed, and its memory mode), which MLW_TRAIN_RECOMPUTE and
+// MLW_TRAIN_MEMORY choose for ONNX Runtime.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -151,7 +155,7 @@ export const suite: Suite = {
               grad_mode: m.mode,
               ...(m.phases ? { phases: m.phases } : {}),
             });
-            emit({ what: `${name}_peak_rss`, ...common, median: m.peakRssMb, unit: 'MB', estimate_mb: m.estimateMb });
+            emit({ what: `${name}_peak_rss`, ...common, median: m.peakRssMb, unit: 'MB', grad_mode: m.mode, estimate_mb: m.estimateMb });
           }
         }
       } finally {

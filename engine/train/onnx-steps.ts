@@ -3,7 +3,9 @@
 // call), the trainer keeps what changes in JavaScript.
 //
 //   frozen weights     initializers of the session, read from the model folder
-//                      once (no copy stays in JavaScript)
+//                      tensor by tensor into a temporary external-data file
+//                      that ONNX Runtime loads (never all in JavaScript at once:
+//                      the graph's own weights buffer is left untouched)
 //   trained tensors    Float32Arrays fed to every run: all weights in the
 //                      checkpoint's layout (full), or the adapters' A [in, r] and
 //                      B [r, out] (LoRA); AdamW (ArrayAdamW) updates them in place
@@ -15,6 +17,7 @@
 // with a fixed thread count and no randomness: the same inputs give the same
 // bits, and a run resumed from a checkpoint (float32 weights and moments)
 // continues bit for bit.
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { InferenceSession, Tensor } from 'onnxruntime-node';
@@ -60,6 +63,9 @@ export function onnxRecompute(wanted?: boolean): boolean {
   if (forced === '1' || forced === '0') return forced === '1';
   return wanted ?? false;
 }
+
+/** Frozen tensors of at least this size go straight to the weights file (always external data in the graph). */
+const FILE_MIN_BYTES = 1 << 16;
 
 export interface OnnxStepsInput {
   /** The base model folder (float weights; tokenizer files; the adapter's base_model_name_or_path). */
@@ -153,6 +159,9 @@ export class OnnxSteps implements StepRuntime {
     let trained: Trained;
     // Frozen weights are read from the base folder (LoRA); full fine-tuning reads its own tensors and freezes none.
     const base = inp.lora ? openWeights(inp.baseModelDir).source : null;
+    const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-train-graph-'));
+    const weightsFd = fs.openSync(path.join(scratch, TRAINING_WEIGHTS_FILE), 'w');
+    const written: [number, number][] = []; // [offset, length] of the frozen tensors in the file
     try {
       if (inp.lora && base) {
         checkTensorNames(base, config);
@@ -179,10 +188,16 @@ export class OnnxSteps implements StepRuntime {
         recompute,
         frozen: (s) => ({
           byteLength: s.shape.reduce((n, d) => n * d, 4),
+          // Into the file at the tensor's place in the graph's weights (dst, never touched: its pages stay unallocated).
           write: (dst) => {
             if (!base) throw new Error(`${s.name}: full fine-tuning freezes no tensor`);
             const v = finiteFloat32(base.read(s.name), base.path, s.name);
-            dst.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+            // Small tensors may be inside the model itself: those are set where the graph puts them.
+            if (v.byteLength < FILE_MIN_BYTES) dst.set(new Uint8Array(v.buffer, v.byteOffset, v.byteLength));
+            else {
+              fs.writeSync(weightsFd, v, 0, v.byteLength, dst.byteOffset);
+              written.push([dst.byteOffset, v.byteLength]);
+            }
           },
         }),
       });
@@ -190,17 +205,32 @@ export class OnnxSteps implements StepRuntime {
       params = new Map(graph.params.map((p) => [p.name, params.get(p.name)!]));
       const memory = onnxMemoryMode();
       const options = cpuSessionOptions(inp.threads ?? os.availableParallelism());
-      const session = await ort.InferenceSession.create(graph.model, {
+      // The rest of the file: what the graph wrote itself (the RoPE tables, constants).
+      written.sort((a, b) => a[0] - b[0]);
+      let at = 0;
+      for (const [offset, length] of [...written, [graph.weights.byteLength, 0]]) {
+        if (offset > at) fs.writeSync(weightsFd, graph.weights, at, offset - at, at);
+        at = offset + length;
+      }
+      fs.closeSync(weightsFd);
+      const modelPath = path.join(scratch, 'training.onnx');
+      fs.writeFileSync(modelPath, graph.model);
+      const session = await ort.InferenceSession.create(modelPath, {
         ...options,
         enableCpuMemArena: memory === 'fast',
         extra: { ...options.extra, session: { ...(options.extra?.session as object), disable_prepacking: memory === 'lean' ? '1' : '0' } },
-        ...(graph.weights.byteLength ? { externalData: [{ path: TRAINING_WEIGHTS_FILE, data: graph.weights }] } : {}),
       });
       const opt = new ArrayAdamW(params, inp.adamw);
       if (inp.resume) opt.load(inp.resume.optimizer, inp.resume.step);
       return new OnnxSteps(ort, session, inp, config, params, graph.masks, opt, memory, recompute);
     } finally {
       base?.close();
+      try {
+        fs.closeSync(weightsFd);
+      } catch {
+        // already closed
+      }
+      fs.rmSync(scratch, { recursive: true, force: true });
     }
   }
 
