@@ -144,7 +144,7 @@ class Message {
     this.tag(field, 2);
     this.varint(m.size);
     this.flush();
-    this.parts.push(...m.parts);
+    for (const part of m.parts) this.parts.push(part); // not push(...parts): a large graph has more parts than a call takes arguments
     this.size += m.size;
     return this;
   }
