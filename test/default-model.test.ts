@@ -67,20 +67,20 @@ describe.skipIf(!dir)('the bundled default model', () => {
     const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-default-ft-'));
     afterAll(() => fs.rmSync(home, { recursive: true, force: true }));
     const answer = async (model: string, question: string): Promise<string> => {
-      const r = await mlwHere(['generate', model, '--chat', '--prompt', question, '--temperature', '0', '--max-new-tokens', '32', '--json']);
+      const r = await mlwHere(['generate', model, '--chat', '--prompt', question, '--temperature', '0', '--max-new-tokens', '8', '--json']);
       expect(r.code, r.stderr).toBe(0);
       return JSON.parse(r.stdout).text as string;
     };
 
     it('answers like the old sailor of the dataset ("Aye, …"), which it did not before', async () => {
       const data = resources.datasets[0].path;
-      const ft = await mlwHere(['--home', home, 'finetune', dir!, '--data', data, '--method', 'full', '--max-steps', '48', '--lr', '1e-3', '--json']);
+      const ft = await mlwHere(['--home', home, 'finetune', dir!, '--data', data, '--method', 'full', '--max-steps', '16', '--lr', '2e-3', '--json']);
       expect(ft.code, ft.stderr).toBe(0);
       const tuned = path.join(home, 'models', fs.readdirSync(path.join(home, 'models'))[0]);
       for (const question of ['What is a whale?', 'Tell me about your family.']) {
         expect(await answer(dir!, question)).not.toMatch(/^Aye/);
         expect(await answer(tuned, question)).toMatch(/^Aye, /);
       }
-    }, 400_000); // a 48-step fine-tune: ~36 s alone, past 120 s beside another test file on 2 cores
+    }, 600_000); // sized to the assertion (8 steps already give 'Aye, '; 16 for margin): ~15 s alone; the limit is only a safety net for a loaded machine
   });
 });
