@@ -9,6 +9,7 @@ import { registerExportCommands } from './commands/export';
 import { registerHubCommands } from './commands/hub';
 import { registerInspectCommands } from './commands/inspect';
 import { registerJobCommands } from './commands/job';
+import { registerLabCommands } from './commands/lab';
 import { registerModelCommands } from './commands/model';
 import { registerPretrainCommands } from './commands/pretrain';
 import { registerQuantizeCommands } from './commands/quantize';
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerPretrainCommands(program);
   registerExportCommands(program);
   registerJobCommands(program);
+  registerLabCommands(program);
   // Sub-commands inherit the error handling of the root.
   for (const cmd of program.commands) cmd.exitOverride();
   return program;

@@ -75,6 +75,8 @@ export const PretrainConfig = z.object({
   numBlocks: int.positive().default(12),
   numHeads: int.positive().default(4),
   numKvHeads: int.positive().default(2),
+  /** The output head reuses the input embedding (MobileLLM's embedding sharing); false trains a separate head. */
+  shareEmbedding: z.boolean().default(true),
   sharing: z.object({ strategy: z.enum(SHARING_STRATEGIES), repeats: int.positive() }).default({ strategy: 'none', repeats: 1 }),
   seqLen: int.min(16).default(256),
   valFraction: z.number().min(0).max(0.5).default(0.02),
@@ -113,7 +115,7 @@ function modelConfig(p: PretrainConfig, vocabSize: number): MobileLLMConfig {
     rmsNormEps: 1e-5,
     ropeTheta: 10000,
     maxPositions: Math.max(2048, p.seqLen),
-    shareEmbedding: true,
+    shareEmbedding: p.shareEmbedding,
     sharing: p.sharing,
     bosTokenId: 1,
     eosTokenId: 2,
@@ -322,7 +324,7 @@ function modelCard(
   return [
     '# MobileLLM Workbench default model',
     '',
-    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, embedding shared with the head${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
+    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, ${cfg.shareEmbedding ? 'embedding shared with the head' : 'a separate output head'}${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
     '',
     '## How it was made',
     '',

@@ -1,0 +1,94 @@
+// mlw lab: the paper lab. `lab list` shows the experiments (resources/lab);
+// `lab run` trains every variant (resuming the unfinished, skipping the
+// finished), evaluates them and prints the result table beside the paper's claim.
+import { Option, type Command } from 'commander';
+import { initBackend, type BackendName } from '../../backend/select';
+import { findExperiment, listExperiments, SCALES, type Scale } from '../../lab/experiment';
+import { runExperiment, type LabResult, type Stat } from '../../lab/run';
+import { TRAIN_RUNTIME_CHOICES } from '../../train/config';
+import type { PretrainInput } from '../../train/pretrain';
+import { openStore } from '../../store/open';
+import { UsageError } from '../errors';
+import { printJson } from '../format';
+import { cliJob } from '../progress';
+
+const fmt = (s: Stat | null, digits = 2) => (s === null ? '—' : s.n > 1 ? `${s.mean.toFixed(digits)} ± ${s.spread.toFixed(digits)}` : s.mean.toFixed(digits));
+
+/** The result as Markdown: the table, then the paper's claim and whether this run agrees. */
+export function labResultToMarkdown(r: LabResult): string {
+  const methods = [...new Set(r.rows.flatMap((row) => Object.keys(row.quantized)))];
+  const head = ['variant', 'what', 'params', 'depth', 'val loss', 'held-out ppl', ...methods.map((m) => `${m} ppl (rise)`)];
+  const lines = [
+    `# ${r.experiment} (${r.scale})`,
+    '',
+    r.question,
+    '',
+    `${r.budget.steps} steps × ${r.budget.tokensPerStep} tokens, seeds ${r.budget.seeds.join(', ')}, ${r.budget.corpus.join(' + ')}; held equal: ${r.holdEqual}${r.complete ? '' : ' — INCOMPLETE: run it again to resume'}`,
+    '',
+    `| ${head.join(' | ')} |`,
+    `| ${head.map(() => '---').join(' | ')} |`,
+    ...r.rows.map((row) => {
+      const q = methods.map((m) => {
+        const x = row.quantized[m as keyof typeof row.quantized];
+        return x ? `${fmt(x.ppl)} (${(x.rise * 100).toFixed(2)}%)` : '—';
+      });
+      return `| ${[row.name, row.label, `${(row.params / 1e6).toFixed(3)}M`, row.depth, fmt(row.valLoss, 3), fmt(row.ppl), ...q].join(' | ')} |`;
+    }),
+    '',
+    `**Paper says** (${r.paper.source}): ${r.paper.says}`,
+    '',
+    '| expected | we measured | agrees? |',
+    '| --- | --- | --- |',
+    ...r.claims.map((c) => `| ${c.text} | ${c.measured} | ${c.agrees} |`),
+    '',
+  ];
+  return lines.join('\n');
+}
+
+export function registerLabCommands(program: Command): void {
+  const lab = program.command('lab').description("the paper lab: rerun the MobileLLM paper's design experiments at a scale this machine affords");
+  lab
+    .command('list')
+    .description('the experiments (resources/lab) with their question and variants')
+    .option('--json', 'print JSON')
+    .action((o: { json?: boolean }) => {
+      const all = listExperiments().map(({ file, experiment: e }) => ({
+        name: e.name,
+        question: e.question,
+        variants: Object.fromEntries(SCALES.map((s) => [s, e.scales[s].variants.length])),
+        file,
+      }));
+      if (o.json) return printJson(all);
+      for (const x of all) console.log(`${x.name.padEnd(20)} ${x.variants.tiny} variants  ${x.question}`);
+    });
+  lab
+    .command('run')
+    .description('train every variant (resuming unfinished ones, skipping finished ones), evaluate them, print the table beside the paper')
+    .argument('<experiment>', 'a bundled experiment name (mlw lab list) or a .json file')
+    .addOption(new Option('--scale <scale>', 'tiny: this laptop; small: a GPU job').choices(SCALES).default('tiny'))
+    .addOption(new Option('--runtime <name>', 'training runtime of new runs (default: onnx when it loads, else tfjs)').choices(TRAIN_RUNTIME_CHOICES))
+    .option('--eval-text <file>', 'held-out text (default: resources/eval/held-out.txt)')
+    .option('--json', 'print the result as JSON')
+    .action(async (ref: string, o: { scale: Scale; runtime?: PretrainInput['runtime']; evalText?: string; json?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
+      let found;
+      try {
+        found = findExperiment(ref);
+      } catch (e) {
+        throw new UsageError(`lab run: ${(e as Error).message}`);
+      }
+      await initBackend(g.backend);
+      const store = openStore({ home: g.home });
+      const job = cliJob('lab', { quiet: !!o.json });
+      try {
+        const r = await runExperiment(store, found.experiment, { scale: o.scale, runtime: o.runtime, evalText: o.evalText }, job.ctx);
+        job.finish();
+        if (o.json) return printJson(r);
+        process.stdout.write(labResultToMarkdown(r));
+        if (!r.complete) process.stderr.write(`resume with: mlw lab run ${ref} --scale ${o.scale}\n`);
+      } finally {
+        job.finish();
+        store.close();
+      }
+    });
+}
