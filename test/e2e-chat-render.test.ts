@@ -12,6 +12,9 @@ import type { Browser, Page } from 'playwright-core';
 import { openStore } from '../engine/store/open';
 import { chromiumAvailable, launchBrowser, screenshotPath, startEngine, tinyChatModel, type Engine } from './helpers/web';
 
+// Waits end on selectors the app's events put on the page; this limit only catches a hang on a slow, loaded machine.
+const SAFETY_NET = 600_000;
+
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-e2e-render-model-')));
 
 const HOSTILE = '<img src=x onerror="window.__injected = 1"> <script>window.__injected = 2</script>';
@@ -113,12 +116,12 @@ describe.skipIf(!modelDir || !chromiumAvailable())('chat answers in web mode', (
     expect(await empty.locator('[data-testid=stop-reason]').textContent()).toBe('end of text');
   });
 
-  it('a new answer records why it ended and the runtime it ran on, and the header names model and runtime', async () => {
+  it('a new answer records why it ended and the runtime it ran on, and the header names model and runtime', { timeout: SAFETY_NET }, async () => {
     await page.fill('[data-testid=composer]', 'Tell me about the sea.');
     await page.click('[data-testid=send]');
     await expect.poll(() => answers().count(), { timeout: 30_000 }).toBe(3);
     const reason = answers().nth(2).locator('[data-testid=stop-reason]');
-    await reason.waitFor({ timeout: 60_000 });
+    await reason.waitFor({ timeout: SAFETY_NET });
     const store = openStore({ home: engine.home, readonly: true });
     const stored = store.messages.get(Number(await answers().nth(2).getAttribute('data-message-id')));
     store.close();

@@ -10,6 +10,9 @@ import type { Page } from 'playwright-core';
 import { bundledResources } from '../engine/server/resources';
 import { chromiumAvailable, openApp, screenshotPath, type App } from './helpers/web';
 
+// Waits end on selectors the app's events put on the page; this limit only catches a hang on a slow, loaded machine.
+const SAFETY_NET = 600_000;
+
 const defaultModel = bundledResources().defaultModel;
 
 describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model page', () => {
@@ -30,13 +33,13 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model pa
 
   async function exportedDir(): Promise<string> {
     await page.click('[data-testid=export-start]');
-    await page.waitForSelector('[data-testid=export-done], [data-testid=export-error]', { timeout: 120_000 });
+    await page.waitForSelector('[data-testid=export-done], [data-testid=export-error]', { timeout: SAFETY_NET });
     expect(await page.locator('[data-testid=export-error]').count(), (await page.textContent('[data-testid=export-error]').catch(() => '')) ?? '').toBe(0);
     const done = (await page.textContent('[data-testid=export-done]'))!;
     return /Written: (\S+)/.exec(done)![1];
   }
 
-  it('writes a Hugging Face folder that transformers loads as LLaMA, and says how', async () => {
+  it('writes a Hugging Face folder that transformers loads as LLaMA, and says how', { timeout: SAFETY_NET }, async () => {
     await page.check('[data-testid=export-format-hf]');
     const dir = await exportedDir();
     expect(dir.startsWith(path.join(app.engine.home, 'exports'))).toBe(true);
@@ -48,7 +51,7 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model pa
     await page.screenshot({ path: screenshotPath('export-hf') });
   });
 
-  it('writes GGUF q8_0 for llama.cpp', async () => {
+  it('writes GGUF q8_0 for llama.cpp', { timeout: SAFETY_NET }, async () => {
     await page.check('[data-testid=export-format-gguf]');
     await page.selectOption('[data-testid=export-gguf-type]', 'q8_0');
     const dir = await exportedDir();
@@ -59,10 +62,12 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('Export from the model pa
     ggufFile = path.join(dir, gguf!);
   });
 
-  it('imports a GGUF file as a model, converted into the home', async () => {
+  it('imports a GGUF file as a model, converted into the home', { timeout: SAFETY_NET }, async () => {
     await page.fill('[data-testid=import-path]', ggufFile);
     await page.click('[data-testid=import-button]');
-    await page.waitForFunction(() => document.querySelector('[data-testid=model-details] h2')?.textContent === 'model-q8_0.gguf', null, { timeout: 120_000 });
+    await page.waitForFunction(() => document.querySelector('[data-testid=model-details] h2')?.textContent === 'model-q8_0.gguf', null, {
+      timeout: SAFETY_NET,
+    });
     const details = (await page.textContent('[data-testid=model-details]'))!;
     expect(details).toContain(path.join(app.engine.home, 'models', 'model-q8_0-gguf'));
     expect(fs.existsSync(path.join(app.engine.home, 'models', 'model-q8_0-gguf', 'model.safetensors'))).toBe(true);

@@ -6,6 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
 import { chromiumAvailable, importModel, openApp, ROOT, screenshotPath, type App } from './helpers/web';
 
+// Waits end on selectors the app's events put on the page; this limit only catches a hang on a slow, loaded machine.
+const SAFETY_NET = 600_000;
+
 describe.skipIf(!chromiumAvailable())('inspector in web mode', () => {
   let app: App;
   let page: Page;
@@ -40,10 +43,10 @@ describe.skipIf(!chromiumAvailable())('inspector in web mode', () => {
     await page.screenshot({ path: screenshotPath('inspector') });
   });
 
-  it('analyzes the model: weight-similarity heatmap and the tensors of a clicked block', async () => {
+  it('analyzes the model: weight-similarity heatmap and the tensors of a clicked block', { timeout: SAFETY_NET }, async () => {
     await page.click('[data-testid=strategy-immediate]');
     await page.click('[data-testid=inspect-analyze]');
-    await page.waitForSelector('[data-testid=heatmap]', { timeout: 120_000 });
+    await page.waitForSelector('[data-testid=heatmap]', { timeout: SAFETY_NET });
     await page.locator('[data-testid=sharing-diagram] g.node').nth(1).click();
     await page.waitForSelector('[data-testid=block-detail]');
     expect(await page.textContent('[data-testid=block-detail]')).toMatch(/Block 1.*layers 2, 3/);

@@ -11,6 +11,9 @@ import { openStore } from '../engine/store/open';
 import { chromiumAvailable, importModel, launchBrowser, screenshotPath, startEngine, tinyChatModel, type Engine } from './helpers/web';
 import type { Browser } from 'playwright-core';
 
+// Waits end on selectors the app's events put on the page; this limit only catches a hang on a slow, loaded machine.
+const SAFETY_NET = 600_000;
+
 const modelDir = tinyChatModel(fs.mkdtempSync(path.join(os.tmpdir(), 'mlw-e2e-runtime-model-')));
 
 /** A home with two finished fine-tuning runs: one whose config records ONNX Runtime, one from before the choice. */
@@ -62,7 +65,7 @@ describe.skipIf(!modelDir || !chromiumAvailable())('the training runtime in web 
     await expect.poll(() => page.textContent('[data-testid=run-detail] h2')).toMatch(/^Run 2 · finetune · completed\s· trained on TensorFlow\.js$/);
   });
 
-  it('offers the runtime in the wizard’s advanced settings and sends the choice with the run', async () => {
+  it('offers the runtime in the wizard’s advanced settings and sends the choice with the run', { timeout: SAFETY_NET }, async () => {
     await importModel(page, modelDir!);
     await page.click('a[data-page=finetune]');
     await page.click('[data-testid=ft-next]');
@@ -76,10 +79,10 @@ describe.skipIf(!modelDir || !chromiumAvailable())('the training runtime in web 
     expect(await select.locator('option').allTextContents()).toEqual(['Auto — fastest that loads', 'ONNX Runtime', 'TensorFlow.js']);
     expect(await select.inputValue()).toBe('auto');
     await select.selectOption('tfjs');
-    await expect.poll(() => page.textContent('[data-testid=ft-estimate]'), { timeout: 60_000 }).toMatch(/1\s*steps/);
+    await expect.poll(() => page.textContent('[data-testid=ft-estimate]'), { timeout: SAFETY_NET }).toMatch(/1\s*steps/);
     await page.screenshot({ path: screenshotPath('finetune-advanced-runtime') });
     await page.click('[data-testid=ft-start]');
-    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: 240_000, interval: 500 }).toBe('completed');
+    await expect.poll(() => page.textContent('[data-testid=ft-state]'), { timeout: SAFETY_NET, interval: 500 }).toBe('completed');
 
     const store = openStore({ home: engine.home, readonly: true });
     try {
