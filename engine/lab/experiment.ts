@@ -7,14 +7,14 @@
 // depth: effective layers), checked within `tolerance` when the file is read.
 import fs from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import { countParams, effectiveDepth, type MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
 import { QUANT_METHODS } from '../quant/spec';
 import type { PretrainInput } from '../train/pretrain';
+import { RESOURCES } from '../server/resources';
 
-export const LAB_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'resources', 'lab');
+export const LAB_DIR = path.join(RESOURCES, 'lab');
 export const SCALES = ['tiny', 'small'] as const;
 export type Scale = (typeof SCALES)[number];
 
