@@ -36,7 +36,7 @@ import type { Suite } from './suites';
 const B = 4;
 const T = 256;
 /** Measured steps per shape (after one warm-up step). */
-const SHAPES = { '125M': 3, '350M': 2 } as const;
+const SHAPES = { '125M': 6, '350M': 3 } as const;
 type ShapeName = keyof typeof SHAPES;
 const CONFIGS = {
   train_lora_r8_qv: { rank: 8, alpha: 16, targets: ['q', 'v'] },
