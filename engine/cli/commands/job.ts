@@ -27,9 +27,7 @@ export function registerJobCommands(program: Command): void {
   const exp = job
     .command('export')
     .description('write a job folder (model, tokenized data, hyper-parameters, train.py, launch recipes) for a fine-tuning configuration')
-    .argument('<model>', 'base model folder')
-    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
-    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
+    .argument('<model>', 'base model folder');
   addFinetuneOptions(exp)
     .requiredOption('--out <dir>', 'the job folder to write (new or empty)')
     .option('--json', 'print the result as JSON')

@@ -115,6 +115,9 @@ export function configFrom(model: string, o: Opts): FinetuneConfig {
 
 /** The flags of a fine-tuning configuration (mlw finetune, mlw job export): the schema's settings, each with its default. */
 export function addFinetuneOptions(cmd: Command): Command {
+  cmd
+    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
+    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
   for (const f of NUMBER_FLAGS) cmd.addOption(f.option);
   return cmd
     .addOption(new Option('--method <method>', `what is trained (default ${DEFAULTS.method})`).choices(FinetuneConfig.shape.method.unwrap().options))
@@ -134,9 +137,7 @@ export function registerTrainCommands(program: Command): void {
   const finetune = program
     .command('finetune')
     .description('fine-tune a model (LoRA or full) on a JSONL/TXT dataset; Ctrl-C pauses with a checkpoint')
-    .argument('[model]', 'base model folder (not needed with --resume)')
-    .option('--data <file>', 'training data: .jsonl (chat, alpaca, prompt/completion or text rows) or .txt')
-    .option('--val <file>', 'validation data (default: --val-fraction of --data)');
+    .argument('[model]', 'base model folder (not needed with --resume)');
   addFinetuneOptions(finetune)
     .option('--resume <runId>', 'continue a paused or interrupted run')
     .option('--check', 'validate the data and estimate memory and time, then stop')
