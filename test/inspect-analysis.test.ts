@@ -3,7 +3,8 @@
 // trip), values are sane (a block is its own twin, entropies lie in
 // [0, log keys], similarities are symmetric), hidden-state RMS agrees with the
 // reference implementation's hidden states, nothing leaks; measured latency
-// on a small shape has the shape the schema promises.
+// on a small shape is measured on ONNX Runtime (the chat's runtime), names it,
+// and has the shape the schema promises.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../engine/backend/select';
@@ -186,15 +187,12 @@ describe('report details', () => {
     }
   });
 
-  it('measured latency: every variant timed, ratios against the first and last rows, no leaks', async () => {
-    const before = tf.memory().numTensors;
-    const l = await measureDecodeLatency(
-      nanoConfig({ vocabSize: 512, numBlocks: 2, hiddenSize: 64, intermediateSize: 128 }),
-      { repeats: 2, contextTokens: 8, steps: 3, rounds: 2 },
-      quietContext(),
-    );
-    expect(tf.memory().numTensors).toBe(before);
-    expect(Latency.safeParse(l).success).toBe(true);
+  const latencyShape = nanoConfig({ vocabSize: 512, numBlocks: 2, hiddenSize: 64, intermediateSize: 128 });
+  const latencyOpts = { repeats: 2, contextTokens: 8, steps: 3, prefills: 2, rounds: 2 };
+
+  /** Rows, counts and the ratios' anchors, whichever runtime measured. */
+  function expectLatencyShape(l: Latency): void {
+    expect(Latency.safeParse(JSON.parse(JSON.stringify(l))).success).toBe(true);
     expect(l.rows.map((r) => [r.variant, r.sharing.strategy, r.physicalBlocks, r.effectiveDepth])).toEqual([
       ['same-storage', 'none', 2, 2],
       ['shared', 'immediate', 2, 4],
@@ -202,8 +200,45 @@ describe('report details', () => {
       ['shared', 'reverse', 2, 4],
       ['same-depth', 'none', 4, 4],
     ]);
-    expect(l.rows.every((r) => r.samples === 6 && r.q1 <= r.msPerToken && r.msPerToken <= r.q3)).toBe(true);
-    expect(l.rows[0].vsSameStorage).toBe(1);
-    expect(l.rows[4].vsSameDepth).toBe(1);
+    for (const r of l.rows) {
+      expect(r.decode.samples).toBe(6); // 3 steps × 2 rounds
+      expect(r.prefill.samples).toBe(4); // 2 prefills × 2 rounds
+      for (const t of [r.decode, r.prefill]) expect(t.q1 <= t.ms && t.ms <= t.q3).toBe(true);
+    }
+    expect(l.rows[0].decode.vsSameStorage).toBe(1);
+    expect(l.rows[0].prefill.vsSameStorage).toBe(1);
+    expect(l.rows[4].decode.vsSameDepth).toBe(1);
+    expect(l.rows[4].prefill.vsSameDepth).toBe(1);
+  }
+
+  it('measured latency: on ONNX Runtime, the runtime the chat uses, and the report says so', async () => {
+    const before = tf.memory().numTensors;
+    const l = await measureDecodeLatency(latencyShape, latencyOpts, quietContext());
+    expect(tf.memory().numTensors).toBe(before);
+    // A silent fall back to TensorFlow.js would name it here, and list why ONNX Runtime was skipped.
+    expect(l.runtime).toBe('onnx');
+    expect(l.skipped).toEqual([]);
+    expect(l.runtimeDescription).toMatch(/^onnx \(onnxruntime-node [\d.]+, cpu, \d+ threads?, contrib ops\)$/);
+    expectLatencyShape(l);
+  });
+
+  it('measured latency on TensorFlow.js when forced: named, every variant timed, no leaks', async () => {
+    const before = tf.memory().numTensors;
+    const l = await measureDecodeLatency(latencyShape, { ...latencyOpts, runtime: 'tfjs' }, quietContext());
+    expect(tf.memory().numTensors).toBe(before);
+    expect(l.runtime).toBe('tfjs');
+    expect(l.runtimeDescription).toMatch(/^tfjs \(/);
+    expectLatencyShape(l);
+  });
+
+  it('measured latency: a prefill of 64 tokens through 8 layers takes longer than one decode token through 1', async () => {
+    // Work differs 500-fold (64 tokens × 8 layers against 1 × 1); overheads alone cannot invert that on any machine.
+    const l = await measureDecodeLatency(
+      nanoConfig({ vocabSize: 512, numBlocks: 1, hiddenSize: 128, intermediateSize: 256 }),
+      { repeats: 8, contextTokens: 64, steps: 5, prefills: 2, rounds: 1 },
+      quietContext(),
+    );
+    expect(l.runtime).toBe('onnx');
+    expect(l.rows.at(-1)!.prefill.ms).toBeGreaterThan(l.rows[0].decode.ms);
   });
 });

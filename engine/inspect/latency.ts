@@ -1,75 +1,85 @@
-// Decode latency of each sharing variant, measured on this machine with
-// random-init weights (randomModel). The MobileLLM paper chose immediate
-// block-wise repeat because "the shared weights stay in the cache", so that
-// running a block twice costs little more than running two blocks — here we
-// see how much it costs, and whether the order of repeats (immediate,
-// repeat_all, reverse) matters on this backend.
+// Decode and prefill latency of each sharing variant, measured on this
+// machine with random-init weights (randomModel), on the runtime the chat
+// uses: ONNX Runtime, TensorFlow.js only where ONNX Runtime does not load (or
+// when forced); the report names the one that measured. The MobileLLM paper
+// chose immediate block-wise repeat because "the shared weights stay in the
+// cache", so that running a block twice costs little more than running two
+// blocks — here we see how much it costs, and whether the order of repeats
+// (immediate, repeat_all, reverse) matters on this runtime.
 //
 // The variants (schedule-costs.ts: same storage, each strategy, same depth)
-// share tensors: the shared variants run the very same N blocks; the same-depth
-// model runs those N plus N·(repeats−1) fresh ones. All are alive at once and
-// take turns, round after round, so that a slow spell of the machine hits
-// them alike. One step = one token in, its logits read back; medians reported.
-import * as tf from '@tensorflow/tfjs';
+// share tensors: the shared variants run the very same N blocks (one set of
+// initializers in their ONNX graph, read by every layer that runs it); the
+// same-depth model runs those N plus N·(repeats−1) fresh ones. They take
+// turns, round after round, so that a slow spell of the machine hits them
+// alike. On ONNX Runtime each variant's session is opened for its turn and
+// released after it (one model's weights in ONNX Runtime at a time, not five),
+// so every turn starts with untimed warm-up runs. A turn times `prefills`
+// prefills of the context, then `steps` decode steps (one token after the
+// context, runtime/timing.ts); medians and quartiles over all rounds.
 import { backendInfo } from '../backend/select';
 import type { MobileLLMConfig } from '../model/config';
 import { randomModel } from '../model/init';
 import { MobileLLM } from '../model/model';
 import { NO_SHARING } from '../model/sharing';
+import { exportMobileLLM } from '../onnx/mobilellm';
+import { OnnxRuntime } from '../runtime/onnx';
+import type { InferenceRuntime, RuntimeName } from '../runtime/runtime';
+import { startRuntime } from '../runtime/select';
+import { TfjsRuntime } from '../runtime/tfjs';
+import { summarize, timePrefillAndDecode, timingPrompt, type TimingSummary } from '../runtime/timing';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
 import { sharingVariants } from './schedule-costs';
-import { sig4, type Latency } from './schema';
+import { sig4, type Latency, type LatencyTiming } from './schema';
 
 export interface LatencyOptions {
   /** Times each block runs in the shared variants. */
   repeats: number;
   /** Physical blocks to measure with (default: the config's; fewer keeps it quick). */
   blocks?: number;
-  /** Tokens prefilled before the timed steps (default 64). */
+  /** Tokens prefilled, and cached before every timed decode step (default 64). */
   contextTokens?: number;
   /** Timed decode steps per variant and round (default 32). */
   steps?: number;
+  /** Timed prefills per variant and round (default 3). */
+  prefills?: number;
   /** Rounds (default 3). */
   rounds?: number;
   seed?: number;
+  /** Forced runtime (default: MLW_RUNTIME, else ONNX Runtime where it loads). */
+  runtime?: RuntimeName;
 }
 
-/** The q-quantile of sorted values, linearly interpolated. */
-function quantile(sorted: number[], q: number): number {
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.min(lo + 1, sorted.length - 1);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+/** Untimed prefill + decode runs at the start of every turn. */
+const WARMUP = 2;
+
+/** Opens `model` on the runtime named (or the fastest that starts); its weights stay the model's. */
+async function openVariant(model: MobileLLM, runtime: RuntimeName | undefined): Promise<{ runtime: InferenceRuntime; skipped: string[] }> {
+  return startRuntime({ onnx: () => OnnxRuntime.fromGraph(exportMobileLLM(model)), tfjs: () => new TfjsRuntime(model) }, { runtime });
 }
 
-/** Prefills `prompt`, then times `steps` single-token decode steps (ms each). */
-function timeDecode(model: MobileLLM, prompt: number[], steps: number): number[] {
-  const cache = model.newCache();
-  const times: number[] = [];
-  try {
-    const ids = tf.tensor2d([prompt], [1, prompt.length], 'int32');
-    const first = model.forward(ids, { cache, lastOnly: true });
-    first.dataSync();
-    tf.dispose([ids, first]);
-    for (let s = 0; s < steps; s++) {
-      const t0 = performance.now();
-      const next = tf.tensor2d([[prompt[s % prompt.length]]], [1, 1], 'int32');
-      const logits = model.forward(next, { cache, lastOnly: true }); // [1, 1, V]
-      logits.dataSync();
-      times.push(performance.now() - t0);
-      tf.dispose([next, logits]);
-    }
-  } finally {
-    cache.dispose();
-  }
-  return times;
+/** Frees what opening made: an ONNX session; a TensorFlow.js runtime holds only the shared weights (freed by the caller). */
+async function closeVariant(runtime: InferenceRuntime): Promise<void> {
+  if (runtime instanceof OnnxRuntime) await runtime.dispose();
 }
 
-/** Decode ms/token of every sharing variant of `c`'s shape (needs an initialized backend). */
+function timing(t: TimingSummary, sameStorage: number, sameDepth: number): LatencyTiming {
+  return {
+    ms: sig4(t.median),
+    q1: sig4(t.q1),
+    q3: sig4(t.q3),
+    vsSameStorage: sig4(t.median / sameStorage),
+    vsSameDepth: sig4(t.median / sameDepth),
+    samples: t.samples,
+  };
+}
+
+/** Decode and prefill ms of every sharing variant of `c`'s shape (needs an initialized TensorFlow.js backend: the random weights are built there). */
 export async function measureDecodeLatency(c: MobileLLMConfig, opts: LatencyOptions, ctx: JobContext): Promise<Latency> {
-  const { repeats, contextTokens = 64, steps = 32, rounds = 3, seed = 0 } = opts;
+  const { repeats, contextTokens = 64, steps = 32, prefills = 3, rounds = 3, seed = 0 } = opts;
   const N = opts.blocks ?? c.numBlocks;
-  if (contextTokens + steps > c.maxPositions) throw new Error(`${contextTokens} + ${steps} tokens exceed the ${c.maxPositions}-token context`);
+  if (![steps, prefills, rounds].every((n) => Number.isInteger(n) && n >= 1)) throw new Error('steps, prefills and rounds must be positive integers');
+  if (contextTokens + 1 > c.maxPositions) throw new Error(`a ${contextTokens}-token context and one more token exceed the ${c.maxPositions}-token context`);
   const base: MobileLLMConfig = { ...c, numBlocks: N, sharing: NO_SHARING, torchDtype: 'float32' };
   const specs = sharingVariants(N, repeats);
   ctx.progress({ phase: 'building random-init models' });
@@ -82,16 +92,35 @@ export async function measureDecodeLatency(c: MobileLLMConfig, opts: LatencyOpti
         { ...stored.weights, blocks: s.variant === 'same-depth' ? [...stored.weights.blocks, ...extra.weights.blocks] : stored.weights.blocks },
       ),
   );
-  const prompt = Array.from({ length: contextTokens }, (_, i) => 3 + ((i * 7919) % (c.vocabSize - 3)));
-  const times: number[][] = specs.map(() => []);
+  const prompt = timingPrompt(contextTokens, c.vocabSize);
+  const prefill: number[][] = specs.map(() => []);
+  const decode: number[][] = specs.map(() => []);
+  // Chosen on the first turn, then forced, so that every variant is timed on the same runtime.
+  let chosen: { name: RuntimeName; description: string; threads: number; skipped: string[] } | null = null;
   try {
-    // Round −1 warms every variant up (kernels, caches, allocator) and is not kept.
-    for (let round = -1; round < rounds; round++) {
+    for (let round = 0; round < rounds; round++) {
       for (let j = 0; j < models.length; j++) {
-        const i = (j + round + 1) % models.length; // each round starts with the next variant
-        const t = timeDecode(models[i], prompt, round < 0 ? 2 : steps);
-        if (round >= 0) times[i].push(...t);
-        ctx.progress({ phase: 'timing decode steps', done: (round + 1) * models.length + j + 1, total: (rounds + 1) * models.length, unit: 'runs' });
+        const i = (j + round) % models.length; // each round starts with the next variant
+        ctx.progress({
+          phase: `timing prefill and decode${chosen ? ` on ${chosen.description}` : ''}`,
+          done: round * models.length + j,
+          total: rounds * models.length,
+          unit: 'turns',
+        });
+        const { runtime, skipped } = await openVariant(models[i], chosen?.name ?? opts.runtime);
+        try {
+          chosen ??= {
+            name: runtime.name,
+            description: runtime.describe(),
+            threads: runtime instanceof OnnxRuntime ? runtime.session.threads : backendInfo().threads,
+            skipped,
+          };
+          const t = await timePrefillAndDecode(runtime, prompt, { prefills, steps, warmup: WARMUP });
+          prefill[i].push(...t.prefill);
+          decode[i].push(...t.decode);
+        } finally {
+          await closeVariant(runtime);
+        }
         await new Promise((r) => setImmediate(r));
         throwIfCancelled(ctx.signal);
       }
@@ -101,29 +130,26 @@ export async function measureDecodeLatency(c: MobileLLMConfig, opts: LatencyOpti
     stored.dispose();
     extra.dispose();
   }
-  const sorted = times.map((t) => [...t].sort((a, b) => a - b));
-  const medians = sorted.map((t) => quantile(t, 0.5));
-  const sameStorage = medians[0];
-  const sameDepth = medians[medians.length - 1];
-  const info = backendInfo();
+  const p = prefill.map(summarize);
+  const d = decode.map(summarize);
+  const last = specs.length - 1;
   return {
-    backend: info.name,
-    threads: info.threads,
+    runtime: chosen!.name,
+    runtimeDescription: chosen!.description,
+    skipped: chosen!.skipped,
+    threads: chosen!.threads,
     physicalBlocks: N,
     contextTokens,
     steps,
+    prefills,
     rounds,
     rows: specs.map((s, i) => ({
       variant: s.variant,
       sharing: s.sharing,
       physicalBlocks: s.numBlocks,
       effectiveDepth: models[i].numLayers,
-      msPerToken: sig4(medians[i]),
-      q1: sig4(quantile(sorted[i], 0.25)),
-      q3: sig4(quantile(sorted[i], 0.75)),
-      vsSameStorage: sig4(medians[i] / sameStorage),
-      vsSameDepth: sig4(medians[i] / sameDepth),
-      samples: sorted[i].length,
+      decode: timing(d[i], d[0].median, d[last].median),
+      prefill: timing(p[i], p[0].median, p[last].median),
     })),
   };
 }

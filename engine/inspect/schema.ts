@@ -16,6 +16,7 @@
 //   a block's tensors            analysis.weights.blocks[b].tensors
 import { z } from 'zod';
 import { SHARING_STRATEGIES } from '../model/sharing';
+import { RUNTIME_NAMES } from '../runtime/runtime';
 
 /** x rounded to 4 significant digits, the precision of every float in these reports. */
 export function sig4(x: number): number {
@@ -91,35 +92,49 @@ export const Costs = z.object({
 
 // ---------------------------------------------------------------- measured latency
 
+/** Repeated timings of one variant, and its median against the first and last rows'. */
+export const LatencyTiming = z.object({
+  /** Median milliseconds. */
+  ms: z.number().positive(),
+  /** First and third quartiles, ms. */
+  q1: z.number().positive(),
+  q3: z.number().positive(),
+  /** ms over the same-storage row's: the price of the extra depth. */
+  vsSameStorage: z.number().positive(),
+  /** ms over the same-depth row's: above 1 = sharing is slower than storing the blocks. */
+  vsSameDepth: z.number().positive(),
+  /** Runs timed. */
+  samples: positiveInt,
+});
+export type LatencyTiming = z.infer<typeof LatencyTiming>;
+
 export const LatencyRow = z.object({
   variant: z.enum(COST_VARIANTS),
   sharing: Sharing,
   physicalBlocks: positiveInt,
   effectiveDepth: positiveInt,
-  /** Median milliseconds of one decode step (one token in, its logits read back). */
-  msPerToken: z.number().positive(),
-  /** First and third quartiles of the step times, ms. */
-  q1: z.number().positive(),
-  q3: z.number().positive(),
-  /** msPerToken over the same-storage row's: the price of the extra depth. */
-  vsSameStorage: z.number().positive(),
-  /** msPerToken over the same-depth row's: above 1 = sharing is slower than storing the blocks. */
-  vsSameDepth: z.number().positive(),
-  /** Decode steps timed. */
-  samples: positiveInt,
+  /** One decode step: one token after contextTokens cached ones, its logits read back. */
+  decode: LatencyTiming,
+  /** A prompt of contextTokens tokens into an empty cache, the last position's logits read back. */
+  prefill: LatencyTiming,
 });
 export type LatencyRow = z.infer<typeof LatencyRow>;
 
 export const Latency = z.object({
-  /** The TensorFlow.js backend and its threads. */
-  backend: z.string(),
+  /** The runtime that measured: the chat's (ONNX Runtime), TensorFlow.js only where ONNX Runtime does not load. */
+  runtime: z.enum(RUNTIME_NAMES),
+  /** The runtime in words, e.g. "onnx (onnxruntime-node 1.30.0, cpu, 2 threads, contrib ops)". */
+  runtimeDescription: z.string(),
+  /** Why ONNX Runtime was not used, one line; empty when it was. */
+  skipped: z.array(z.string()),
   threads: positiveInt,
-  /** Physical blocks of the measured model (the model's own, or fewer to keep it quick); random-init weights. */
+  /** Physical blocks of the measured model (the model's own, or fewer to keep it quick); random-init float32 weights. */
   physicalBlocks: positiveInt,
-  /** Tokens prefilled before the timed steps. */
+  /** Prefill length, and the cached tokens before every timed decode step. */
   contextTokens: positiveInt,
-  /** Decode steps timed per variant and round; the variants take turns, round after round. */
+  /** Decode steps and prefills timed per variant and round; the variants take turns, round after round. */
   steps: positiveInt,
+  prefills: positiveInt,
   rounds: positiveInt,
   rows: z.array(LatencyRow),
 });
@@ -261,7 +276,7 @@ export const InspectReport = z.object({
   /** The strategy to show first: the model's own, or the one asked for. */
   selected: Sharing,
   costs: Costs,
-  /** Measured decode latency; null unless asked for (it takes a while). */
+  /** Measured decode and prefill latency; null unless asked for (it takes a while). */
   latency: Latency.nullable(),
   /** null for presets (no weights). */
   analysis: Analysis.nullable(),

@@ -5,6 +5,7 @@ import { describeBackend, initBackend, type BackendName } from '../../backend/se
 import { SHARED_STRATEGIES, SHARING_STRATEGIES, sharingSchedule, type LayerSharing, type SharedStrategy, type SharingStrategy } from '../../model/sharing';
 import { CONFIG_LIMITS } from '../../model/limits';
 import { PRESET_NAMES } from '../../model/presets';
+import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
 import { loadTokenizer } from '../../tokenizer/tokenizer';
 import { readModelFolder } from '../../folder/kind';
 import { openStore } from '../../store/open';
@@ -99,19 +100,23 @@ function describeInspection(r: InspectReport): string {
     const l = r.latency;
     out.push(
       '',
-      `decode latency: ${l.backend} (${l.threads} threads), random weights, ${l.physicalBlocks} blocks, ${l.contextTokens}-token context, median of ${l.steps * l.rounds} steps`,
+      `latency on ${l.runtimeDescription}, random weights, ${l.physicalBlocks} blocks: prefill of ${l.contextTokens} tokens (median of ${l.prefills * l.rounds}), ` +
+        `decode of one token after ${l.contextTokens} (median of ${l.steps * l.rounds})`,
+      ...l.skipped.map((why) => `skipped ${why}`),
     );
     out.push(
       table([
-        ['variant', 'blocks', 'layers', 'ms/token', 'q1–q3', '× same storage', '× same depth'],
+        ['variant', 'blocks', 'layers', 'decode ms', 'q1–q3', '× same storage', '× same depth', 'prefill ms', 'q1–q3', '× same storage', '× same depth'],
         ...l.rows.map((x) => [
           rowLabel(x),
           String(x.physicalBlocks),
           String(x.effectiveDepth),
-          x.msPerToken.toFixed(2),
-          `${x.q1.toFixed(1)}–${x.q3.toFixed(1)}`,
-          x.vsSameStorage.toFixed(3),
-          x.vsSameDepth.toFixed(3),
+          ...[x.decode, x.prefill].flatMap((t) => [
+            t.ms.toFixed(2),
+            `${t.q1.toFixed(1)}–${t.q3.toFixed(1)}`,
+            t.vsSameStorage.toFixed(3),
+            t.vsSameDepth.toFixed(3),
+          ]),
         ]),
       ]),
     );
@@ -187,6 +192,7 @@ interface InspectCliOpts {
   latency?: boolean;
   latencyBlocks?: string;
   latencySteps?: string;
+  runtime?: RuntimeName;
   json?: boolean;
 }
 
@@ -240,9 +246,14 @@ export function registerInspectCommands(program: Command): void {
     .option('--context <n>', 'tokens of context the per-token FLOPs are given at (default 512)')
     .option('--probe-text <file>', 'text to run through the model for the activation analysis (default: a built-in paragraph)')
     .option('--probe-ids <ids>', 'comma-separated token ids instead of a probe text')
-    .option('--latency', 'also measure decode latency of every variant with random weights (slow for large shapes)')
+    .option('--latency', 'also measure prefill and decode latency of every variant with random weights (slow for large shapes)')
     .option('--latency-blocks <n>', "physical blocks for the latency measurement (default: the model's)")
     .option('--latency-steps <n>', 'timed decode steps per variant and round (default 32)')
+    .addOption(
+      new Option('--runtime <name>', "runtime of the latency measurement (default: MLW_RUNTIME, else onnx, the chat's, when it loads, else tfjs)").choices(
+        RUNTIME_NAMES,
+      ),
+    )
     .option('--json', 'print the report as JSON (engine/inspect/schema.ts: InspectReport)')
     .action(async (target: string, o: InspectCliOpts, cmd: Command) => {
       const g = cmd.optsWithGlobals() as GlobalOpts;
@@ -268,11 +279,12 @@ export function registerInspectCommands(program: Command): void {
                   ? undefined
                   : parseNumber(o.latencyBlocks, '--latency-blocks', { integer: true, min: 1, max: CONFIG_LIMITS.layers }),
               steps: o.latencySteps === undefined ? undefined : parseNumber(o.latencySteps, '--latency-steps', { integer: true, min: 1 }),
+              runtime: o.runtime,
             }
           : undefined,
       };
-      if (!o.latency && (o.latencyBlocks !== undefined || o.latencySteps !== undefined))
-        throw new UsageError('--latency-blocks and --latency-steps go with --latency');
+      if (!o.latency && (o.latencyBlocks !== undefined || o.latencySteps !== undefined || o.runtime !== undefined))
+        throw new UsageError('--latency-blocks, --latency-steps and --runtime go with --latency');
       if (!preset || o.latency) await initBackend(g.backend);
       const job = cliJob('inspect', { quiet: o.json });
       let report: InspectReport;
