@@ -10,6 +10,8 @@ import { initBackend } from '../engine/backend/select';
 import { quietContext } from '../engine/jobs/job';
 import { exportJob, exportPretrainJob } from '../engine/job/export';
 import { openStore } from '../engine/store/open';
+import { readSafetensors } from '../engine/io/safetensors';
+import { toFloat32 } from '../engine/io/raw-tensor';
 import type { FinetuneInput } from '../engine/train/config';
 import { startFinetune } from '../engine/train/run';
 import { pretrain, type PretrainInput } from '../engine/train/pretrain';
@@ -125,6 +127,52 @@ describe.skipIf(missing !== null)('an exported job trains as the workbench does'
     const d = maxDiff(job, local);
     console.log(`pre-training: max |Δloss| local vs job ${d.toExponential(2)}`);
     expect(d).toBeLessThan(1e-4);
+  });
+
+  it('a pre-training job exported with --init seed draws its weights in train.py: the distributions of ours, the same on 1 and 2 processes', async () => {
+    const corpus = path.join(tmp, 'drawn-corpus.txt');
+    fs.writeFileSync(
+      corpus,
+      arithmeticChats(200)
+        .map((c) => JSON.stringify(c))
+        .join(' '),
+    );
+    const cfg: PretrainInput = {
+      corpus: [corpus],
+      out: path.join(tmp, 'drawn'),
+      vocabSize: 400,
+      hiddenSize: 64,
+      intermediateSize: 128,
+      numBlocks: 2,
+      numHeads: 2,
+      numKvHeads: 1,
+      seqLen: 32,
+      train: { maxSteps: 6, warmupSteps: 2, batchSize: 4, gradAccum: 1, seed: 3, evalEvery: 3, saveEvery: 3 },
+    };
+    const [drawn, folder, twice] = ['job-drawn', 'job-folder', 'job-drawn-2'].map((n) => path.join(tmp, n));
+    await exportPretrainJob(cfg, drawn, 'seed');
+    await exportPretrainJob(cfg, folder, 'folder');
+    expect(fs.existsSync(path.join(drawn, 'model', 'model.safetensors'))).toBe(false);
+    expect(JSON.parse(fs.readFileSync(path.join(drawn, 'job.json'), 'utf8')).init).toMatchObject({ seed: 3, std: 0.02 });
+    fs.cpSync(drawn, twice, { recursive: true });
+    runJob(py!, drawn, 1);
+    runJob(py!, twice, 2);
+    // The drawn weights: every tensor of ours, N(0, std) truncated at 2 std (o/down at the residual std), norms 1.
+    const ours = readSafetensors(path.join(folder, 'model', 'model.safetensors')).tensors;
+    const theirs = readSafetensors(path.join(drawn, 'model', 'model.safetensors')).tensors;
+    expect([...theirs.keys()].sort()).toEqual([...ours.keys()].sort());
+    const residualStd = JSON.parse(fs.readFileSync(path.join(drawn, 'job.json'), 'utf8')).init.residualStd as number;
+    for (const [name, t] of theirs) {
+      const x = toFloat32(t, name);
+      const std = Math.sqrt(x.reduce((a, v) => a + v * v, 0) / x.length);
+      const want = name.endsWith('norm.weight') ? 1 : (name.endsWith('o_proj.weight') || name.endsWith('down_proj.weight') ? residualStd : 0.02) * 0.88; // std of N(0,1) cut at ±2
+      expect(std, name).toBeCloseTo(want, name.endsWith('norm.weight') ? 6 : 2.5);
+      if (!name.endsWith('norm.weight')) expect(Math.max(...x.map(Math.abs)), name).toBeLessThanOrEqual((want / 0.88) * 2 + 1e-7);
+    }
+    // Same start, so about the same first loss (ln 400 ≈ 5.99 for both), and the drawn job is deterministic across world sizes.
+    runJob(py!, folder, 1);
+    expect(Math.abs(jobCurve(drawn)[0] - jobCurve(folder)[0])).toBeLessThan(0.05);
+    expect(maxDiff(jobCurve(twice), jobCurve(drawn))).toBeLessThan(1e-5);
   });
 
   it('a 2-process job (LoRA dropout on) SIGKILLed mid-run and launched again continues its curve exactly', async () => {

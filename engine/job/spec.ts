@@ -1,7 +1,8 @@
 // A job folder (mlw job export → any machine with PyTorch → mlw job import):
 //
 //   job.json            JobSpec: the run's configuration, what train.py needs of it, the step count
-//   model/              the base model (config.json, model.safetensors, tokenizer files)
+//   model/              the base model (config.json, model.safetensors, tokenizer files); a pre-training
+//                       job exported with --init seed has no model.safetensors until train.py draws it
 //   init/               LoRA only: the initial adapter (adapter_config.json, adapter_model.safetensors)
 //   data/               train.safetensors, val.safetensors (ids I32, learn U8, offsets I64), plan.safetensors
 //                       (plan I32 [steps, gradAccum, batchSize], −1 where a micro-batch is short), manifest.json
@@ -21,6 +22,10 @@ export const MACHINE_FILE = 'machine.json';
 export const DONE_FILE = 'done.json';
 export const CHECKPOINTS_DIR = 'checkpoints';
 
+/** Where a pre-training job's initial weights come from: written into model/ here (the job trains exactly what mlw pretrain would), or drawn by train.py from the seed (the same distributions, other random numbers; a folder without weights, for models too large to ship). */
+export const JOB_INITS = ['folder', 'seed'] as const;
+export type JobInit = (typeof JOB_INITS)[number];
+
 export const JobSpec = z.object({
   format: z.literal(JOB_FORMAT),
   /** Tells one job from another when it is imported again. */
@@ -34,6 +39,8 @@ export const JobSpec = z.object({
   stepsPerEpoch: z.number().int().positive(),
   /** The run's configuration as mlw finetune (FinetuneConfig) or mlw pretrain (PretrainConfig) would have stored it; paths are the exporting machine's. */
   config: z.record(z.string(), z.unknown()),
+  /** A pre-training job exported with `--init seed`: model/ holds no weights; train.py draws them (JOB_INIT_DRAW). */
+  init: z.object({ seed: z.number().int().min(0), std: z.number().positive(), residualStd: z.number().positive() }).optional(),
 });
 export type JobSpec = z.infer<typeof JobSpec>;
 

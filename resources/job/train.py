@@ -338,6 +338,26 @@ def decays(name):
     return not (name.endswith('norm.weight') or name.endswith('layernorm.weight') or name.endswith('.bias'))
 
 
+def draw_init(model, init):
+    """Initial weights of a pre-training job exported with --init seed (engine/model/init.ts's distributions:
+    N(0, std) truncated at 2 std, the residual outputs o_proj/down_proj at residualStd, norm gains 1), drawn from
+    torch.Generator(seed) tensor by tensor in name order: the same on every rank and every launch."""
+    g = torch.Generator().manual_seed(init['seed'])
+    out = {}
+    for name, p in sorted(model.named_parameters()):
+        if name.endswith('norm.weight'):
+            out[name] = torch.ones(p.shape)
+            continue
+        std = init['residualStd'] if name.endswith(('o_proj.weight', 'down_proj.weight')) else init['std']
+        t = torch.randn(p.shape, generator=g)
+        bad = t.abs() > 2
+        while bad.any():  # redraw outside ±2 std, as tf.truncatedNormal does
+            t[bad] = torch.randn(int(bad.sum()), generator=g)
+            bad = t.abs() > 2
+        out[name] = t * std
+    return out
+
+
 def load_weights(model, tensors):
     """Checkpoint tensors (HF names) into the model (float32); every tensor must be used."""
     own = {n: p for n, p in model.named_parameters()}
@@ -476,7 +496,14 @@ class Job:
         from_dir = os.path.join(self.ckpt_root, f'checkpoint-{self.start}') if resume else None
         lora = spec['method'] == 'lora'
         full_from = from_dir if from_dir and not lora else os.path.join(self.dir, 'model')
-        load_weights(self.model, read_safetensors(os.path.join(full_from, 'model.safetensors')))
+        weights_file = os.path.join(full_from, 'model.safetensors')
+        if not os.path.exists(weights_file) and full_from == os.path.join(self.dir, 'model') and spec.get('init'):
+            drawn = draw_init(self.model, spec['init'])
+            if self.rank == 0:  # the folder then holds its initial weights, as one exported with --init folder
+                write_safetensors(weights_file, drawn, {'format': 'pt'})
+            load_weights(self.model, drawn)
+        else:
+            load_weights(self.model, read_safetensors(weights_file))
         self.dropout = None
         if lora:
             self.dropout = add_lora(self.model, spec['lora'])

@@ -1,11 +1,11 @@
 // mlw job export (export-pretrain): a fine-tuning (pre-training) configuration,
 // the flags of mlw finetune (mlw pretrain), as a job folder that PyTorch runs anywhere (torchrun, Slurm, SkyPilot).
 // mlw job import: its results back as a run in the store (again: extended).
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { initBackend, type BackendName } from '../../backend/select';
 import { openStore } from '../../store/open';
 import { exportJob, exportPretrainJob } from '../../job/export';
-import type { JobExportResult } from '../../job/spec';
+import { JOB_INITS, type JobExportResult, type JobInit } from '../../job/spec';
 import { importJob } from '../../job/import';
 import { UsageError } from '../errors';
 import { printJson } from '../format';
@@ -42,11 +42,20 @@ export function registerJobCommands(program: Command): void {
   addPretrainOptions(
     job.command('export-pretrain').description('write a job folder for a pre-training configuration (the flags of mlw pretrain; --out is the job folder)'),
   )
+    .addOption(
+      new Option(
+        '--init <where>',
+        'initial weights: written into the folder (exactly what mlw pretrain trains) or drawn by train.py from the seed (no weights to ship)',
+      )
+        .choices(JOB_INITS)
+        .default('folder'),
+    )
     .option('--json', 'print the result as JSON')
     .action(async (o: Opts, cmd: Command) => {
       if (!o.out) throw new UsageError('job export-pretrain: give --out DIR (the job folder)');
+      const { init, ...flags } = o;
       await initBackend((cmd.optsWithGlobals() as { backend?: BackendName }).backend);
-      report(await exportPretrainJob(pretrainInputFrom(o), o.out as string), o.json === true);
+      report(await exportPretrainJob(pretrainInputFrom(flags), o.out as string, init as JobInit), o.json === true);
     });
 
   job
