@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { configFromHf, configToHf, countParams, effectiveDepth } from '../engine/model/config';
+import { configFromHf, configToHf, countParams, effectiveDepth, HIDDEN_ACTS } from '../engine/model/config';
 import { preset, PRESET_NAMES } from '../engine/model/presets';
 import { SHARED_STRATEGIES, sharingSchedule, usesPerBlock } from '../engine/model/sharing';
 import { GOLDEN } from './helpers/golden';
@@ -74,6 +74,17 @@ describe('config.json dialects', () => {
     expect(configFromHf(configToHf(c))).toEqual(c);
   });
 
+  it.each(HIDDEN_ACTS)('hidden_act %s round-trips through config.json (plain LLaMA and layer-shared)', (act) => {
+    const base = { vocab_size: 10, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 3, num_attention_heads: 2 };
+    for (const extra of [{}, { layer_sharing: true }]) {
+      const c = configFromHf({ ...base, ...extra, hidden_act: act });
+      expect(c.hiddenAct).toBe(act);
+      expect(configToHf(c).hidden_act).toBe(act);
+      expect(configFromHf(configToHf(c))).toEqual(c);
+    }
+    expect(configFromHf(base).hiddenAct, 'absent: silu, as transformers defaults').toBe('silu');
+  });
+
   it('reads what transformers 5 writes: rope_parameters.rope_theta, dtype', () => {
     const base = { vocab_size: 10, hidden_size: 8, intermediate_size: 16, num_hidden_layers: 3, num_attention_heads: 2 };
     const c = configFromHf({ ...base, rope_parameters: { rope_theta: 500000, rope_type: 'default' }, dtype: 'bfloat16' });
@@ -83,7 +94,7 @@ describe('config.json dialects', () => {
   });
 
   it.each([
-    [{ hidden_act: 'gelu' }, /unsupported hidden_act "gelu"/],
+    [{ hidden_act: 'gelu_new' }, /unsupported hidden_act "gelu_new" \(expected one of silu, relu, gelu, gelu_pytorch_tanh\)/],
     [{ attention_bias: true }, /attention_bias=true is not supported/],
     [{ rope_scaling: { type: 'linear', factor: 2 } }, /rope_scaling .* is not supported/],
     [{ rope_parameters: { rope_theta: 10000, rope_type: 'yarn', factor: 4 } }, /rope_parameters .* is not supported \(only rope_type "default"\)/],

@@ -191,6 +191,15 @@ describe('tape: each backward rule against finite differences', () => {
     await gradCheck([x], (t, v) => t.silu(v.x));
   });
 
+  it('relu, and gelu exact (erf) and tanh-approximated', async () => {
+    // Kept away from relu's kink at 0, where the central difference straddles it.
+    const x = floats('x', ['N', 5], [2, 5], 1, true, -3, 3);
+    (x.data as Float32Array).forEach((e, i, a) => (a[i] = Math.abs(e) < 0.05 ? e + Math.sign(e || 1) * 0.1 : e));
+    await gradCheck([x], (t, v) => t.relu(v.x));
+    await gradCheck([x], (t, v) => t.gelu(v.x, 'none'));
+    await gradCheck([x], (t, v) => t.gelu(v.x, 'tanh'));
+  });
+
   it('matmul: plain, and a batch-broadcast right side of fewer axes', async () => {
     await gradCheck([floats('a', ['N', 4], [3, 4], 1), floats('b', [4, 2], [4, 2], 2)], (t, v) => t.matmul(v.a, v.b));
     await gradCheck([floats('a', [2, 3, 4], [2, 3, 4], 1), floats('b', [4, 2], [4, 2], 2)], (t, v) => t.matmul(v.a, v.b));

@@ -5,7 +5,7 @@
 //   model.layers.{b}.input_layernorm   → blk.{l}.attn_norm      (f32 always, as llama.cpp's convert writes norms)
 //   model.layers.{b}.self_attn.q/k/v/o → blk.{l}.attn_q/k/v/output   q and k rows permuted, below
 //   model.layers.{b}.post_attention_…  → blk.{l}.ffn_norm
-//   model.layers.{b}.mlp.gate/up/down  → blk.{l}.ffn_gate/up/down
+//   model.layers.{b}.mlp.gate/up/down  → blk.{l}.ffn_gate/up/down   (SwiGLU only: llama.cpp's llama has no other hidden_act)
 //   model.norm                         → output_norm.weight
 //   lm_head (untied only)              → output.weight          (tied: absent; llama.cpp then reuses token_embd)
 //
@@ -20,6 +20,7 @@
 // becomes row 2i and row i + d/2 becomes row 2i + 1 (convert_hf_to_gguf.py's
 // permute; ropePermute below, and its inverse for import).
 import path from 'node:path';
+import { KindedError } from '../errors';
 import { readModelFolder } from '../folder/kind';
 import { writeDirAtomic } from '../io/atomic';
 import { layerSchedule, type MobileLLMConfig } from '../model/config';
@@ -123,6 +124,12 @@ export async function exportGguf(
 ): Promise<ExportResult> {
   const folder = readModelFolder(modelDir);
   const c = folder.config;
+  if (c.hiddenAct !== 'silu') {
+    throw new KindedError(
+      'bad_input',
+      `${modelDir}: hidden_act "${c.hiddenAct}" cannot be written as GGUF (llama.cpp's llama architecture computes SiLU-gated MLPs only); export --format hf or onnx instead`,
+    );
+  }
   const notes: string[] = [];
   const schedule = layerSchedule(c);
   if (c.sharing.strategy !== 'none') {

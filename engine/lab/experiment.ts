@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { countParams, effectiveDepth, type MobileLLMConfig } from '../model/config';
+import { countParams, effectiveDepth, HIDDEN_ACTS, type MobileLLMConfig } from '../model/config';
 import { SHARING_STRATEGIES } from '../model/sharing';
 import { QUANT_METHODS } from '../quant/spec';
 import type { PretrainInput } from '../train/pretrain';
@@ -33,6 +33,8 @@ const Shape = z.strictObject({
   /** The output head reuses the input embedding. */
   shareEmbedding: z.boolean().default(true),
   sharing: Sharing.default({ strategy: 'none', repeats: 1 }),
+  /** The gated MLP's activation (transformers' hidden_act): silu (SwiGLU), relu, gelu, gelu_pytorch_tanh. */
+  hiddenAct: z.enum(HIDDEN_ACTS).default('silu'),
 });
 export type Shape = z.infer<typeof Shape>;
 
@@ -107,6 +109,7 @@ function variantConfig(shape: Shape, budget: Budget): MobileLLMConfig {
     vocabSize: budget.vocabSize,
     hiddenSize: shape.hiddenSize,
     intermediateSize: shape.intermediateSize,
+    hiddenAct: shape.hiddenAct,
     numBlocks: shape.numBlocks,
     numHeads: shape.numHeads,
     numKvHeads: shape.numKvHeads,
@@ -179,6 +182,7 @@ export function variantPretrainInput(
     vocabSize: b.vocabSize,
     hiddenSize: v.shape.hiddenSize,
     intermediateSize: v.shape.intermediateSize,
+    hiddenAct: v.shape.hiddenAct,
     numBlocks: v.shape.numBlocks,
     numHeads: v.shape.numHeads,
     numKvHeads: v.shape.numKvHeads,

@@ -6,6 +6,7 @@ import { attention, type AttentionContext, type AttentionShape, type AttentionWe
 import { mlp, type MlpWeights } from './mlp';
 import { rmsNorm } from './rmsnorm';
 import type { BlockNormKey } from './layout';
+import type { HiddenAct } from './config';
 
 export interface BlockWeights {
   /** RMSNorm gains [H]: `input` before attention, `post` before the MLP. */
@@ -26,13 +27,14 @@ export function block(
   x: tf.Tensor2D,
   shape: AttentionShape,
   eps: number,
+  act: HiddenAct,
   ctx: AttentionContext,
   onUpdates?: (layer: number, u: BlockUpdates) => void,
 ): tf.Tensor2D {
   return tf.tidy(() => {
     const a = attention(w.attn, rmsNorm(x, w.norms.input, eps), shape, ctx);
     const h = tf.add(x, a) as tf.Tensor2D;
-    const m = mlp(w.mlp, rmsNorm(h, w.norms.post, eps));
+    const m = mlp(w.mlp, rmsNorm(h, w.norms.post, eps), act);
     if (onUpdates) onUpdates(ctx.layer, { attn: tf.keep(a), mlp: tf.keep(m) });
     return tf.add(h, m) as tf.Tensor2D;
   });

@@ -14,10 +14,21 @@ import { z } from 'zod';
 import { CONFIG_LIMITS } from './limits';
 import { sharingSchedule, SHARING_STRATEGIES, type LayerSharing } from './sharing';
 
+/**
+ * The gated MLP's activation, by its transformers name (LlamaMLP's ACT2FN):
+ * down(act(gate(x)) ⊙ up(x)) is SwiGLU (silu, MobileLLM's), ReGLU (relu) or
+ * GeGLU (gelu: exact, with erf; gelu_pytorch_tanh: the tanh approximation).
+ */
+export const HIDDEN_ACTS = ['silu', 'relu', 'gelu', 'gelu_pytorch_tanh'] as const;
+export type HiddenAct = (typeof HIDDEN_ACTS)[number];
+/** The gated MLP's usual name, for people. */
+export const GATED_MLP_NAMES: Record<HiddenAct, string> = { silu: 'SwiGLU', relu: 'ReGLU', gelu: 'GeGLU', gelu_pytorch_tanh: 'GeGLU (tanh)' };
+
 export interface MobileLLMConfig {
   vocabSize: number;
   hiddenSize: number;
   intermediateSize: number;
+  hiddenAct: HiddenAct;
   /** Physical (unique) decoder blocks. */
   numBlocks: number;
   numHeads: number;
@@ -86,7 +97,7 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
     throw new Error(`${source}: ${msg}`);
   };
   if (c.model_type && !['mobilellm', 'llama'].includes(c.model_type)) fail(`unsupported model_type "${c.model_type}" (expected mobilellm or llama)`);
-  if (c.hidden_act !== 'silu') fail(`unsupported hidden_act "${c.hidden_act}" (MobileLLM uses silu)`);
+  const hiddenAct = HIDDEN_ACTS.find((a) => a === c.hidden_act) ?? fail(`unsupported hidden_act "${c.hidden_act}" (expected one of ${HIDDEN_ACTS.join(', ')})`);
   if (c.attention_bias) fail('attention_bias=true is not supported (MobileLLM has no attention biases)');
   if (c.mlp_bias) fail('mlp_bias=true is not supported (MobileLLM has no MLP biases)');
   if (c.rope_scaling !== undefined && c.rope_scaling !== null) fail(`rope_scaling ${JSON.stringify(c.rope_scaling)} is not supported`);
@@ -118,6 +129,7 @@ export function configFromHf(json: unknown, source = 'config.json'): MobileLLMCo
     vocabSize: c.vocab_size,
     hiddenSize: c.hidden_size,
     intermediateSize: c.intermediate_size,
+    hiddenAct,
     numBlocks: c.num_hidden_layers,
     numHeads: c.num_attention_heads,
     numKvHeads,
@@ -150,7 +162,7 @@ function architectureKeys(c: MobileLLMConfig): Record<string, unknown> {
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
     max_position_embeddings: c.maxPositions,
-    hidden_act: 'silu',
+    hidden_act: c.hiddenAct,
     attention_bias: false,
     mlp_bias: false,
     // transformers reads only this key for tying.

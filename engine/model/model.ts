@@ -78,7 +78,7 @@ export class MobileLLM {
       if (trace?.hidden) trace.hidden.push(tf.keep(x));
       this.schedule.forEach((b, layer) => {
         const ctx = { B, T, rope: this.rope, cos, sin, cache: opts.cache, layer, onProbs: trace?.onProbs };
-        x = block(this.weights.blocks[b], x, shape, c.rmsNormEps, ctx, trace?.onUpdates);
+        x = block(this.weights.blocks[b], x, shape, c.rmsNormEps, c.hiddenAct, ctx, trace?.onUpdates);
         if (trace?.hidden && layer < this.schedule.length - 1) trace.hidden.push(tf.keep(x));
       });
       x = rmsNorm(x, this.weights.norm, c.rmsNormEps);

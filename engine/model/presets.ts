@@ -25,6 +25,7 @@ function fromShape(s: Shape, layerShared: boolean): MobileLLMConfig {
     vocabSize: 32000,
     hiddenSize: s.hidden,
     intermediateSize: s.intermediate,
+    hiddenAct: 'silu',
     numBlocks: s.blocks,
     numHeads: s.heads,
     numKvHeads: s.kvHeads,

@@ -39,7 +39,7 @@
 // itself, shared with the embedding lookup (a MatMul against a transposed
 // embedding would make constant folding store a second, transposed copy).
 // Quantized weights stay integer (linear.ts, quantized.ts).
-import type { MobileLLMConfig } from '../model/config';
+import type { HiddenAct, MobileLLMConfig } from '../model/config';
 import type { MobileLLM } from '../model/model';
 import { fullWidth, ropeAngles } from '../model/rope';
 import { LINEAR_NAMES, blockPrefix, linearModule, type LinearKey } from '../model/layout';
@@ -118,6 +118,19 @@ interface BlockOps {
   gate: (x: string) => string;
   up: (x: string) => string;
   down: (x: string) => string;
+}
+
+/** The gated MLP's activation (engine/model/mlp.ts) in standard operators; Gelu is opset 20's. */
+function activation(g: GraphBuilder, act: HiddenAct, x: string): string {
+  switch (act) {
+    case 'silu':
+      return g.op1('Mul', [x, g.op1('Sigmoid', [x])]);
+    case 'relu':
+      return g.op1('Relu', [x]);
+    case 'gelu':
+    case 'gelu_pytorch_tanh':
+      return g.op1('Gelu', [x], { approximate: attr.string(act === 'gelu' ? 'none' : 'tanh') });
+  }
 }
 
 /** Exports a model in memory. */
@@ -281,9 +294,7 @@ export function exportGraph(params: ModelParams, opts: ExportOptions = {}): Expo
     else ({ sum: x, normed } = addNorm(x, pending, b.norms.input));
     const a = attend(b, normed, l);
     ({ sum: x, normed } = addNorm(x, a, b.norms.post));
-    const gate = b.gate(normed);
-    const silu = g.op1('Mul', [gate, g.op1('Sigmoid', [gate])]);
-    pending = b.down(g.op1('Mul', [silu, b.up(normed)]));
+    pending = b.down(g.op1('Mul', [activation(g, c.hiddenAct, b.gate(normed)), b.up(normed)]));
   });
   g.scope = 'head';
   const final = addNorm(x, pending, finalNorm).normed; // [B, T, H]

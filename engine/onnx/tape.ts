@@ -148,6 +148,44 @@ export class Tape {
     return this.mul(x, this.sigmoid(x));
   }
 
+  /** max(x, 0), ReGLU's activation:  ∂x = g where x > 0, else 0 (PyTorch's threshold_backward) */
+  relu(x: Value): Value {
+    return this.record('Relu', [x], x.shape, () => ([g]) => [g && this.op('Where', [this.op('Greater', [x.name, this.g.float(0)]), g, this.g.float(0)])]);
+  }
+
+  /**
+   * GeGLU's activation, one Gelu node (opset 20):
+   *   exact  y = x·Φ(x), Φ(x) = ½(1 + erf(x/√2)):  ∂x = g·(Φ(x) + x·φ(x)), φ(x) = e^(−x²/2)/√(2π)
+   *   tanh   y = ½x(1 + t), t = tanh(u), u = √(2/π)·(x + 0.044715x³):
+   *          ∂x = g·(½(1 + t) + ½x·(1 − t²)·√(2/π)·(1 + 3·0.044715x²))
+   */
+  gelu(x: Value, approximate: 'none' | 'tanh'): Value {
+    const mul = (...v: string[]) => v.slice(1).reduce((a, b) => this.op('Mul', [a, b]), v[0]);
+    const c = (v: number) => this.g.float(v);
+    return this.record(
+      'Gelu',
+      [x],
+      x.shape,
+      () =>
+        ([g]) => {
+          if (!g) return [null];
+          const x2 = mul(x.name, x.name);
+          if (approximate === 'none') {
+            const cdf = mul(c(0.5), this.op('Add', [c(1), this.op('Erf', [mul(x.name, c(Math.SQRT1_2))])]));
+            const xPdf = mul(x.name, this.op('Exp', [mul(x2, c(-0.5))]), c(1 / Math.sqrt(2 * Math.PI)));
+            return [mul(g, this.op('Add', [cdf, xPdf]))];
+          }
+          const k = Math.sqrt(2 / Math.PI);
+          const t = this.op('Tanh', [mul(c(k), this.op('Add', [x.name, mul(c(0.044715), x2, x.name)]))]);
+          const outer = mul(c(0.5), this.op('Add', [c(1), t]));
+          const sech2 = this.op('Sub', [c(1), mul(t, t)]);
+          const inner = mul(c(0.5 * k), x.name, sech2, this.op('Add', [c(1), mul(c(3 * 0.044715), x2)]));
+          return [mul(g, this.op('Add', [outer, inner]))];
+        },
+      { approximate: attr.string(approximate) },
+    );
+  }
+
   // ---- matrix products
 
   /** a @ b over the last two axes, batch axes broadcast:  ∂a = g @ bᵀ, ∂b = aᵀ @ g (summed over broadcast axes). */

@@ -9,7 +9,7 @@
 //   outputs  loss [] = Σ w·nll · inv_denom, and grad.<name> of every trained tensor
 //
 //   ids ─ Gather(embed) ─ effective layers ─ final RMSNorm ─ Gemm(head) ─ cross-entropy
-//   layer: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x);  x += down(silu(gate)·up) of RMSNorm(x)
+//   layer: x += o(attn(rope(q), rope(k), v)) of RMSNorm(x);  x += down(act(gate)·up) of RMSNorm(x)
 //
 // Frozen tensors are initializers, each physical block's once for all the
 // layers that run it; trained tensors are inputs, fed each step in the
@@ -231,11 +231,24 @@ export function buildTrainingGraph(inp: TrainingGraphInput): TrainingGraph {
 
   // ---- the layers, on the residual stream x [N, H]
   const eps = c.rmsNormEps;
+  /** The gated MLP's activation (engine/model/mlp.ts). */
+  const act = (x: Value): Value => {
+    switch (c.hiddenAct) {
+      case 'silu':
+        return t.silu(x);
+      case 'relu':
+        return t.relu(x);
+      case 'gelu':
+        return t.gelu(x, 'none');
+      case 'gelu_pytorch_tanh':
+        return t.gelu(x, 'tanh');
+    }
+  };
   const layer = (x: Value, b: number, l: number): Value => {
     const a = t.add(x, attention(b, t.rmsNorm(x, blockParam(b, 'norm', 'input'), eps), l));
     const h = t.rmsNorm(a, blockParam(b, 'norm', 'post'), eps);
     const [gate, up] = linears(b, ['gate', 'up'], h, l);
-    return t.add(a, linear(b, 'down', t.mul(t.silu(gate), up), l));
+    return t.add(a, linear(b, 'down', t.mul(act(gate), up), l));
   };
   const lossOf = (x: Value): Value => {
     g.scope = 'head';

@@ -75,7 +75,7 @@ function runLayer(model: MobileLLM, layer: number, x: tf.Tensor2D, T: number, ro
   if (plan) plan.dropout.key = mixSeed(plan.key, layer);
   const ctx = { B: x.shape[0] / T, T, rope: model.rope, cos: rope.cos, sin: rope.sin, layer };
   const shape = { numHeads: c.numHeads, numKvHeads: c.numKvHeads, headDim: c.headDim };
-  const y = block(model.weights.blocks[model.schedule[layer]], x, shape, c.rmsNormEps, ctx);
+  const y = block(model.weights.blocks[model.schedule[layer]], x, shape, c.rmsNormEps, c.hiddenAct, ctx);
   if (plan) plan.dropout.key = null;
   return y;
 }

@@ -9,7 +9,7 @@
 # initial LoRA adapter and job.json (hyper-parameters and seed). Depends on
 # PyTorch only (safetensors is read and written by hand below).
 #
-#   model        MobileLLM: RMSNorm, RoPE (rotate-half), GQA, SwiGLU, tied embedding,
+#   model        MobileLLM: RMSNorm, RoPE (rotate-half), GQA, gated MLP (SwiGLU, or hidden_act's), tied embedding,
 #                block-wise layer sharing (a shared block is one module run by several layers)
 #   LoRA         y = base(x) + s · (dropout(x) · Aᵀ) · Bᵀ, PEFT names, s = α/r (α/√r with rsLoRA)
 #   step         the plan's rows of step s split over the ranks, Σ w·nll / (learned tokens of
@@ -144,6 +144,9 @@ class Arch:
         self.kv_heads = c.get('num_key_value_heads') or self.heads
         self.head_dim = c.get('head_dim') or self.hidden // self.heads
         self.eps = c.get('rms_norm_eps', 1e-5)
+        self.act = c.get('hidden_act', 'silu')
+        if self.act not in ACTIVATIONS:
+            raise ValueError(f'config.json: unsupported hidden_act {self.act!r} (expected one of {", ".join(ACTIVATIONS)})')
         self.theta = c.get('rope_theta') or (c.get('rope_parameters') or {}).get('rope_theta') or 10000.0
         share = c.get('share_embedding')
         self.tied = share if share is not None else bool(c.get('tie_word_embeddings', False))
@@ -250,15 +253,26 @@ class Attention(nn.Module):
         return self.o_proj(out.transpose(1, 2).reshape(B, T, a.heads * a.head_dim))
 
 
+# The gated MLP's activation by hidden_act (engine/model/mlp.ts; transformers' ACT2FN):
+# SwiGLU, ReGLU, GeGLU (exact erf) and GeGLU with the tanh approximation.
+ACTIVATIONS = {
+    'silu': F.silu,
+    'relu': F.relu,
+    'gelu': F.gelu,
+    'gelu_pytorch_tanh': lambda x: F.gelu(x, approximate='tanh'),
+}
+
+
 class Mlp(nn.Module):
     def __init__(self, a):
         super().__init__()
+        self.act = ACTIVATIONS[a.act]
         self.gate_proj = nn.Linear(a.hidden, a.inter, bias=False)
         self.up_proj = nn.Linear(a.hidden, a.inter, bias=False)
         self.down_proj = nn.Linear(a.inter, a.hidden, bias=False)
 
     def forward(self, x):
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        return self.down_proj(self.act(self.gate_proj(x)) * self.up_proj(x))
 
 
 class Block(nn.Module):

@@ -47,9 +47,22 @@ export interface GoldenTensor {
   shape: number[];
 }
 
-/** Tensors of expected.safetensors (float32 values, or int ids as Float32 for input_ids use goldenIds). */
-export function goldenTensors(c: GoldenCase): { get(name: string): GoldenTensor; ids(): { values: Int32Array; shape: number[] }; names(): string[] } {
-  const st = SafetensorsFile.open(path.join(goldenDir(c), 'expected.safetensors'));
+export interface ReferenceTensors {
+  /** A float tensor's values as float32. */
+  get(name: string): GoldenTensor;
+  /** input_ids (int64, as PyTorch writes them) as int32. */
+  ids(): { values: Int32Array; shape: number[] };
+  names(): string[];
+}
+
+/** Tensors of expected.safetensors. */
+export function goldenTensors(c: GoldenCase): ReferenceTensors {
+  return referenceTensors(path.join(goldenDir(c), 'expected.safetensors'));
+}
+
+/** Tensors of a reference .safetensors file written by PyTorch (a golden case's, or another fixture's). */
+export function referenceTensors(file: string): ReferenceTensors {
+  const st = SafetensorsFile.open(file);
   return {
     get(name) {
       const raw = st.read(name);

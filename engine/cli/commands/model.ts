@@ -2,7 +2,7 @@
 import path from 'node:path';
 import { Option, type Command } from 'commander';
 import { backendInfo, describeBackend, initBackend, type BackendName } from '../../backend/select';
-import { countParams, effectiveDepth, layerSchedule } from '../../model/config';
+import { countParams, effectiveDepth, GATED_MLP_NAMES, layerSchedule } from '../../model/config';
 import { hasTokenizer, loadTokenizer, type Tokenizer } from '../../tokenizer/tokenizer';
 import { generate } from '../../generate/generate';
 import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
@@ -77,6 +77,7 @@ export function registerModelCommands(program: Command): void {
       const lines = [
         `model        ${result.path} (${format}, ${dtype})`,
         `shape        hidden ${config.hiddenSize}, intermediate ${config.intermediateSize}, heads ${config.numHeads}/${config.numKvHeads} kv, head dim ${config.headDim}, vocab ${config.vocabSize}`,
+        `mlp          ${GATED_MLP_NAMES[config.hiddenAct]} (hidden_act ${config.hiddenAct})`,
         `parameters   ${m(counts.total)} total = ${m(counts.embedding)} embedding + ${m(counts.nonEmbedding)} non-embedding`,
         `embedding    ${config.shareEmbedding ? 'shared with the output head' : 'separate output head'}`,
         `depth        ${result.effective_depth} effective layers from ${config.numBlocks} blocks (sharing: ${config.sharing.strategy}${config.sharing.strategy === 'none' ? '' : ` ×${config.sharing.repeats}`})`,
