@@ -16,11 +16,22 @@ import { BatchPlan, learnedTokens, type TokenizedExample } from '../train/batchi
 import { FinetuneConfig, type FinetuneInput, type TrainOptions } from '../train/config';
 import { adapterConfigJson, ADAPTER_CONFIG, ADAPTER_WEIGHTS, initialLoraA, peftKey } from '../train/lora';
 import { prepareData } from '../train/run';
-import { PretrainConfig, corpusTexts, prepareBase, pretrainOptions, pretrainSequences, type PretrainInput } from '../train/pretrain';
+import {
+  PretrainConfig,
+  corpusSequences,
+  corpusTexts,
+  prepareBase,
+  pretrainOptions,
+  splitSequences,
+  trainCorpusTokenizer,
+  type PretrainInput,
+} from '../train/pretrain';
 import { quietContext } from '../jobs/job';
 import { totalSteps } from '../train/trainer';
 import { launchFiles } from './recipes';
-import { JOB_FORMAT, JOB_SPEC, type JobExportResult, type JobSpec } from './spec';
+import { JOB_FORMAT, JOB_SPEC, type JobExportResult, type JobInit, type JobSpec } from './spec';
+import { INIT_STD, residualInitStd } from '../model/init';
+import { readConfig } from '../io/checkpoint';
 
 /** The training program every job folder carries. */
 export const TRAIN_PROGRAM = path.resolve(import.meta.dirname, '../../resources/job/train.py');
@@ -90,17 +101,20 @@ interface JobContents {
   examples: { train: TokenizedExample[]; val: TokenizedExample[] };
   /** What the manifest says the data came from. */
   source: Record<string, unknown>;
+  /** A pre-training job whose train.py draws the initial weights. */
+  init?: JobSpec['init'];
 }
 
-/** The data, plan, job.json, program and recipes of a job whose model/ (and init/) are written. */
-function writeJob(dir: string, c: JobContents): JobExportResult {
+/**
+ * The data, plan, job.json, program and recipes of a job whose model/ (and
+ * init/) are written. The data goes to `dataDir`; one outside the job folder
+ * is linked as its data/ and shared by the jobs of the same data: written by
+ * the first (manifest.json last), checked by the others against its manifest.
+ */
+function writeJob(dir: string, c: JobContents, dataDir = path.join(dir, 'data')): JobExportResult {
   const { train, val } = c.examples;
   const plan = new BatchPlan(train.length, c.train.batchSize, c.train.gradAccum, c.train.seed);
   const steps = totalSteps(c.train, plan);
-  fs.mkdirSync(path.join(dir, 'data'), { recursive: true });
-  writeSafetensors(path.join(dir, 'data', 'train.safetensors'), exampleTensors(train));
-  if (val.length) writeSafetensors(path.join(dir, 'data', 'val.safetensors'), exampleTensors(val));
-  writeSafetensors(path.join(dir, 'data', 'plan.safetensors'), [['plan', planTensor(plan, steps)]]);
   const summary = (rows: TokenizedExample[]) => ({
     examples: rows.length,
     tokens: rows.reduce((n, e) => n + e.ids.length, 0),
@@ -115,7 +129,18 @@ function writeJob(dir: string, c: JobContents): JobExportResult {
     seed: c.train.seed,
     source: c.source,
   };
-  writeFileAtomic(path.join(dir, 'data', 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+  const manifestText = JSON.stringify(manifest, null, 2) + '\n';
+  const manifestFile = path.join(dataDir, 'manifest.json');
+  if (!fs.existsSync(manifestFile)) {
+    fs.mkdirSync(dataDir, { recursive: true });
+    writeSafetensors(path.join(dataDir, 'train.safetensors'), exampleTensors(train));
+    if (val.length) writeSafetensors(path.join(dataDir, 'val.safetensors'), exampleTensors(val));
+    writeSafetensors(path.join(dataDir, 'plan.safetensors'), [['plan', planTensor(plan, steps)]]);
+    writeFileAtomic(manifestFile, manifestText);
+  } else if (fs.readFileSync(manifestFile, 'utf8') !== manifestText) {
+    throw new Error(`${dataDir}: holds other data than job ${dir} trains on (another seed, split or batch plan)`);
+  }
+  if (dataDir !== path.join(dir, 'data')) fs.symlinkSync(path.relative(dir, dataDir), path.join(dir, 'data'));
   const spec: JobSpec = {
     format: JOB_FORMAT,
     id: crypto.randomUUID(),
@@ -127,6 +152,7 @@ function writeJob(dir: string, c: JobContents): JobExportResult {
     totalSteps: steps,
     stepsPerEpoch: plan.stepsPerEpoch,
     config: c.config,
+    ...(c.init ? { init: c.init } : {}),
   };
   writeFileAtomic(path.join(dir, JOB_SPEC), JSON.stringify(spec, null, 2) + '\n');
   fs.copyFileSync(TRAIN_PROGRAM, path.join(dir, 'train.py'));
@@ -167,24 +193,63 @@ export async function exportJob(input: FinetuneInput, out: string): Promise<JobE
   });
 }
 
+/** One job of exportPretrainJobs: its configuration, its folder, and where its data goes (default: its own data/). */
+export interface PretrainJobTarget {
+  input: PretrainInput;
+  out: string;
+  /** A folder shared by the jobs of the same data (seed, split, batch plan), linked as their data/. */
+  data?: string;
+}
+
+/** What the jobs of one export must share: the tokenizer is trained, and the corpus tokenized, once for all of them. */
+const SHARED_KEYS = ['corpus', 'vocabSize', 'seqLen', 'valFraction'] as const;
+
 /**
- * Writes the job folder `out` (new or empty) for the pre-training configuration
- * `input`: the tokenizer trained and the model initialised as mlw pretrain
- * does (model/), the corpus cut into its sequences and split alike.
+ * Writes the job folders `jobs[i].out` (new or empty) of pre-training
+ * configurations of one corpus, vocabulary and sequence length (a lab's
+ * variants × seeds): the tokenizer trained and each model initialised as mlw
+ * pretrain does (model/), the corpus cut into its sequences and split alike.
  */
-export async function exportPretrainJob(input: PretrainInput, out: string): Promise<JobExportResult> {
-  const cfg = PretrainConfig.parse(input);
-  const dir = emptyTarget(out);
-  const corpora = cfg.corpus.map(corpusTexts);
-  const texts = corpora.flatMap((c) => c.texts);
-  await prepareBase(cfg, texts, path.join(dir, 'model'), quietContext());
-  return writeJob(dir, {
-    kind: 'pretrain',
-    method: 'full',
-    lora: null,
-    train: pretrainOptions(cfg),
-    config: cfg,
-    examples: pretrainSequences(cfg, path.join(dir, 'model'), texts),
-    source: { corpus: corpora.map((c) => c.source), seqLen: cfg.seqLen, valFraction: cfg.valFraction },
+export async function exportPretrainJobs(jobs: PretrainJobTarget[], init: JobInit = 'folder'): Promise<JobExportResult[]> {
+  const cfgs = jobs.map((j) => PretrainConfig.parse(j.input));
+  const first = cfgs[0];
+  cfgs.forEach((c, i) => {
+    const differs = SHARED_KEYS.find((key) => JSON.stringify(c[key]) !== JSON.stringify(first[key]));
+    if (differs) throw new Error(`${jobs[i].out}: its ${differs} differs from ${jobs[0].out}'s (jobs exported together share one corpus and tokenizer)`);
   });
+  const dirs = jobs.map((j) => emptyTarget(j.out));
+  const corpora = first.corpus.map(corpusTexts);
+  const texts = corpora.flatMap((c) => c.texts);
+  const tokenizer = trainCorpusTokenizer(first, texts, quietContext());
+  let sequences: TokenizedExample[] | null = null;
+  const results: JobExportResult[] = [];
+  for (const [i, cfg] of cfgs.entries()) {
+    const model = path.join(dirs[i], 'model');
+    await prepareBase(cfg, texts, model, quietContext(), init === 'folder', tokenizer);
+    sequences ??= corpusSequences(model, texts, first.seqLen);
+    const data = jobs[i].data;
+    results.push(
+      writeJob(
+        dirs[i],
+        {
+          init: init === 'seed' ? { seed: cfg.train.seed, std: INIT_STD, residualStd: residualInitStd(readConfig(model)) } : undefined,
+          kind: 'pretrain',
+          method: 'full',
+          lora: null,
+          train: pretrainOptions(cfg),
+          config: cfg,
+          examples: splitSequences(cfg, sequences),
+          source: { corpus: corpora.map((c) => c.source), seqLen: cfg.seqLen, valFraction: cfg.valFraction },
+        },
+        data ? path.resolve(data) : undefined,
+      ),
+    );
+  }
+  return results;
+}
+
+/** Writes the job folder `out` (new or empty) for the pre-training configuration `input`. */
+export async function exportPretrainJob(input: PretrainInput, out: string, init: JobInit = 'folder'): Promise<JobExportResult> {
+  const [result] = await exportPretrainJobs([{ input, out }], init);
+  return result;
 }

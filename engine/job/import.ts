@@ -110,8 +110,8 @@ function baseModelId(store: Store, dir: string): number | null {
     .id;
 }
 
-/** Records (or extends) the run of the job folder `dir`. */
-export async function importJob(store: Store, dir: string): Promise<JobImportResult> {
+/** Records (or extends) the run of the job folder `dir`; `out` replaces the finished model's folder its configuration names (a lab variant's in this home). */
+export async function importJob(store: Store, dir: string, o: { out?: string } = {}): Promise<JobImportResult> {
   const jobDir = path.resolve(dir);
   const spec = readJobSpec(jobDir);
   const machine = readMachine(jobDir);
@@ -123,7 +123,7 @@ export async function importJob(store: Store, dir: string): Promise<JobImportRes
   if (!run) {
     // A fine-tuning job's base model is recorded as mlw finetune records it; a pre-training job starts from none.
     const modelId = spec.kind === 'finetune' ? baseModelId(store, FinetuneConfig.parse(spec.config).model) : null;
-    run = store.runs.create({ kind: spec.kind, modelId, config: { ...spec.config, job: jobInfo } });
+    run = store.runs.create({ kind: spec.kind, modelId, config: { ...spec.config, ...(o.out ? { out: o.out } : {}), job: jobInfo } });
     // A pre-training run's base (its tokenizer and initial weights) is where mlw pretrain --resume looks for it.
     if (spec.kind === 'pretrain') fs.cpSync(path.join(jobDir, 'model'), path.join(store.runs.dirFor(run.id), 'base'), { recursive: true });
   }

@@ -13,6 +13,7 @@ import type { JobContext } from '../jobs/job';
 import { SHARING_STRATEGIES } from '../model/sharing';
 import { randomModel } from '../model/init';
 import { saveModel } from '../io/checkpoint';
+import { writeFileAtomic } from '../io/atomic';
 import { readModelFolder } from '../folder/kind';
 import { loadModelFolder } from '../folder/load';
 import { trainBpe, trainedBpeToJson } from '../tokenizer/train-bpe';
@@ -23,7 +24,7 @@ import { readTrainerState } from './checkpoints';
 import { StoreRunLog, stopOnError } from './run';
 import { openSteps, resolveTrainRuntime } from './open-steps';
 import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
-import { countParams, GATED_MLP_NAMES, HIDDEN_ACTS, type MobileLLMConfig } from '../model/config';
+import { configToHf, countParams, type MobileLLMConfig } from '../model/config';
 import { DECAYS } from './schedule';
 import { TrainRuntimeChoice, recordedRuntime, type TrainOptions } from './config';
 import { train } from './trainer';
@@ -72,8 +73,6 @@ export const PretrainConfig = z.object({
   vocabSize: int.min(300).default(8000),
   hiddenSize: int.positive().default(256),
   intermediateSize: int.positive().default(704),
-  /** The gated MLP's activation: silu (SwiGLU, MobileLLM's), relu (ReGLU), gelu or gelu_pytorch_tanh (GeGLU). */
-  hiddenAct: z.enum(HIDDEN_ACTS).default('silu'),
   numBlocks: int.positive().default(12),
   numHeads: int.positive().default(4),
   numKvHeads: int.positive().default(2),
@@ -110,7 +109,6 @@ function modelConfig(p: PretrainConfig, vocabSize: number): MobileLLMConfig {
     vocabSize,
     hiddenSize: p.hiddenSize,
     intermediateSize: p.intermediateSize,
-    hiddenAct: p.hiddenAct,
     numBlocks: p.numBlocks,
     numHeads: p.numHeads,
     numKvHeads: p.numKvHeads,
@@ -134,23 +132,49 @@ export function chunkCorpus(docs: number[][], seqLen: number): TokenizedExample[
   return out;
 }
 
-/** The run's base folder: the trained tokenizer and the initial weights (the base of every checkpoint). */
-export async function prepareBase(p: PretrainConfig, texts: string[], baseDir: string, ctx: JobContext): Promise<void> {
-  if (fs.existsSync(path.join(baseDir, 'model.safetensors'))) return; // a resumed run keeps its tokenizer
+/** A BPE tokenizer trained on the corpus: its tokenizer.json and vocabulary size. */
+export interface CorpusTokenizer {
+  json: object;
+  vocabSize: number;
+}
+
+/** Trains the run's tokenizer; the same texts and vocabulary size give the same tokenizer (jobs of one corpus share it). */
+export function trainCorpusTokenizer(p: PretrainConfig, texts: string[], ctx: JobContext): CorpusTokenizer {
   ctx.progress({ phase: 'training the tokenizer' });
   const bpe = trainBpe(texts, {
     vocabSize: p.vocabSize,
     onProgress: (done, total) => ctx.progress({ phase: 'training the tokenizer', done, total, unit: 'merges' }),
   });
-  const tokenizerJson = trainedBpeToJson(bpe);
-  const model = randomModel(modelConfig(p, bpe.pieces.length), p.train.seed);
+  return { json: trainedBpeToJson(bpe), vocabSize: bpe.pieces.length };
+}
+
+/** The run's base folder: the trained tokenizer (`trained`, or trained here) and the initial weights (the base of every checkpoint). */
+export async function prepareBase(
+  p: PretrainConfig,
+  texts: string[],
+  baseDir: string,
+  ctx: JobContext,
+  drawWeights = true,
+  trained?: CorpusTokenizer,
+): Promise<void> {
+  if (fs.existsSync(path.join(baseDir, 'model.safetensors'))) return; // a resumed run keeps its tokenizer
+  const tokenizer = trained ?? trainCorpusTokenizer(p, texts, ctx);
+  const tokenizerJson = tokenizer.json;
+  const extraFiles = {
+    'tokenizer.json': JSON.stringify(tokenizerJson) + '\n',
+    'tokenizer_config.json': JSON.stringify(tokenizerConfig(tokenizerFromJson(tokenizerJson), 2048), null, 2) + '\n',
+  };
+  const config = modelConfig(p, tokenizer.vocabSize);
+  if (!drawWeights) {
+    // A job that draws its own initial weights (engine/job/export.ts): the config and tokenizer only.
+    fs.mkdirSync(baseDir, { recursive: true });
+    writeFileAtomic(path.join(baseDir, 'config.json'), JSON.stringify(configToHf(config), null, 2) + '\n');
+    for (const [name, text] of Object.entries(extraFiles)) writeFileAtomic(path.join(baseDir, name), text);
+    return;
+  }
+  const model = randomModel(config, p.train.seed);
   try {
-    await saveModel(model, baseDir, {
-      extraFiles: {
-        'tokenizer.json': JSON.stringify(tokenizerJson) + '\n',
-        'tokenizer_config.json': JSON.stringify(tokenizerConfig(tokenizerFromJson(tokenizerJson), 2048), null, 2) + '\n',
-      },
-    });
+    await saveModel(model, baseDir, { extraFiles });
   } finally {
     model.dispose();
   }
@@ -165,13 +189,22 @@ export interface PretrainOutcome {
   valLoss: number | null;
 }
 
+/** The corpus tokenized by the base folder's tokenizer, cut into seqLen-token sequences. */
+export function corpusSequences(baseDir: string, texts: string[], seqLen: number): TokenizedExample[] {
+  const tok = loadTokenizer(baseDir);
+  return chunkCorpus(
+    texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]),
+    seqLen,
+  );
+}
+
 /** The corpus as seqLen-token sequences, a seeded share of them held out for validation (tokenized by the base folder's tokenizer). */
 export function pretrainSequences(cfg: PretrainConfig, baseDir: string, texts: string[]): { train: TokenizedExample[]; val: TokenizedExample[] } {
-  const tok = loadTokenizer(baseDir);
-  const sequences = chunkCorpus(
-    texts.map((t) => [tok.bosId, ...tok.encode(t), tok.eosId]),
-    cfg.seqLen,
-  );
+  return splitSequences(cfg, corpusSequences(baseDir, texts, cfg.seqLen));
+}
+
+/** A seeded share (cfg.valFraction) of the sequences held out for validation, the rest in a seeded order for training. */
+export function splitSequences(cfg: PretrainConfig, sequences: TokenizedExample[]): { train: TokenizedExample[]; val: TokenizedExample[] } {
   const order = permutation(sequences.length, rngFor(cfg.train.seed, RNG.split, 0));
   const nVal = Math.round(sequences.length * cfg.valFraction);
   return { train: order.slice(nVal).map((i) => sequences[i]), val: order.slice(0, nVal).map((i) => sequences[i]) };
@@ -327,7 +360,7 @@ function modelCard(
   return [
     '# MobileLLM Workbench default model',
     '',
-    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, ${GATED_MLP_NAMES[cfg.hiddenAct]} ${cfg.intermediateSize}, ${cfg.shareEmbedding ? 'embedding shared with the head' : 'a separate output head'}${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
+    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, ${cfg.shareEmbedding ? 'embedding shared with the head' : 'a separate output head'}${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
     '',
     '## How it was made',
     '',
