@@ -24,7 +24,7 @@ import { readTrainerState } from './checkpoints';
 import { StoreRunLog, stopOnError } from './run';
 import { openSteps, resolveTrainRuntime } from './open-steps';
 import { RUNTIME_LABELS, type RuntimeName } from '../runtime/runtime';
-import { configToHf, countParams, type MobileLLMConfig } from '../model/config';
+import { configToHf, countParams, GATED_MLP_NAMES, HIDDEN_ACTS, type MobileLLMConfig } from '../model/config';
 import { DECAYS } from './schedule';
 import { TrainRuntimeChoice, recordedRuntime, type TrainOptions } from './config';
 import { train } from './trainer';
@@ -73,6 +73,8 @@ export const PretrainConfig = z.object({
   vocabSize: int.min(300).default(8000),
   hiddenSize: int.positive().default(256),
   intermediateSize: int.positive().default(704),
+  /** The gated MLP's activation: silu (SwiGLU, MobileLLM's), relu (ReGLU), gelu or gelu_pytorch_tanh (GeGLU). */
+  hiddenAct: z.enum(HIDDEN_ACTS).default('silu'),
   numBlocks: int.positive().default(12),
   numHeads: int.positive().default(4),
   numKvHeads: int.positive().default(2),
@@ -109,6 +111,7 @@ function modelConfig(p: PretrainConfig, vocabSize: number): MobileLLMConfig {
     vocabSize,
     hiddenSize: p.hiddenSize,
     intermediateSize: p.intermediateSize,
+    hiddenAct: p.hiddenAct,
     numBlocks: p.numBlocks,
     numHeads: p.numHeads,
     numKvHeads: p.numKvHeads,
@@ -360,7 +363,7 @@ function modelCard(
   return [
     '# MobileLLM Workbench default model',
     '',
-    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, SwiGLU ${cfg.intermediateSize}, ${cfg.shareEmbedding ? 'embedding shared with the head' : 'a separate output head'}${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
+    `A ${(params / 1e6).toFixed(1)}M-parameter MobileLLM (deep and thin: ${cfg.numBlocks} blocks × ${cfg.hiddenSize} wide, ${cfg.numHeads} heads / ${cfg.numKvHeads} KV heads, ${GATED_MLP_NAMES[cfg.hiddenAct]} ${cfg.intermediateSize}, ${cfg.shareEmbedding ? 'embedding shared with the head' : 'a separate output head'}${cfg.sharing.strategy !== 'none' ? `, layer sharing ${cfg.sharing.strategy} ×${cfg.sharing.repeats}` : ''}) pre-trained from scratch by this project's own TypeScript engine (${RUNTIME_LABELS[r.runtime]}), with its own ${cfg.vocabSize}-piece BPE tokenizer trained on the same text.`,
     '',
     '## How it was made',
     '',
