@@ -58,7 +58,7 @@ describe('experiment files', () => {
 
   it('bundles the experiments of the issue, each parsing and building valid configs at both scales', () => {
     const names = listExperiments().map((x) => x.experiment.name);
-    expect(names).toEqual(['depth-vs-width', 'embedding-sharing', 'heads', 'layer-sharing', 'quantization']);
+    expect(names).toEqual(['depth-vs-width', 'embedding-sharing', 'ffn', 'heads', 'layer-sharing', 'quantization']);
     for (const { experiment: e } of listExperiments()) {
       for (const scale of SCALES) {
         const plan = planVariants(e, scale);
@@ -91,6 +91,19 @@ describe('experiment files', () => {
       const deep = plan.get('unshared-equal-depth')!;
       expect(effectiveDepth(deep)).toBe(2 * effectiveDepth(unshared));
       expect(countParams(deep).total).toBeGreaterThan(countParams(unshared).total * 1.5);
+    }
+  });
+
+  it('ffn: SwiGLU, ReGLU and GeGLU differ only in hidden_act, so their parameters are exactly equal', () => {
+    for (const scale of SCALES) {
+      const plan = new Map(planVariants(bundled('ffn'), scale).map((v) => [v.name, v.config]));
+      expect([...plan].map(([name, c]) => [name, c.hiddenAct])).toEqual([
+        ['swiglu', 'silu'],
+        ['reglu', 'relu'],
+        ['geglu', 'gelu'],
+      ]);
+      const swiglu = plan.get('swiglu')!;
+      for (const c of plan.values()) expect({ ...c, hiddenAct: 'silu' }).toEqual(swiglu);
     }
   });
 

@@ -7,6 +7,7 @@ import { describeBackend, initBackend, type BackendName } from '../../backend/se
 import { openStore } from '../../store/open';
 import { pretrain, type PretrainInput } from '../../train/pretrain';
 import { trainedRuntime } from '../../protocol/protocol';
+import { HIDDEN_ACTS, type HiddenAct } from '../../model/config';
 import { SHARING_STRATEGIES } from '../../model/sharing';
 import { cliJob } from '../progress';
 import { trainRuntimeOption } from './train';
@@ -22,7 +23,12 @@ export function addPretrainOptions(cmd: Command): Command {
     .option('--out <dir>', 'folder for the finished model')
     .option('--vocab-size <n>', 'tokenizer vocabulary', '8000')
     .option('--hidden <n>', 'hidden size', '256')
-    .option('--intermediate <n>', 'SwiGLU size', '704')
+    .option('--intermediate <n>', 'gated MLP size', '704')
+    .addOption(
+      new Option('--hidden-act <act>', "the gated MLP's activation: silu (SwiGLU), relu (ReGLU), gelu, gelu_pytorch_tanh (GeGLU)")
+        .choices(HIDDEN_ACTS)
+        .default('silu'),
+    )
     .option('--blocks <n>', 'decoder blocks', '12')
     .option('--heads <n>', 'attention heads', '4')
     .option('--kv-heads <n>', 'key/value heads', '2')
@@ -53,6 +59,7 @@ export function pretrainInputFrom(o: Opts): PretrainInput {
     vocabSize: n('--vocab-size', 'vocabSize', 300),
     hiddenSize: n('--hidden', 'hidden'),
     intermediateSize: n('--intermediate', 'intermediate'),
+    hiddenAct: o.hiddenAct as HiddenAct,
     numBlocks: n('--blocks', 'blocks'),
     numHeads: n('--heads', 'heads'),
     numKvHeads: n('--kv-heads', 'kvHeads'),
