@@ -1,5 +1,5 @@
 // Evaluation against the golden tiny model, on both runtimes: continuation
-// log-likelihoods (context run once, its cache rewound per choice) and
+// log-likelihoods (one forward pass over context + continuation each) and
 // sliding-window perplexity equal what the golden logits of Hugging Face
 // transformers give; multiple-choice items built from those logits have a
 // known acc and acc_norm; the job's reports are recorded in the store.
@@ -59,7 +59,7 @@ describe.each(RUNTIMES)('%s runtime', (name) => {
     await runtime.dispose();
   });
 
-  it('log-likelihoods of continuations equal the golden logits, choices sharing one context run', async () => {
+  it('log-likelihoods of continuations equal the golden logits, for choices that share a context too', async () => {
     const k = 9;
     const context = IDS.slice(0, k + 1);
     const { least, most } = extremes(k);
@@ -68,7 +68,7 @@ describe.each(RUNTIMES)('%s runtime', (name) => {
       { context, continuation: [least] },
       { context, continuation: [most] },
       { context: IDS.slice(0, 5), continuation: IDS.slice(5, 9) },
-      { context, continuation: IDS.slice(k + 1, k + 4) }, // again, after the cache was rewound twice
+      { context, continuation: IDS.slice(k + 1, k + 4) }, // again: the same sum
     ];
     const lls = await loglikelihoods(runtime, requests, new AbortController().signal);
     const expected = [goldenRun(k, 3), goldenLogProb(k, least), goldenLogProb(k, most), goldenRun(4, 4), goldenRun(k, 3)];

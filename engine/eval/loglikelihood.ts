@@ -1,8 +1,10 @@
 // The one place evaluation asks a model for log-likelihoods: the summed
 // log p(continuation | context) of each request, through an inference
-// runtime (ONNX Runtime or TensorFlow.js, engine/runtime). Requests that share
-// a context (the choices of one item) run it once: its KV cache is kept and
-// rewound after each continuation, which is read token by token.
+// runtime (ONNX Runtime or TensorFlow.js, engine/runtime). Each request is one
+// forward pass over context + continuation (runtime.score), which reads every
+// position at once: for short items that is several times faster than running
+// the context once and the continuation token by token from its KV cache,
+// where each token is a call of its own.
 import { throwIfCancelled } from '../jobs/job';
 import type { InferenceRuntime } from '../runtime/runtime';
 
@@ -34,30 +36,15 @@ export function fitContext(r: LoglikelihoodRequest, maxPositions: number): numbe
 
 /** Summed log-likelihood of each request's continuation given its context, in request order. */
 export async function loglikelihoods(runtime: InferenceRuntime, requests: LoglikelihoodRequest[], signal: AbortSignal): Promise<number[]> {
-  const groups = new Map<string, { context: number[]; members: number[] }>();
-  requests.forEach((r, i) => {
-    const context = fitContext(r, runtime.config.maxPositions);
-    const key = context.join(',');
-    const g = groups.get(key) ?? { context, members: [] };
-    g.members.push(i);
-    groups.set(key, g);
-  });
-  const out = new Array<number>(requests.length);
-  for (const { context, members } of groups.values()) {
+  const out: number[] = [];
+  for (const r of requests) {
     throwIfCancelled(signal);
-    const cache = runtime.newCache();
-    try {
-      const afterContext = await runtime.nextLogits(context, cache);
-      for (const i of members) {
-        const cont = requests[i].continuation;
-        let sum = logProbAt(afterContext, cont[0]);
-        for (let j = 1; j < cont.length; j++) sum += logProbAt(await runtime.nextLogits([cont[j - 1]], cache), cont[j]);
-        out[i] = sum;
-        cache.truncate(context.length);
-      }
-    } finally {
-      cache.dispose();
-    }
+    const context = fitContext(r, runtime.config.maxPositions);
+    // logprobs[i] scores ids[i + 1]: the continuation's tokens are scored from context.length − 1 on.
+    const { logprobs } = await runtime.score([...context, ...r.continuation]);
+    let sum = 0;
+    for (let i = context.length - 1; i < logprobs.length; i++) sum += logprobs[i];
+    out.push(sum);
   }
   return out;
 }
