@@ -34,7 +34,8 @@ export const JobSpec = z.object({
   createdAt: z.number(),
   method: z.enum(['lora', 'full']),
   lora: FinetuneConfig.shape.lora.unwrap().nullable(),
-  train: FinetuneConfig.shape.train.unwrap(),
+  /** The trainer's options; a pre-training job's epochs is unbounded (1e6: its steps end it), beyond fine-tuning's limit. */
+  train: FinetuneConfig.shape.train.unwrap().extend({ epochs: z.number().int().min(1) }),
   totalSteps: z.number().int().positive(),
   stepsPerEpoch: z.number().int().positive(),
   /** The run's configuration as mlw finetune (FinetuneConfig) or mlw pretrain (PretrainConfig) would have stored it; paths are the exporting machine's. */
