@@ -28,6 +28,8 @@ export interface LabRunOptions {
   runtime?: PretrainInput['runtime'];
   /** Held-out text (default: the bundled resources/eval/held-out.txt). */
   evalText?: string;
+  /** Train nothing (mlw lab import): the variants' runs already in the store are measured; one without a run stays empty. */
+  evaluateOnly?: boolean;
 }
 
 /** Mean and sample standard deviation (0 for a single value). */
@@ -186,6 +188,11 @@ export function labFolder(store: Store, e: Experiment, scale: Scale): string {
   return path.join(store.layout.root, 'lab', e.name, scale);
 }
 
+/** The model folder of a variant × seed in the home `root`: its run's `out`, by which runExperiment finds it (labFolder's layout). */
+export function variantOut(root: string, e: Experiment, scale: Scale, variant: string, seed: number): string {
+  return path.join(root, 'lab', e.name, scale, `${variant}-seed${seed}`, 'model');
+}
+
 /** Runs (or resumes) an experiment at a scale and returns its result table. The backend must be initialized. */
 export async function runExperiment(store: Store, e: Experiment, o: LabRunOptions, ctx: JobContext): Promise<LabResult> {
   const plan = planVariants(e, o.scale);
@@ -203,6 +210,12 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
   let complete = true;
   for (const v of plan) {
     for (const seed of budget.seeds) {
+      if (o.evaluateOnly) {
+        const run = runFor(store, path.join(folderOf(v, seed), 'model'));
+        if (run) runs.set(`${v.name}/${seed}`, run);
+        if (run?.status !== 'completed') complete = false;
+        continue;
+      }
       const run = await trainVariant(store, e, o, v, seed, path.join(folderOf(v, seed), 'model'), ctx);
       runs.set(`${v.name}/${seed}`, run);
       if (run.status !== 'completed') complete = false;

@@ -9,8 +9,11 @@ import { TRAIN_RUNTIME_CHOICES } from '../../train/config';
 import type { PretrainInput } from '../../train/pretrain';
 import { openStore } from '../../store/open';
 import { UsageError } from '../errors';
-import { printJson } from '../format';
+import { parseNumber, printJson } from '../format';
 import { cliJob } from '../progress';
+import { exportLab } from '../../lab/export';
+import { importLab } from '../../lab/import';
+import { JOB_INITS, type JobInit } from '../../job/spec';
 
 const fmt = (s: Stat | null, digits = 2) => (s === null ? '—' : s.n > 1 ? `${s.mean.toFixed(digits)} ± ${s.spread.toFixed(digits)}` : s.mean.toFixed(digits));
 
@@ -86,6 +89,65 @@ export function registerLabCommands(program: Command): void {
         if (o.json) return printJson(r);
         process.stdout.write(labResultToMarkdown(r));
         if (!r.complete) process.stderr.write(`resume with: mlw lab run ${ref} --scale ${o.scale}\n`);
+      } finally {
+        job.finish();
+        store.close();
+      }
+    });
+  lab
+    .command('export')
+    .description('write a lab folder of GPU jobs, one job folder (as mlw job export-pretrain writes it) per variant × seed, sharing the tokenized corpus')
+    .argument('<experiment>', 'a bundled experiment name (mlw lab list) or a .json file')
+    .addOption(new Option('--scale <scale>', 'tiny: this laptop; small: a GPU job').choices(SCALES).default('small'))
+    .requiredOption('--out <dir>', 'the lab folder to write (new or empty)')
+    .option('--seeds <list>', "comma-separated seeds (default: the experiment's at this scale)")
+    .addOption(
+      new Option('--init <where>', "initial weights: in each job's model/ (what mlw lab run trains) or drawn by train.py from the seed")
+        .choices(JOB_INITS)
+        .default('folder'),
+    )
+    .option('--json', 'print the result as JSON')
+    .action(async (ref: string, o: { scale: Scale; out: string; seeds?: string; init: JobInit; json?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
+      let found;
+      try {
+        found = findExperiment(ref);
+      } catch (e) {
+        throw new UsageError(`lab export: ${(e as Error).message}`);
+      }
+      const seeds = o.seeds === undefined ? undefined : [...new Set(o.seeds.split(',').map((x) => parseNumber(x, '--seeds', { integer: true, min: 0 })))];
+      await initBackend(g.backend);
+      const r = await exportLab(found.experiment, o.out, { scale: o.scale, seeds, home: g.home, init: o.init });
+      if (o.json) return printJson(r);
+      process.stderr.write(
+        `wrote ${r.dir}: ${r.jobs.length} jobs (${r.jobs.map((j) => j.dir).join(', ')})\n` + `run them as its README.md says, then: mlw lab import ${r.dir}\n`,
+      );
+    });
+  lab
+    .command('import')
+    .description(
+      "record a lab folder's finished jobs as the variants' runs (mlw job import), evaluate them and print the table as lab run does — training nothing",
+    )
+    .argument('<dir>', 'the lab folder (mlw lab export), after its jobs ran')
+    .option('--eval-text <file>', 'held-out text (default: resources/eval/held-out.txt)')
+    .option('--json', 'print the result as JSON')
+    .action(async (dir: string, o: { evalText?: string; json?: boolean }, cmd: Command) => {
+      const g = cmd.optsWithGlobals() as { backend?: BackendName; home?: string };
+      await initBackend(g.backend);
+      const store = openStore({ home: g.home });
+      const job = cliJob('lab', { quiet: !!o.json });
+      try {
+        const r = await importLab(store, dir, { evalText: o.evalText }, job.ctx);
+        job.finish();
+        if (o.json) return printJson(r);
+        for (const j of r.jobs) {
+          const what =
+            j.status === 'imported' ? `run ${j.runId}` : j.status === 'not finished' ? `not finished (step ${j.step} of ${j.totalSteps})` : 'not started';
+          process.stderr.write(`${j.dir}: ${what}\n`);
+        }
+        process.stdout.write(labResultToMarkdown(r.result));
+        const left = r.jobs.filter((j) => j.status !== 'imported');
+        if (left.length) process.stderr.write(`${left.length} of ${r.jobs.length} jobs not finished: run them, then import again: mlw lab import ${r.dir}\n`);
       } finally {
         job.finish();
         store.close();
