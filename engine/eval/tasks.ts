@@ -24,6 +24,11 @@
 //    Choice i is scored as log p(choices_ids[i] | context_ids), ids as given.
 //
 // Every line may carry an "id" (string or number), kept for reference.
+// "task" may be left out: the items then belong to a task named after the
+// file ("my-set.jsonl" → my-set). The harness's own names for the keys of a
+// processed document are taken too: "query" for "context" (HellaSwag's and
+// ARC's doc["query"]) and "label" for "gold"; a line that gives both names of
+// one key is refused.
 //
 // Metrics, per task and over all items:
 //   acc       the choice with the highest summed log-likelihood is `gold`
@@ -43,6 +48,7 @@
 // becomes the BOS token. Without --bos no BOS is added in front of contexts
 // (the harness's default for Hugging Face models, add_bos_token=False).
 import fs from 'node:fs';
+import path from 'node:path';
 import { z } from 'zod';
 import type { Tokenizer } from '../tokenizer/tokenizer';
 
@@ -76,14 +82,35 @@ function schemaFor(row: unknown): z.ZodType<TaskRow> {
   return SharedContextRow;
 }
 
-/** Parses one line of a tasks file; errors name `where` (file:line). */
-export function parseTaskRow(line: string, where: string): TaskRow {
-  let json: unknown;
+/** The harness's key names, as ours. */
+const ALIASES: [ours: string, harness: string][] = [
+  ['context', 'query'],
+  ['gold', 'label'],
+];
+
+/** The line with the harness's names renamed to ours and the default task filled in. */
+function normalizeRow(json: unknown, defaultTask: string | undefined, where: string): unknown {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return json;
+  const row: Record<string, unknown> = { ...json };
+  for (const [ours, harness] of ALIASES) {
+    if (!(harness in row)) continue;
+    if (ours in row) throw new Error(`${where}: give "${ours}" or "${harness}", not both`);
+    row[ours] = row[harness];
+    delete row[harness];
+  }
+  if (!('task' in row) && defaultTask !== undefined) row.task = defaultTask;
+  return row;
+}
+
+/** Parses one line of a tasks file; errors name `where` (file:line). `defaultTask` names the task of a line without one. */
+export function parseTaskRow(line: string, where: string, defaultTask?: string): TaskRow {
+  let raw: unknown;
   try {
-    json = JSON.parse(line);
+    raw = JSON.parse(line);
   } catch (e) {
     throw new Error(`${where}: not valid JSON (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
+  const json = normalizeRow(raw, defaultTask, where);
   const parsed = schemaFor(json).safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -101,9 +128,10 @@ export interface TaskLine {
 /** The items of a tasks file, with their line numbers (blank lines skipped). */
 export function readTasks(file: string): TaskLine[] {
   const lines = fs.readFileSync(file, 'utf8').split('\n');
+  const defaultTask = path.basename(file).replace(/\.jsonl?$/, '');
   const out: TaskLine[] = [];
   lines.forEach((text, i) => {
-    if (text.trim()) out.push({ row: parseTaskRow(text, `${file}:${i + 1}`), line: i + 1 });
+    if (text.trim()) out.push({ row: parseTaskRow(text, `${file}:${i + 1}`, defaultTask), line: i + 1 });
   });
   if (!out.length) throw new Error(`${file}: no items`);
   return out;

@@ -18,6 +18,7 @@ import { cliJob } from '../progress';
 interface EvalOpts {
   text?: string;
   tasks?: string;
+  task?: string;
   window?: string;
   stride?: string;
   limit?: string;
@@ -40,14 +41,20 @@ export function registerEvalCommands(program: Command): void {
     .description('evaluate a model: perplexity of a text, or zero-shot multiple choice (lm-evaluation-harness scoring); recorded as a report')
     .argument('<model>', 'model folder, or the id or name of a model in the store')
     .option('--text <file>', 'perplexity of this text, in sliding windows')
-    .option('--tasks <file>', 'multiple-choice tasks, JSONL (see engine/eval/tasks.ts; mlw eval-convert makes one)')
+    .option(
+      '--tasks <file>',
+      'multiple-choice tasks, JSONL (see engine/eval/tasks.ts; mlw eval-convert makes one; resources/eval/held-out-choice.jsonl is bundled)',
+    )
+    .addOption(new Option('--task <file>', 'the same as --tasks').hideHelp())
     .option('--window <n>', "--text: tokens per window (default: the model's context)")
     .option('--stride <n>', '--text: new tokens scored per window (default: window − 1)')
     .option('--limit <n>', '--tasks: only the first n items of each task')
     .option('--bos', '--tasks: put BOS before each context (the harness does not, by default)')
     .addOption(new Option('--runtime <name>', 'inference runtime (default: MLW_RUNTIME, else onnx when it loads, else tfjs)').choices(RUNTIME_NAMES))
     .option('--json', 'print the report as JSON')
-    .action(async (ref: string, o: EvalOpts, cmd: Command) => {
+    .action(async (ref: string, opts: EvalOpts, cmd: Command) => {
+      if (opts.task !== undefined && opts.tasks !== undefined) throw new UsageError('eval: give --tasks once');
+      const o = { ...opts, tasks: opts.tasks ?? opts.task };
       if ((o.text === undefined) === (o.tasks === undefined)) throw new UsageError('eval: give exactly one of --text or --tasks');
       if (o.tasks !== undefined && (o.window !== undefined || o.stride !== undefined)) throw new UsageError('--window and --stride apply to --text only');
       if (o.text !== undefined && (o.limit !== undefined || o.bos)) throw new UsageError('--limit and --bos apply to --tasks only');

@@ -1,0 +1,96 @@
+// The zero-shot accuracy of a lab variant's trained model: lm-evaluation-harness
+// acc on a multiple-choice tasks file (engine/eval), by default the bundled
+// set made from the held-out text (resources/eval/held-out-choice.jsonl, 200
+// items). Measured once per trained run and kept in zero-shot.json beside
+// evaluations.json, keyed like it ("<variant>-seed<N>") and tied to the run id
+// and the tasks file's sha256, so that a retrained variant or another set is
+// measured again.
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { z } from 'zod';
+import { HELD_OUT_CHOICE_PATH } from '../eval/held-out-choice';
+import { evaluateModel } from '../eval/job';
+import { writeFileAtomic } from '../io/atomic';
+import type { JobContext } from '../jobs/job';
+import type { RuntimeName } from '../runtime/runtime';
+
+export const ZERO_SHOT_FILE = 'zero-shot.json';
+
+const Stderr = z.number().min(0).nullable();
+
+const MeasuredZeroShot = z.object({
+  runId: z.number().int().positive(),
+  tasksSha256: z.string(),
+  items: z.number().int().positive(),
+  acc: z.number().min(0).max(1),
+  /** Over the items, sqrt(sample variance / n) (the harness's stderr). */
+  accStderr: Stderr,
+  accNorm: z.number().min(0).max(1),
+  accNormStderr: Stderr,
+  /** acc of each task in the file. */
+  tasks: z.record(z.string(), z.number().min(0).max(1)),
+});
+export type MeasuredZeroShot = z.infer<typeof MeasuredZeroShot>;
+
+const ZeroShotFile = z.record(z.string(), MeasuredZeroShot);
+
+/** What zero-shot.json holds; a damaged or outdated file is measured again. */
+export function readZeroShot(file: string): Record<string, MeasuredZeroShot> {
+  if (!fs.existsSync(file)) return {};
+  try {
+    return ZeroShotFile.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
+  } catch {
+    return {};
+  }
+}
+
+/** The tasks file a lab run scores (default: the bundled set) and its sha256, checked before anything trains. */
+export function zeroShotTasks(file = HELD_OUT_CHOICE_PATH): { file: string; sha256: string } {
+  if (!fs.existsSync(file)) throw new Error(`lab: the zero-shot tasks file ${file} is missing`);
+  return { file, sha256: crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex') };
+}
+
+/** Zero-shot accuracy of the model folder at `modelDir` on `tasksFile`. */
+export async function modelZeroShot(
+  modelDir: string,
+  runId: number,
+  tasksFile: string,
+  runtime: RuntimeName | undefined,
+  ctx: JobContext,
+): Promise<MeasuredZeroShot> {
+  const r = await evaluateModel({ modelDir, tasks: tasksFile, runtime }, ctx);
+  if (r.type !== 'multiple_choice') throw new Error('evaluation: expected a multiple-choice report');
+  const { items, acc, accStderr, accNorm, accNormStderr } = r.overall;
+  return {
+    runId,
+    tasksSha256: r.tasksFile.sha256,
+    items,
+    acc,
+    accStderr,
+    accNorm,
+    accNormStderr,
+    tasks: Object.fromEntries(r.tasks.map((t) => [t.task, t.acc])),
+  };
+}
+
+/**
+ * The cached accuracy of `key` when it was measured on run `runId` and this
+ * tasks file; else measured now and written to `file`, or null when there is
+ * no `ctx` to measure with (a stopped or read-only lab run measures nothing new).
+ */
+export async function variantZeroShot(
+  file: string,
+  cache: Record<string, MeasuredZeroShot>,
+  key: string,
+  run: { runId: number; modelDir: string },
+  tasks: { file: string; sha256: string },
+  runtime: RuntimeName | undefined,
+  ctx: JobContext | null,
+): Promise<MeasuredZeroShot | null> {
+  const cached = cache[key];
+  if (cached && cached.runId === run.runId && cached.tasksSha256 === tasks.sha256) return cached;
+  if (!ctx) return null;
+  cache[key] = await modelZeroShot(run.modelDir, run.runId, tasks.file, runtime, ctx);
+  writeFileAtomic(file, JSON.stringify(cache, null, 2) + '\n');
+  return cache[key];
+}
