@@ -68,6 +68,10 @@ const EvalJobParams = z.object({
   limit: evaluate.limit,
 });
 
+const lab = requests['lab.start'].params.shape;
+/** A lab experiment by its file (the service resolves names), at a scale. */
+const LabJobParams = z.object({ file: folder, scale: lab.scale, runtime: lab.runtime, evalText: lab.evalText });
+
 const MergeJobParams = z.object({ adapterModelId: id, adapterDir: folder, name: z.string().min(1) });
 
 const GgufImportParams = z.object({ file: folder, outDir: folder });
@@ -154,6 +158,10 @@ export const CHILD_JOBS = {
       );
       return { modelId: model.id, name: model.name };
     };
+  }),
+  lab: childJob(LabJobParams, JOB_RESULTS.lab, async () => {
+    const [{ readExperiment }, { runExperiment }] = await Promise.all([import('../lab/experiment'), import('../lab/run')]);
+    return (store, p, ctx) => runExperiment(store, readExperiment(p.file), { scale: p.scale, runtime: p.runtime, evalText: p.evalText }, ctx);
   }),
   eval: childJob(EvalJobParams, JOB_RESULTS.eval, async () => {
     const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);

@@ -13,9 +13,10 @@ import { SHARING_STRATEGIES } from '../model/sharing';
 import { QUANT_METHODS } from '../quant/spec';
 import type { PretrainInput } from '../train/pretrain';
 import { RESOURCES } from '../server/resources';
+import { LabScale } from './result';
 
 export const LAB_DIR = path.join(RESOURCES, 'lab');
-export const SCALES = ['tiny', 'small'] as const;
+export const SCALES = LabScale.options;
 export type Scale = (typeof SCALES)[number];
 
 const int = z.number().int();

@@ -20,6 +20,7 @@ import { writeFileAtomic } from '../io/atomic';
 import { bundledResources } from '../server/resources';
 import type { RuntimeName } from '../runtime/runtime';
 import { PretrainConfig, pretrain, type PretrainInput } from '../train/pretrain';
+import { formatStat } from './report';
 import { planVariants, variantPretrainInput, type Expectation, type Experiment, type PlannedVariant, type Scale } from './experiment';
 
 export interface LabRunOptions {
@@ -30,6 +31,8 @@ export interface LabRunOptions {
   evalText?: string;
   /** Train nothing (mlw lab import): the variants' runs already in the store are measured; one without a run stays empty. */
   evaluateOnly?: boolean;
+  /** Only read what is trained and measured so far (the Lab page's view while a run goes on): trains and measures nothing. */
+  readOnly?: boolean;
 }
 
 /** Mean and sample standard deviation (0 for a single value). */
@@ -39,7 +42,7 @@ export interface Stat {
   n: number;
 }
 
-export interface VariantRow {
+export type VariantRow = {
   name: string;
   label: string;
   params: number;
@@ -51,7 +54,7 @@ export interface VariantRow {
   ppl: Stat | null;
   /** Held-out perplexity of each quantized copy, and its relative rise over the float model's. */
   quantized: Partial<Record<QuantMethod, { ppl: Stat; rise: number }>>;
-}
+};
 
 export interface ClaimCheck {
   expectation: Expectation;
@@ -168,7 +171,7 @@ export function checkClaim(x: Expectation, rows: VariantRow[]): ClaimCheck {
     const diff = b.mean - a.mean;
     const noise = a.spread + b.spread;
     const agrees = Math.abs(diff) <= noise ? 'within noise' : diff > 0 ? 'yes' : 'no';
-    return { expectation: x, text, agrees, measured: `${x.lower} ${a.mean.toFixed(2)} vs ${x.than} ${b.mean.toFixed(2)}` };
+    return { expectation: x, text, agrees, measured: `${x.lower} ${formatStat(a)} vs ${x.than} ${formatStat(b)}` };
   }
   if ('close' in x) {
     const ppls = x.close.map((n) => byName.get(n)?.ppl);
@@ -210,7 +213,7 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
   let complete = true;
   for (const v of plan) {
     for (const seed of budget.seeds) {
-      if (o.evaluateOnly) {
+      if (o.readOnly || o.evaluateOnly) {
         const run = runFor(store, path.join(folderOf(v, seed), 'model'));
         if (run) runs.set(`${v.name}/${seed}`, run);
         if (run?.status !== 'completed') complete = false;
@@ -254,7 +257,7 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       const measure = async (key: string, dirOf: () => Promise<string>): Promise<number | null> => {
         const cached = evaluations[key];
         if (cached && cached.runId === run.id) return cached.ppl;
-        if (ctx.signal.aborted) return null;
+        if (ctx.signal.aborted || o.readOnly) return null;
         const ppl = await heldOutPpl(await dirOf(), evalText, budget.seqLen, evalRuntime, prefixed(ctx, `${v.name} seed ${seed}`));
         evaluations[key] = { runId: run.id, ppl };
         writeFileAtomic(evalFile, JSON.stringify(evaluations, null, 2) + '\n');

@@ -19,6 +19,8 @@ import { DECAYS } from '../train/schedule';
 import { FinetuneConfig, FinetuneOutcome, recordedRuntime } from '../train/config';
 import { JobProgress } from '../jobs/job';
 import { ExportOptions, ExportOutcome } from '../export/options';
+import { LabExperimentSummary, LabPlot, LabResult, LabScale, LabTable } from '../lab/result';
+export type { LabExperimentSummary, LabPlot, LabResultData, LabTable } from '../lab/result';
 export type { ExportFormat } from '../export/options';
 import { RUNTIME_LABELS, RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 
@@ -238,6 +240,22 @@ export const RunSummary = z.object({
 });
 export type RunSummary = z.infer<typeof RunSummary>;
 
+// ---- the paper lab ---------------------------------------------------------------
+
+/** An experiment by its name (bundled, or in the home's lab folder) or an experiment file's path, at a scale. */
+export const LabTarget = z.object({ experiment: z.string().min(1).max(4096), scale: LabScale.default('tiny') });
+export type LabTarget = z.input<typeof LabTarget>;
+
+/** A lab result as the Lab page shows it: the result (rows with their runs, the claims), its table and plots, the job running it. */
+export const LabView = z.object({
+  result: LabResult,
+  table: LabTable,
+  plots: z.array(LabPlot),
+  /** The unfinished lab job of this experiment and scale (running or waiting), if any: pause and cancel act on it. */
+  jobId: z.string().nullable(),
+});
+export type LabView = z.infer<typeof LabView>;
+
 // ---- jobs ----------------------------------------------------------------------
 
 /** What a finished job of each kind gives back (in its last 'job' event). */
@@ -256,6 +274,8 @@ export const JOB_RESULTS = {
   export: ExportOutcome,
   /** A LoRA adapter merged into its base model: the plain model recorded. */
   merge: z.object({ modelId: id, name: z.string() }),
+  /** A lab experiment's result table once every variant is trained and measured. */
+  lab: LabResult,
 };
 export type JobKind = keyof typeof JOB_RESULTS;
 export type JobResult<K extends JobKind> = z.infer<(typeof JOB_RESULTS)[K]>;
@@ -289,6 +309,7 @@ export const JobSnapshot = z.discriminatedUnion('kind', [
   snapshotOf('eval'),
   snapshotOf('export'),
   snapshotOf('merge'),
+  snapshotOf('lab'),
 ]);
 export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
@@ -500,6 +521,29 @@ export const requests = {
   'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096).optional() }), result: JobExportResult },
   /** A job folder's results as a run (mlw job import): its curves, checkpoints and machine; the same job again extends its run. */
   'job.import': { params: z.object({ dir: z.string().min(1).max(4096) }), result: JobImportResult },
+  /** The lab's experiments: bundled ones, then the user's own copies in the home's lab folder (one that does not read says why). */
+  'lab.list': { params: NoParams, result: z.array(LabExperimentSummary) },
+  /**
+   * Runs an experiment (a job): every variant × seed a pre-training run, the
+   * finished skipped, the paused or interrupted resumed; then each is evaluated.
+   * Pausing (jobs.cancel) pauses the variant training; starting it again resumes.
+   */
+  'lab.start': {
+    params: LabTarget.extend({
+      /** Training runtime of new runs (resumed ones keep theirs). */
+      runtime: TrainRuntime.optional(),
+      /** Held-out text (default: the bundled one). */
+      evalText: z.string().min(1).max(4096).optional(),
+    }),
+    result: JobStarted,
+  },
+  /** An experiment's result as far as it is trained and measured (trains and measures nothing). */
+  'lab.result': { params: LabTarget.extend({ evalText: z.string().min(1).max(4096).optional() }), result: LabView },
+  /** Writes the result as a report (report.md and one SVG per plot) into a new folder in the home's exports. */
+  'lab.report': {
+    params: LabTarget.extend({ evalText: z.string().min(1).max(4096).optional() }),
+    result: z.object({ dir: z.string(), markdown: z.string(), plots: z.array(z.string()) }),
+  },
   'reports.list': { params: z.object({ modelId: id.optional(), kind: z.enum(REPORT_KINDS).optional() }), result: z.array(Report) },
 } satisfies Record<string, { params: z.ZodType; result: z.ZodType }>;
 

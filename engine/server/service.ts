@@ -42,6 +42,7 @@ import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startF
 import { bundledResources } from './resources';
 import { trainedContext } from './trained-context';
 import { cancelRun, removeRun, runSummaries } from './run-handlers';
+import { labList, labReport, labResult, startLab } from './lab-handlers';
 import { runInChild } from './child-jobs';
 import { modelWithSameFolder } from './same-folder';
 import { checkExportTarget } from '../export/target';
@@ -318,6 +319,10 @@ export class EngineService {
         return exportJob({ ...config, model: model.path }, dir);
       },
       'job.import': ({ dir }) => importJob(this.store, dir),
+      'lab.list': () => labList(this),
+      'lab.start': (p) => startLab(this, p),
+      'lab.result': (p) => labResult(this, p),
+      'lab.report': (p) => labReport(this, p),
       'reports.list': (p) => this.store.reports.list(p),
     };
   }

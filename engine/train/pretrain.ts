@@ -293,6 +293,8 @@ async function trainRun(store: Store, run: Run, cfg: PretrainConfig, baseDir: st
   ctx.progress({
     phase: resume ? `resuming at step ${resume.step}` : 'starting',
     message: `${RUNTIME_LABELS[runtime]} · ${trainSet.length} training sequences`,
+    // Names the run in the job running it (the service's job snapshot, the Runs page's pause).
+    runId: run.id,
   });
   let result;
   try {

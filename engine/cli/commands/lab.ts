@@ -4,7 +4,8 @@
 import { Option, type Command } from 'commander';
 import { initBackend, type BackendName } from '../../backend/select';
 import { findExperiment, listExperiments, SCALES, type Scale } from '../../lab/experiment';
-import { runExperiment, type LabResult, type Stat } from '../../lab/run';
+import { runExperiment } from '../../lab/run';
+import { labResultToMarkdown } from '../../lab/report';
 import { TRAIN_RUNTIME_CHOICES } from '../../train/config';
 import type { PretrainInput } from '../../train/pretrain';
 import { openStore } from '../../store/open';
@@ -14,39 +15,6 @@ import { cliJob } from '../progress';
 import { exportLab } from '../../lab/export';
 import { importLab } from '../../lab/import';
 import { JOB_INITS, type JobInit } from '../../job/spec';
-
-const fmt = (s: Stat | null, digits = 2) => (s === null ? '—' : s.n > 1 ? `${s.mean.toFixed(digits)} ± ${s.spread.toFixed(digits)}` : s.mean.toFixed(digits));
-
-/** The result as Markdown: the table, then the paper's claim and whether this run agrees. */
-export function labResultToMarkdown(r: LabResult): string {
-  const methods = [...new Set(r.rows.flatMap((row) => Object.keys(row.quantized)))];
-  const head = ['variant', 'what', 'params', 'depth', 'val loss', 'held-out ppl', ...methods.map((m) => `${m} ppl (rise)`)];
-  const lines = [
-    `# ${r.experiment} (${r.scale})`,
-    '',
-    r.question,
-    '',
-    `${r.budget.steps} steps × ${r.budget.tokensPerStep} tokens, seeds ${r.budget.seeds.join(', ')}, ${r.budget.corpus.join(' + ')}; held equal: ${r.holdEqual}${r.complete ? '' : ' — INCOMPLETE: run it again to resume'}`,
-    '',
-    `| ${head.join(' | ')} |`,
-    `| ${head.map(() => '---').join(' | ')} |`,
-    ...r.rows.map((row) => {
-      const q = methods.map((m) => {
-        const x = row.quantized[m as keyof typeof row.quantized];
-        return x ? `${fmt(x.ppl)} (${(x.rise * 100).toFixed(2)}%)` : '—';
-      });
-      return `| ${[row.name, row.label, `${(row.params / 1e6).toFixed(3)}M`, row.depth, fmt(row.valLoss, 3), fmt(row.ppl), ...q].join(' | ')} |`;
-    }),
-    '',
-    `**Paper says** (${r.paper.source}): ${r.paper.says}`,
-    '',
-    '| expected | we measured | agrees? |',
-    '| --- | --- | --- |',
-    ...r.claims.map((c) => `| ${c.text} | ${c.measured} | ${c.agrees} |`),
-    '',
-  ];
-  return lines.join('\n');
-}
 
 export function registerLabCommands(program: Command): void {
   const lab = program.command('lab').description("the paper lab: rerun the MobileLLM paper's design experiments at a scale this machine affords");

@@ -2,7 +2,7 @@
 import type { EngineStatus, JobKind, JobSnapshot, Model, Resources } from '../../../engine/protocol/protocol';
 import { engine } from './client';
 
-export const PAGES = ['models', 'chat', 'finetune', 'quantize', 'inspector', 'runs'] as const;
+export const PAGES = ['models', 'chat', 'finetune', 'quantize', 'inspector', 'runs', 'lab'] as const;
 export type Page = (typeof PAGES)[number];
 
 /** A snapshot of a job of `kind`: its result has that kind's type. */
