@@ -95,6 +95,18 @@ describe('mlw lab run', () => {
       expect(Number.isFinite(row.quantized.w8a8!.ppl.mean)).toBe(true);
     }
     expect(result.rows[1].depth).toBe(2 * result.rows[0].depth);
+    // Zero-shot accuracy on the bundled set (200 items), with the items' standard error, cached beside evaluations.json.
+    for (const row of result.rows) {
+      expect(row.zeroShotAcc).toMatchObject({ n: 1, spread: 0 });
+      expect(row.zeroShotAcc!.mean).toBeGreaterThanOrEqual(0);
+      expect(row.zeroShotStderr).toBeGreaterThan(0);
+    }
+    const zeroShotFile = path.join(home, 'lab', 'tiny-pair', 'tiny', 'zero-shot.json');
+    const zeroShots = fs.readFileSync(zeroShotFile, 'utf8');
+    expect(Object.entries(JSON.parse(zeroShots) as Record<string, { runId: number; items: number }>).map(([k, x]) => [k, x.runId, x.items])).toEqual([
+      ['unshared-seed0', 1, 200],
+      ['immediate-seed0', 2, 200],
+    ]);
     expect(result.claims.map((c) => c.agrees).every((a) => ['yes', 'no', 'within noise'].includes(a))).toBe(true);
 
     // The finished variant was skipped: no new run, its metrics as they were.
@@ -113,6 +125,8 @@ describe('mlw lab run', () => {
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/\| unshared \| 2 blocks \|.*\| \d+\.\d\d \|/);
     expect(table.stdout).toMatch(/\| immediate \| 2 blocks ×2 \|/);
+    expect(table.stdout).toMatch(/\| zero shot acc \| zero shot stderr \|/);
+    expect(fs.readFileSync(zeroShotFile, 'utf8')).toBe(zeroShots);
     expect(table.stdout).toContain('**Paper says** (a test): it does');
     expect(table.stdout).toContain('| immediate has a lower held-out perplexity than unshared |');
   }, 900_000);

@@ -5,8 +5,9 @@
 // a paused or interrupted one resumed, a failed or cancelled one started anew.
 // Once all are trained, each model's held-out perplexity is measured
 // (engine/eval; quantized copies by engine/quant first when the experiment
-// quantizes), kept in evaluations.json beside them, and the result table is
-// set against what the paper reports.
+// quantizes), kept in evaluations.json beside them, as is each float model's
+// zero-shot accuracy (zero-shot.json, engine/lab/zero-shot.ts), and the result
+// table is set against what the paper reports.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../store/store';
@@ -21,6 +22,7 @@ import { bundledResources } from '../server/resources';
 import type { RuntimeName } from '../runtime/runtime';
 import { PretrainConfig, pretrain, type PretrainInput } from '../train/pretrain';
 import { formatStat } from './report';
+import { readZeroShot, variantZeroShot, ZERO_SHOT_FILE, zeroShotTasks } from './zero-shot';
 import { planVariants, variantPretrainInput, type Expectation, type Experiment, type PlannedVariant, type Scale } from './experiment';
 
 export interface LabRunOptions {
@@ -29,6 +31,8 @@ export interface LabRunOptions {
   runtime?: PretrainInput['runtime'];
   /** Held-out text (default: the bundled resources/eval/held-out.txt). */
   evalText?: string;
+  /** Multiple-choice tasks for the zero-shot accuracy (default: the bundled resources/eval/held-out-choice.jsonl). */
+  evalTasks?: string;
   /** Train nothing (mlw lab import): the variants' runs already in the store are measured; one without a run stays empty. */
   evaluateOnly?: boolean;
   /** Only read what is trained and measured so far (the Lab page's view while a run goes on): trains and measures nothing. */
@@ -54,6 +58,10 @@ export type VariantRow = {
   ppl: Stat | null;
   /** Held-out perplexity of each quantized copy, and its relative rise over the float model's. */
   quantized: Partial<Record<QuantMethod, { ppl: Stat; rise: number }>>;
+  /** Zero-shot accuracy (acc, 0–1) of the float model on the multiple-choice tasks, over seeds. */
+  zeroShotAcc: Stat | null;
+  /** The standard error of each seed's acc over the items, averaged over seeds: the noise a single seed's acc carries. */
+  zeroShotStderr: number | null;
 };
 
 export interface ClaimCheck {
@@ -205,6 +213,9 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
   const dir = labFolder(store, e, o.scale);
   const evalFile = path.join(dir, 'evaluations.json');
   const evaluations = readEvaluations(evalFile);
+  const zeroShotFile = path.join(dir, ZERO_SHOT_FILE);
+  const zeroShots = readZeroShot(zeroShotFile);
+  const tasks = zeroShotTasks(o.evalTasks);
   const evalRuntime = o.runtime && o.runtime !== 'auto' ? o.runtime : undefined;
   const folderOf = (v: PlannedVariant, seed: number) => path.join(dir, `${v.name}-seed${seed}`);
 
@@ -241,10 +252,13 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       valLoss: null,
       ppl: null,
       quantized: {},
+      zeroShotAcc: null,
+      zeroShotStderr: null,
     };
     const valLosses: number[] = [];
     const ppls: number[] = [];
     const quantPpls = new Map<QuantMethod, number[]>();
+    const zeroShot: { acc: number; stderr: number | null }[] = [];
     for (const seed of budget.seeds) {
       const run = runs.get(`${v.name}/${seed}`);
       if (!run) continue;
@@ -265,6 +279,9 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       };
       const float = await measure(`${v.name}-seed${seed}/float`, async () => modelDir);
       if (float !== null) ppls.push(float);
+      const zeroShotCtx = ctx.signal.aborted || o.readOnly ? null : prefixed(ctx, `${v.name} seed ${seed}`);
+      const zs = await variantZeroShot(zeroShotFile, zeroShots, `${v.name}-seed${seed}`, { runId: run.id, modelDir }, tasks, evalRuntime, zeroShotCtx);
+      if (zs) zeroShot.push({ acc: zs.acc, stderr: zs.accStderr });
       for (const method of e.quantize) {
         const qDir = path.join(folderOf(v, seed), method);
         const ppl = await measure(`${v.name}-seed${seed}/${method}`, async () => {
@@ -276,6 +293,9 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
     }
     row.valLoss = stat(valLosses);
     row.ppl = stat(ppls);
+    row.zeroShotAcc = stat(zeroShot.map((z) => z.acc));
+    const stderrs = zeroShot.flatMap((z) => (z.stderr === null ? [] : [z.stderr]));
+    row.zeroShotStderr = stderrs.length ? stderrs.reduce((a, b) => a + b, 0) / stderrs.length : null;
     for (const [method, qs] of quantPpls) {
       const q = stat(qs)!;
       row.quantized[method] = { ppl: q, rise: row.ppl ? q.mean / row.ppl.mean - 1 : NaN };
