@@ -83,7 +83,7 @@ describe.skipIf(!chromiumAvailable())('the Lab page', () => {
       expect(md && path.dirname(path.dirname(md))).toBe(path.join(home, 'exports'));
       expect(fs.readFileSync(md!, 'utf8')).toContain('| paper says | we measured | agrees? |');
       // The page scrolls inside its frame: a tall window shows the table, the claim and the plots at once.
-      await page.setViewportSize({ width: 1400, height: 2100 });
+      await page.setViewportSize({ width: 1400, height: 1500 });
       await page.screenshot({ path: screenshotPath('lab-3-result') });
     },
     LIMIT + 60_000,

@@ -18,7 +18,15 @@ const M = { top: 40, right: 150, bottom: 48, left: 64 };
 const PALETTE = ['#3b5bdb', '#e8590c', '#2b8a3e', '#ae3ec9', '#c92a2a', '#1098ad', '#f59f00', '#495057'];
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const num = (x: number) => (Math.abs(x) >= 100 ? x.toFixed(0) : Math.abs(x) >= 10 ? x.toFixed(1) : x.toPrecision(3).replace(/\.?0+$/, ''));
+const num = (x: number) =>
+  Number.isInteger(x) || Math.abs(x) >= 100
+    ? x.toFixed(0)
+    : Math.abs(x) >= 10
+      ? x.toFixed(1)
+      : x
+          .toPrecision(3)
+          .replace(/(\.\d*?)0+$/, '$1')
+          .replace(/\.$/, '');
 
 /** About `target` 1-2-5 spaced ticks covering [lo, hi]. */
 function ticks(lo: number, hi: number, target = 5): number[] {
@@ -48,6 +56,8 @@ interface Axes {
   y: [number, number];
   /** Category names instead of numeric x ticks. */
   xCategories?: string[];
+  /** Ticks where the data lie, for an axis drawn on a transformed scale. */
+  xTicks?: { at: number; label: string }[];
 }
 
 function frame(a: Axes, body: string[], legend: { label: string; color: string }[]): string {
@@ -68,10 +78,11 @@ function frame(a: Axes, body: string[], legend: { label: string; color: string }
   if (a.xCategories) {
     a.xCategories.forEach((c, i) => out.push(`<text x="${sx(i + 0.5)}" y="${M.top + ph + 18}" text-anchor="middle" fill="#495057">${esc(c)}</text>`));
   } else {
-    for (const t of ticks(a.x[0], a.x[1], 6)) {
-      if (t < a.x[0] || t > a.x[1]) continue;
-      out.push(`<line x1="${sx(t)}" x2="${sx(t)}" y1="${M.top + ph}" y2="${M.top + ph + 4}" stroke="#868e96"/>`);
-      out.push(`<text x="${sx(t)}" y="${M.top + ph + 18}" text-anchor="middle" fill="#495057">${num(t)}</text>`);
+    const xt = a.xTicks ?? ticks(a.x[0], a.x[1], 6).map((t) => ({ at: t, label: num(t) }));
+    for (const t of xt) {
+      if (t.at < a.x[0] || t.at > a.x[1]) continue;
+      out.push(`<line x1="${sx(t.at)}" x2="${sx(t.at)}" y1="${M.top + ph}" y2="${M.top + ph + 4}" stroke="#868e96"/>`);
+      out.push(`<text x="${sx(t.at)}" y="${M.top + ph + 18}" text-anchor="middle" fill="#495057">${esc(t.label)}</text>`);
     }
   }
   out.push(`<rect x="${M.left}" y="${M.top}" width="${pw}" height="${ph}" fill="none" stroke="#868e96"/>`);
@@ -100,21 +111,23 @@ function scales(a: Axes) {
 
 const color = (i: number) => PALETTE[i % PALETTE.length];
 
-/** Held-out perplexity against effective depth, ± spread over seeds, each point named. */
+/** Held-out perplexity against effective depth (a log scale: depths double), ± spread over seeds, each point named. */
 function pplVsDepth(rows: { row: VariantRow; ppl: Stat }[], holdEqual: string): LabPlot {
   const sorted = [...rows].sort((a, b) => a.row.depth - b.row.depth);
+  const depths = [...new Set(sorted.map((r) => r.row.depth))];
   const a: Axes = {
     title: `Held-out perplexity vs depth (${holdEqual} held equal)`,
-    xLabel: 'effective depth (layers)',
+    xLabel: 'effective depth (layers, log scale)',
     yLabel: 'held-out perplexity',
-    x: range(sorted.map((r) => r.row.depth)),
+    x: range(depths.map(Math.log2)),
     y: range(sorted.flatMap((r) => [r.ppl.mean - r.ppl.spread, r.ppl.mean + r.ppl.spread])),
+    xTicks: depths.map((d) => ({ at: Math.log2(d), label: String(d) })),
   };
   const { sx, sy } = scales(a);
-  const path = sorted.map((r, i) => `${i ? 'L' : 'M'}${sx(r.row.depth)} ${sy(r.ppl.mean)}`).join(' ');
+  const path = sorted.map((r, i) => `${i ? 'L' : 'M'}${sx(Math.log2(r.row.depth))} ${sy(r.ppl.mean)}`).join(' ');
   const body = [`<path d="${path}" fill="none" stroke="${color(0)}" stroke-width="2"/>`];
   for (const r of sorted) {
-    const [x, y] = [sx(r.row.depth), sy(r.ppl.mean)];
+    const [x, y] = [sx(Math.log2(r.row.depth)), sy(r.ppl.mean)];
     if (r.ppl.spread > 0)
       body.push(`<line x1="${x}" x2="${x}" y1="${sy(r.ppl.mean - r.ppl.spread)}" y2="${sy(r.ppl.mean + r.ppl.spread)}" stroke="${color(0)}"/>`);
     body.push(`<circle cx="${x}" cy="${y}" r="4" fill="${color(0)}"/>`);
