@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../engine/cli/main';
 import { openStore } from '../engine/store/open';
+import { bundledResources, RESOURCES } from '../engine/server/resources';
 import { FIXTURES, goldenDir } from './helpers/golden';
 import { tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
 import { mlwProcess as runMlw, type MlwResult as Result } from './helpers/mlw-process';
@@ -54,6 +55,23 @@ beforeAll(() => {
 });
 
 describe('mlw eval', () => {
+  it('scores in windows of the length the model was trained on where the workbench knows it (the bundled model: 256 of its 2048 positions)', async () => {
+    const bundled = bundledResources().defaultModel;
+    if (!bundled) return;
+    const text = path.join(root, 'long.txt');
+    fs.writeFileSync(text, fs.readFileSync(path.join(RESOURCES, 'eval', 'held-out.txt'), 'utf8').slice(0, 3000));
+    const own = home;
+    home = path.join(root, 'home-bundled'); // a home of its own: the other tests count this home's models
+    let r: Record<string, unknown>;
+    try {
+      r = json(await mlw('eval', bundled.path, '--text', text, '--json'));
+    } finally {
+      home = own;
+    }
+    expect(bundled.trainedContext).toBe(256);
+    expect(r).toMatchObject({ type: 'perplexity', window: 256, stride: 255 });
+  });
+
   it('perplexity and multiple choice with --json, recorded as reports of one model', async () => {
     const tasks = writeJsonl(path.join(root, 'tasks.jsonl'), [
       { task: 'copy', context_ids: [1, 5, 6], choices_ids: [[7], [8, 9]], gold: 0 },

@@ -66,6 +66,8 @@ const EvalJobParams = z.object({
   text: evaluate.text,
   tasks: evaluate.tasks,
   limit: evaluate.limit,
+  /** Perplexity: tokens per window, the length the model was trained on where known (else its context). */
+  window: z.number().int().min(2).optional(),
 });
 
 const lab = requests['lab.start'].params.shape;
@@ -166,7 +168,7 @@ export const CHILD_JOBS = {
   eval: childJob(EvalJobParams, JOB_RESULTS.eval, async () => {
     const [{ evaluateModel }, { recordEvaluation }] = await Promise.all([import('../eval/job'), import('../eval/record')]);
     return async (store, p, ctx) => {
-      const report = await evaluateModel({ modelDir: p.target.dir, text: p.text, tasks: p.tasks, limit: p.limit }, ctx);
+      const report = await evaluateModel({ modelDir: p.target.dir, text: p.text, tasks: p.tasks, limit: p.limit, window: p.window }, ctx);
       return recordEvaluation(store, report, p.target);
     };
   }),

@@ -40,7 +40,7 @@ import { runAnswer } from './chat-answer';
 import { chatToJson, chatToMarkdown } from './chat-export';
 import { compareJob, estimateFinetune, inspectDataset, resumeFinetuneJob, startFinetuneJob } from './finetune-handlers';
 import { bundledResources } from './resources';
-import { trainedContext } from './trained-context';
+import { evalTargetContext, trainedContext } from './trained-context';
 import { cancelRun, removeRun, runSummaries } from './run-handlers';
 import { labList, labReport, labResult, startLab } from './lab-handlers';
 import { runInChild } from './child-jobs';
@@ -292,7 +292,13 @@ export class EngineService {
         const text = p.tasks === undefined ? (p.text ?? bundledResources().evalTexts[0]?.path) : undefined;
         if (p.tasks === undefined && !text) throw new KindedError('bad_input', 'no evaluation text: pick one (none is bundled)');
         for (const f of [text, p.tasks]) if (f !== undefined && !fs.existsSync(f)) throw new KindedError('bad_input', `${f}: not found`);
-        const params = { target, text, tasks: p.tasks, limit: p.limit };
+        const params = {
+          target,
+          text,
+          tasks: p.tasks,
+          limit: p.limit,
+          window: text !== undefined ? (evalTargetContext(this.store, target) ?? undefined) : undefined,
+        };
         const jobId = this.jobs.start(
           'eval',
           `evaluating ${name} (${p.tasks ? 'multiple choice' : 'perplexity'})`,

@@ -9,6 +9,7 @@
 import path from 'node:path';
 import type { Store } from '../store/store';
 import type { Model } from '../store/records';
+import type { EvalTarget } from '../eval/record';
 import { bundledResources, type ResourceIndex } from './resources';
 
 /** Tokens per training sequence of `model`, or null when unknown. */
@@ -22,6 +23,19 @@ export function trainedContext(store: Store, model: Model, resources: ResourceIn
       const run = store.runs.get(m.runId);
       if (run.kind === 'pretrain' && typeof run.config.seqLen === 'number') return run.config.seqLen;
     }
+  }
+  return null;
+}
+
+/** Tokens per training sequence of what an evaluation scores (a model, a checkpoint, or a folder), or null when unknown. */
+export function evalTargetContext(store: Store, target: EvalTarget, resources: ResourceIndex = bundledResources()): number | null {
+  const bundled = resources.defaultModel;
+  if (bundled && path.resolve(target.dir) === path.resolve(bundled.path)) return bundled.trainedContext ?? null;
+  if (target.modelId !== null) return trainedContext(store, store.models.get(target.modelId), resources);
+  if (target.runId !== null) {
+    const run = store.runs.get(target.runId);
+    if (run.kind === 'pretrain' && typeof run.config.seqLen === 'number') return run.config.seqLen;
+    if (run.modelId !== null) return trainedContext(store, store.models.get(run.modelId), resources);
   }
   return null;
 }

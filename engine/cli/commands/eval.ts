@@ -7,6 +7,7 @@ import { initBackend, type BackendName } from '../../backend/select';
 import { CONVERT_FORMATS, convertJsonl, type ConvertFormat } from '../../eval/convert';
 import { evaluateModel } from '../../eval/job';
 import { recordEvaluation, resolveEvalTarget } from '../../eval/record';
+import { evalTargetContext } from '../../server/trained-context';
 import { reportToText } from '../../eval/report';
 import { writeFileAtomic } from '../../io/atomic';
 import { RUNTIME_NAMES, type RuntimeName } from '../../runtime/runtime';
@@ -46,7 +47,7 @@ export function registerEvalCommands(program: Command): void {
       'multiple-choice tasks, JSONL (see engine/eval/tasks.ts; mlw eval-convert makes one; resources/eval/held-out-choice.jsonl is bundled)',
     )
     .addOption(new Option('--task <file>', 'the same as --tasks').hideHelp())
-    .option('--window <n>', "--text: tokens per window (default: the model's context)")
+    .option('--window <n>', '--text: tokens per window (default: the length the model was trained on where known, else its context)')
     .option('--stride <n>', '--text: new tokens scored per window (default: window − 1)')
     .option('--limit <n>', '--tasks: only the first n items of each task')
     .option('--bos', '--tasks: put BOS before each context (the harness does not, by default)')
@@ -80,7 +81,9 @@ export function registerEvalCommands(program: Command): void {
         const job = cliJob('eval', { quiet: o.json });
         let report;
         try {
-          report = await evaluateModel({ ...params, modelDir: target.dir }, job.ctx);
+          // A model scored past the length it was trained on reads positions it never learned: the window defaults to that length.
+          const window = params.window ?? (params.text !== undefined ? (evalTargetContext(store, target) ?? undefined) : undefined);
+          report = await evaluateModel({ ...params, window, modelDir: target.dir }, job.ctx);
         } finally {
           job.finish();
         }
