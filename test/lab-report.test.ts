@@ -44,9 +44,15 @@ function result(holdEqual: string, rows: VariantRow[]): LabResult {
 }
 
 describe('the lab table', () => {
-  it('shows every metric the rows carry, named and formatted', () => {
+  it('shows every metric the rows carry, named and formatted; none that no row measured', () => {
     const r = result('parameters', [
-      row('a', 4, 120.5, { decodeMs: stat(0.25, 0.02), latencyRuntime: 'onnx', zeroShotAcc: null, latency: { p50: 1.5, p90: stat(2, 0.1) } }),
+      row('a', 4, 120.5, {
+        decodeMs: stat(0.25, 0.02),
+        latencyRuntime: 'onnx',
+        zeroShotAcc: null,
+        latency: { p50: 1.5, p90: stat(2, 0.1) },
+        notMeasured: null,
+      }),
       row('b', 8, 119.25, { decodeMs: stat(0.3, 0.01), latencyRuntime: 'onnx', zeroShotAcc: stat(0.41, 0.012), latency: { p50: 1.75 } }),
     ]);
     const t = labTable(r);

@@ -36,7 +36,7 @@ function cell(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** The metric columns of the rows: every key some row has (a plain object's fields each get one), in first-seen order. */
+/** The metric columns of the rows: every key some row has a value for (a plain object's fields each get one), in first-seen order. */
 function metricColumns(rows: Record<string, unknown>[]): { key: string; get: (row: Record<string, unknown>) => unknown }[] {
   const cols = new Map<string, (row: Record<string, unknown>) => unknown>();
   for (const row of rows)
@@ -49,7 +49,8 @@ function metricColumns(rows: Record<string, unknown>[]): { key: string; get: (ro
         }
       } else if (!cols.has(key)) cols.set(key, (r) => r[key]);
     }
-  return [...cols].map(([key, get]) => ({ key, get }));
+  // A metric no row has a value for was not measured here (an older run, a runtime that does not load): no column.
+  return [...cols].map(([key, get]) => ({ key, get })).filter((c) => rows.some((r) => c.get(r) !== null && c.get(r) !== undefined));
 }
 
 /** The result table as text cells: variant, what, parameters, depth, every metric, then each quantization method's perplexity and rise. */
