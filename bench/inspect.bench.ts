@@ -1,29 +1,107 @@
-// Latency of layer sharing on the runtime the chat uses (ONNX Runtime), at
-// the MobileLLM-125M and 350M shapes with random float32 weights: each
-// strategy (immediate, repeat_all, reverse ×2: N blocks, 2N layers) against
-// the unshared model of the same storage (N blocks, N layers) and of the same
-// effective depth (2N blocks). Per variant: prefill of a 64-token prompt, and
-// decode of one token after 64 cached ones; the variants take turns, round
-// after round, in one process (engine/inspect/latency.ts), so the ratio
-// immediate / repeat_all is measured side by side. The paper's argument for
-// immediate sharing — the block's weights are still in cache when it runs the
-// second time — predicts immediate < repeat_all. Rows: median with the first
-// and third quartiles; the ratio rows divide the two medians.
-// MLW_BENCH_SIZES=125M runs one size. About two minutes at 125M, five at 350M.
+// Latency of layer sharing on the runtime the chat uses (ONNX Runtime, every
+// core), at the MobileLLM-125M and 350M shapes with random float32 weights:
+// the unshared model (N blocks, N layers) and each strategy ×2 (immediate,
+// repeat_all, reverse: the same N blocks, 2N layers), all four sessions open
+// at once and taking turns run by run (runtime/timing.ts: timeInterleaved),
+// so that on this shared machine a slow spell hits them alike. Per variant:
+// prefill of a 64-token prompt, and decode of one token after 64 cached ones.
+// The paper's argument for immediate sharing — the block's weights are still
+// in cache when it runs the second time — predicts immediate < repeat_all;
+// the ratio rows give it twice: as the ratio of the two medians, and as the
+// median of the per-run ratios (run k of immediate against run k of
+// repeat_all, timed back to back). Rows: median, quartiles, min and max.
+// Each size is measured twice: as the chat runs it (kernels prepack their
+// weights, some each into its own copy, so a shared block's second run partly
+// reads other memory than its first: engine/onnx/session.ts), and with
+// prepacking off (one copy of the block, read by both of its layers).
+// MLW_BENCH_SIZES=125M runs one size. A few minutes per size.
 import os from 'node:os';
 import { initBackend } from '../engine/backend/select';
 import { preset } from '../engine/model/presets';
-import { quietContext } from '../engine/jobs/job';
-import { measureDecodeLatency } from '../engine/inspect/latency';
-import type { LatencyRow, LatencyTiming } from '../engine/inspect/schema';
-import { foreignLoad, machineCpu, ownCpuS } from './harness';
+import { randomModel } from '../engine/model/init';
+import { MobileLLM } from '../engine/model/model';
+import { NO_SHARING, SHARED_STRATEGIES, type LayerSharing } from '../engine/model/sharing';
+import { exportMobileLLM } from '../engine/onnx/mobilellm';
+import { OnnxRuntime } from '../engine/runtime/onnx';
+import { summarize, timeInterleaved, timingPrompt } from '../engine/runtime/timing';
+import { foreignLoad, machineCpu, ownCpuS, spread, type Emit } from './harness';
 import type { Suite } from './suites';
 
 const SIZES = ['125M', '350M'] as const;
 const CONTEXT = 64;
+const RUNS = { prefills: 6, steps: 48, warmup: 2 };
 
-function rowLabel(r: LatencyRow): string {
-  return r.variant === 'shared' ? `${r.sharing.strategy} x${r.sharing.repeats}` : `none ${r.physicalBlocks} blocks (${r.variant})`;
+const VARIANTS: { label: string; sharing: LayerSharing }[] = [
+  { label: 'none', sharing: NO_SHARING },
+  ...SHARED_STRATEGIES.map((strategy) => ({ label: `${strategy} x2`, sharing: { strategy, repeats: 2 } })),
+];
+
+/** Median, quartiles, min and max of ms timings. */
+function timingStats(ms: number[]) {
+  const t = summarize(ms);
+  return { ...spread(ms, 2), q1: +t.q1.toFixed(2), q3: +t.q3.toFixed(2) };
+}
+
+/** The four variants of one size, their sessions open at once, with or without prepacked weights. */
+async function measure(emit: Emit, size: (typeof SIZES)[number], prepack: boolean): Promise<void> {
+  const base = { ...preset(size), torchDtype: 'float32' as const, sharing: NO_SHARING };
+  const stored = randomModel(base, 1);
+  const runtimes: OnnxRuntime[] = [];
+  try {
+    for (const v of VARIANTS) {
+      const model = new MobileLLM({ ...base, sharing: v.sharing }, stored.weights);
+      runtimes.push(await OnnxRuntime.fromGraph(exportMobileLLM(model), { prepack }));
+      model.rope.dispose(); // the only tensors the variant owns; ONNX Runtime holds its own copy of the weights
+    }
+  } finally {
+    stored.dispose();
+  }
+  const backend = `${runtimes[0].describe()}${prepack ? '' : ', prepacking off'}`;
+  const machine = machineCpu();
+  const own = ownCpuS();
+  const timed = await timeInterleaved(runtimes, timingPrompt(CONTEXT, base.vocabSize), RUNS);
+  const load = machine && foreignLoad(machine, ownCpuS() - own);
+  const rssMb = Math.round(process.memoryUsage().rss / 2 ** 20); // the four sessions open
+  for (const rt of runtimes) await rt.dispose();
+
+  const medians = { prefill: timed.map((t) => summarize(t.prefill).median), decode: timed.map((t) => summarize(t.decode).median) };
+  for (const phase of ['decode', 'prefill'] as const) {
+    VARIANTS.forEach((v, i) =>
+      emit({
+        what: `${phase}_latency`,
+        backend,
+        shape: `${size} f32${prepack ? '' : ' unpacked'} ${v.label}, ${base.numBlocks} blocks → ${v.sharing.strategy === 'none' ? base.numBlocks : 2 * base.numBlocks} layers, ${phase === 'decode' ? `1 token after ${CONTEXT}` : `1x${CONTEXT}`}`,
+        ...timingStats(timed[i][phase]),
+        unit: 'ms',
+        vs_unshared: +(medians[phase][i] / medians[phase][0]).toFixed(3),
+      }),
+    );
+    const [immediate, repeatAll] = [1, 2].map((i) => timed[i][phase]);
+    const paired = immediate.map((ms, k) => ms / repeatAll[k]);
+    emit({
+      what: `${phase}_latency_ratio`,
+      backend,
+      shape: `${size} f32${prepack ? '' : ' unpacked'} immediate x2 / repeat_all x2, runs interleaved`,
+      median: +(medians[phase][1] / medians[phase][2]).toFixed(3),
+      unit: 'ratio of medians',
+      paired_median: +summarize(paired).median.toFixed(3),
+      paired_q1: +summarize(paired).q1.toFixed(3),
+      paired_q3: +summarize(paired).q3.toFixed(3),
+      runs: paired.length,
+    });
+  }
+  emit({
+    what: 'conditions',
+    backend,
+    shape: `${size} sharing latency${prepack ? '' : ', prepacking off'}`,
+    median: load?.foreignShare ?? -1,
+    unit: 'CPU share used by other processes',
+    stealS: load?.stealS,
+    wallS: load?.wallS,
+    loadavg: os.loadavg().map((v) => +v.toFixed(2)),
+    warmup: RUNS.warmup,
+    rssMb,
+  });
 }
 
 export const suite: Suite = {
@@ -32,55 +110,7 @@ export const suite: Suite = {
     await initBackend(); // the random weights are built on TensorFlow.js, then exported to ONNX Runtime
     const wanted = process.env.MLW_BENCH_SIZES?.split(',').map((s) => s.trim());
     for (const size of SIZES.filter((s) => !wanted || wanted.includes(s))) {
-      const machine = machineCpu();
-      const own = ownCpuS();
-      const l = await measureDecodeLatency(
-        preset(size),
-        { repeats: 2, contextTokens: CONTEXT, steps: 32, prefills: 3, rounds: size === '125M' ? 4 : 3, seed: 1, runtime: 'onnx' },
-        quietContext(),
-      );
-      const load = machine && foreignLoad(machine, ownCpuS() - own);
-      const backend = l.runtimeDescription;
-      const timingRow = (what: string, r: LatencyRow, t: LatencyTiming, shape: string) =>
-        emit({
-          what,
-          backend,
-          shape: `${size} f32 ${rowLabel(r)}, ${r.effectiveDepth} layers, ${shape}`,
-          median: t.ms,
-          unit: 'ms',
-          q1: t.q1,
-          q3: t.q3,
-          runs: t.samples,
-          vs_same_storage: t.vsSameStorage,
-          vs_same_depth: t.vsSameDepth,
-        });
-      for (const r of l.rows) timingRow('decode_latency', r, r.decode, `1 token after ${CONTEXT}`);
-      for (const r of l.rows) timingRow('prefill_latency', r, r.prefill, `1x${CONTEXT}`);
-      const byStrategy = (s: string) => l.rows.find((r) => r.variant === 'shared' && r.sharing.strategy === s)!;
-      const [immediate, repeatAll] = [byStrategy('immediate'), byStrategy('repeat_all')];
-      for (const phase of ['decode', 'prefill'] as const) {
-        emit({
-          what: `${phase}_latency_ratio`,
-          backend,
-          shape: `${size} f32 immediate x2 / repeat_all x2 (same run)`,
-          median: +(immediate[phase].ms / repeatAll[phase].ms).toFixed(3),
-          unit: 'ratio of medians',
-          immediate_ms: immediate[phase].ms,
-          repeat_all_ms: repeatAll[phase].ms,
-        });
-      }
-      emit({
-        what: 'conditions',
-        backend,
-        shape: `${size} sharing latency`,
-        median: load?.foreignShare ?? -1,
-        unit: 'CPU share used by other processes',
-        stealS: load?.stealS,
-        wallS: load?.wallS,
-        loadavg: os.loadavg().map((v) => +v.toFixed(2)),
-        rounds: l.rounds,
-        warmup: 'each turn opens its session and runs 2 untimed prefill + decode steps',
-      });
+      for (const prepack of [true, false]) await measure(emit, size, prepack);
     }
   },
 };

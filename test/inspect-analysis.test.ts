@@ -219,6 +219,14 @@ describe('report details', () => {
     expect(l.runtime).toBe('onnx');
     expect(l.skipped).toEqual([]);
     expect(l.runtimeDescription).toMatch(/^onnx \(onnxruntime-node [\d.]+, cpu, \d+ threads?, contrib ops\)$/);
+    expect(l.together).toBe(true); // a small shape: every session open at once
+    expectLatencyShape(l);
+  });
+
+  it('measured latency on ONNX Runtime one session at a time (as large shapes are): the same rows and counts', async () => {
+    const l = await measureDecodeLatency(latencyShape, { ...latencyOpts, together: false }, quietContext());
+    expect(l.runtime).toBe('onnx');
+    expect(l.together).toBe(false);
     expectLatencyShape(l);
   });
 

@@ -10,26 +10,29 @@
 // The variants (schedule-costs.ts: same storage, each strategy, same depth)
 // share tensors: the shared variants run the very same N blocks (one set of
 // initializers in their ONNX graph, read by every layer that runs it); the
-// same-depth model runs those N plus N·(repeats−1) fresh ones. They take
-// turns, round after round, so that a slow spell of the machine hits them
-// alike. On ONNX Runtime each variant's session is opened for its turn and
-// released after it (one model's weights in ONNX Runtime at a time, not five),
-// so every turn starts with untimed warm-up runs. A turn times `prefills`
-// prefills of the context, then `steps` decode steps (one token after the
-// context, runtime/timing.ts); medians and quartiles over all rounds.
+// same-depth model runs those N plus N·(repeats−1) fresh ones. Where memory
+// allows, every variant is open at once and they take turns run by run
+// (runtime/timing.ts: timeInterleaved), so that a slow spell of this shared
+// machine hits them alike; otherwise (large shapes on ONNX Runtime, whose
+// sessions each hold their weights) each variant's session is opened for its
+// turn and released after it, the variants taking turns round after round,
+// every turn starting with untimed warm-up runs. Either way each variant gets
+// `prefills` × `rounds` timed prefills of the context and `steps` × `rounds`
+// decode steps (one token after the context); medians and quartiles.
+import os from 'node:os';
 import { backendInfo } from '../backend/select';
-import type { MobileLLMConfig } from '../model/config';
+import { countParams, type MobileLLMConfig } from '../model/config';
 import { randomModel } from '../model/init';
 import { MobileLLM } from '../model/model';
-import { NO_SHARING } from '../model/sharing';
+import { NO_SHARING, sharingSchedule } from '../model/sharing';
 import { exportMobileLLM } from '../onnx/mobilellm';
 import { OnnxRuntime } from '../runtime/onnx';
 import type { InferenceRuntime, RuntimeName } from '../runtime/runtime';
 import { startRuntime } from '../runtime/select';
 import { TfjsRuntime } from '../runtime/tfjs';
-import { summarize, timePrefillAndDecode, timingPrompt, type TimingSummary } from '../runtime/timing';
+import { summarize, timeInterleaved, timePrefillAndDecode, timingPrompt, type TimingSummary } from '../runtime/timing';
 import { throwIfCancelled, type JobContext } from '../jobs/job';
-import { sharingVariants } from './schedule-costs';
+import { sharingVariants, type VariantSpec } from './schedule-costs';
 import { sig4, type Latency, type LatencyTiming } from './schema';
 
 export interface LatencyOptions {
@@ -48,10 +51,21 @@ export interface LatencyOptions {
   seed?: number;
   /** Forced runtime (default: MLW_RUNTIME, else ONNX Runtime where it loads). */
   runtime?: RuntimeName;
+  /** Every variant open at once, taking turns run by run (default: where memory allows); false: one session at a time. */
+  together?: boolean;
 }
 
 /** Untimed prefill + decode runs at the start of every turn. */
 const WARMUP = 2;
+
+/**
+ * Bytes of float32 weights ONNX Runtime may hold with every variant open, at
+ * worst: each effective layer's own copy (kernels prepack the weights they
+ * read, some into copies of their own: engine/onnx/session.ts).
+ */
+function onnxBytesAllOpen(base: MobileLLMConfig, specs: VariantSpec[]): number {
+  return specs.reduce((sum, s) => sum + 4 * countParams({ ...base, numBlocks: sharingSchedule(s.numBlocks, s.sharing).length }).total, 0);
+}
 
 /** Opens `model` on the runtime named (or the fastest that starts); its weights stay the model's. */
 async function openVariant(model: MobileLLM, runtime: RuntimeName | undefined): Promise<{ runtime: InferenceRuntime; skipped: string[] }> {
@@ -95,34 +109,59 @@ export async function measureDecodeLatency(c: MobileLLMConfig, opts: LatencyOpti
   const prompt = timingPrompt(contextTokens, c.vocabSize);
   const prefill: number[][] = specs.map(() => []);
   const decode: number[][] = specs.map(() => []);
-  // Chosen on the first turn, then forced, so that every variant is timed on the same runtime.
+  // Chosen when the first variant opens, then forced, so that every variant is timed on the same runtime.
   let chosen: { name: RuntimeName; description: string; threads: number; skipped: string[] } | null = null;
+  const open = async (i: number): Promise<InferenceRuntime> => {
+    const { runtime, skipped } = await openVariant(models[i], chosen?.name ?? opts.runtime);
+    chosen ??= {
+      name: runtime.name,
+      description: runtime.describe(),
+      threads: runtime instanceof OnnxRuntime ? runtime.session.threads : backendInfo().threads,
+      skipped,
+    };
+    return runtime;
+  };
+  const progress = (done: number, total: number, unit: string) =>
+    ctx.progress({ phase: `timing prefill and decode${chosen ? ` on ${chosen.description}` : ''}`, done, total, unit });
+  let together: boolean;
   try {
-    for (let round = 0; round < rounds; round++) {
-      for (let j = 0; j < models.length; j++) {
-        const i = (j + round) % models.length; // each round starts with the next variant
-        ctx.progress({
-          phase: `timing prefill and decode${chosen ? ` on ${chosen.description}` : ''}`,
-          done: round * models.length + j,
-          total: rounds * models.length,
-          unit: 'turns',
-        });
-        const { runtime, skipped } = await openVariant(models[i], chosen?.name ?? opts.runtime);
-        try {
-          chosen ??= {
-            name: runtime.name,
-            description: runtime.describe(),
-            threads: runtime instanceof OnnxRuntime ? runtime.session.threads : backendInfo().threads,
-            skipped,
-          };
-          const t = await timePrefillAndDecode(runtime, prompt, { prefills, steps, warmup: WARMUP });
-          prefill[i].push(...t.prefill);
-          decode[i].push(...t.decode);
-        } finally {
-          await closeVariant(runtime);
+    progress(0, models.length, 'variants opened');
+    const first = await open(0);
+    // TensorFlow.js variants share their weights; ONNX sessions each hold their own.
+    together = opts.together ?? (first.name === 'tfjs' || onnxBytesAllOpen(base, specs) < os.freemem() / 2);
+    if (together) {
+      const runtimes = [first];
+      try {
+        for (let i = 1; i < models.length; i++) {
+          progress(i, models.length, 'variants opened');
+          runtimes.push(await open(i));
         }
-        await new Promise((r) => setImmediate(r));
-        throwIfCancelled(ctx.signal);
+        progress(models.length, models.length, 'variants opened');
+        const t = await timeInterleaved(runtimes, prompt, { prefills: prefills * rounds, steps: steps * rounds, warmup: WARMUP });
+        t.forEach((x, i) => {
+          prefill[i].push(...x.prefill);
+          decode[i].push(...x.decode);
+        });
+      } finally {
+        for (const r of runtimes) await closeVariant(r);
+      }
+    } else {
+      await closeVariant(first);
+      for (let round = 0; round < rounds; round++) {
+        for (let j = 0; j < models.length; j++) {
+          const i = (j + round) % models.length; // each round starts with the next variant
+          progress(round * models.length + j, rounds * models.length, 'turns');
+          const runtime = await open(i);
+          try {
+            const t = await timePrefillAndDecode(runtime, prompt, { prefills, steps, warmup: WARMUP });
+            prefill[i].push(...t.prefill);
+            decode[i].push(...t.decode);
+          } finally {
+            await closeVariant(runtime);
+          }
+          await new Promise((r) => setImmediate(r));
+          throwIfCancelled(ctx.signal);
+        }
       }
     }
   } finally {
@@ -143,6 +182,7 @@ export async function measureDecodeLatency(c: MobileLLMConfig, opts: LatencyOpti
     steps,
     prefills,
     rounds,
+    together,
     rows: specs.map((s, i) => ({
       variant: s.variant,
       sharing: s.sharing,

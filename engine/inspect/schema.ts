@@ -132,10 +132,12 @@ export const Latency = z.object({
   physicalBlocks: positiveInt,
   /** Prefill length, and the cached tokens before every timed decode step. */
   contextTokens: positiveInt,
-  /** Decode steps and prefills timed per variant and round; the variants take turns, round after round. */
+  /** Decode steps and prefills timed per variant and round. */
   steps: positiveInt,
   prefills: positiveInt,
   rounds: positiveInt,
+  /** Every variant open at once, taking turns run by run; false: one session at a time, taking turns round by round (memory). */
+  together: z.boolean(),
   rows: z.array(LatencyRow),
 });
 export type Latency = z.infer<typeof Latency>;

@@ -82,3 +82,53 @@ export async function timePrefillAndDecode(
   }
   return out;
 }
+
+/**
+ * timePrefillAndDecode for several runtimes at once, taking turns run by run
+ * (A B C, then B C A, …): on a machine that others share, a slow spell hits
+ * every runtime alike, so their ratios hold even when their times do not.
+ * Every runtime stays open (and holds its weights) throughout.
+ */
+export async function timeInterleaved(
+  runtimes: InferenceRuntime[],
+  prompt: number[],
+  opts: { prefills: number; steps: number; warmup: number },
+): Promise<TimedSteps[]> {
+  const S = prompt.length;
+  const n = runtimes.length;
+  if (opts.prefills < 1) throw new Error('at least one prefill is timed (it makes the decode steps\u2019 cache)');
+  for (const rt of runtimes) {
+    if (S + 1 > rt.config.maxPositions) throw new Error(`a ${S}-token context and one more token exceed the ${rt.config.maxPositions}-token context`);
+    for (let w = 0; w < opts.warmup; w++) {
+      const cache = rt.newCache();
+      await rt.nextLogits(prompt, cache);
+      await rt.nextLogits([prompt[w % S]], cache);
+      cache.dispose();
+    }
+  }
+  const out: TimedSteps[] = runtimes.map(() => ({ prefill: [], decode: [] }));
+  const caches: (RuntimeCache | null)[] = runtimes.map(() => null);
+  const inTurn = (k: number) => Array.from({ length: n }, (_, j) => (j + k) % n);
+  try {
+    for (let p = 0; p < opts.prefills; p++) {
+      for (const i of inTurn(p)) {
+        caches[i]?.dispose();
+        caches[i] = runtimes[i].newCache();
+        const t0 = performance.now();
+        await runtimes[i].nextLogits(prompt, caches[i]!);
+        out[i].prefill.push(performance.now() - t0);
+      }
+    }
+    for (let s = 0; s < opts.steps; s++) {
+      for (const i of inTurn(s)) {
+        caches[i]!.truncate(S);
+        const t0 = performance.now();
+        await runtimes[i].nextLogits([prompt[s % S]], caches[i]!);
+        out[i].decode.push(performance.now() - t0);
+      }
+    }
+  } finally {
+    for (const c of caches) c?.dispose();
+  }
+  return out;
+}

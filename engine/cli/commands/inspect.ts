@@ -101,7 +101,7 @@ function describeInspection(r: InspectReport): string {
     out.push(
       '',
       `latency on ${l.runtimeDescription}, random weights, ${l.physicalBlocks} blocks: prefill of ${l.contextTokens} tokens (median of ${l.prefills * l.rounds}), ` +
-        `decode of one token after ${l.contextTokens} (median of ${l.steps * l.rounds})`,
+        `decode of one token after ${l.contextTokens} (median of ${l.steps * l.rounds}); ${l.together ? 'variants interleaved run by run' : 'one variant open at a time, round after round'}`,
       ...l.skipped.map((why) => `skipped ${why}`),
     );
     out.push(
