@@ -104,6 +104,16 @@ it('the contrib graph falls back to plain attention when head_dim is not a multi
   await Promise.all([contrib.dispose(), plain.dispose()]);
 });
 
+it('a session without prepacked weights computes what the default one does (1e-5), shared blocks included', async () => {
+  const model = randomModel(nanoConfig({ vocabSize: 1000, sharing: { strategy: 'immediate', repeats: 2 }, numBlocks: 2 }), 11);
+  const [packed, unpacked] = await Promise.all([session(model, 'contrib'), onnxSession(model, { ops: 'contrib', prepack: false })]);
+  model.dispose();
+  const ids = Array.from({ length: 24 }, (_, i) => (i * 37 + 5) % 1000);
+  const [a, b] = await Promise.all([packed, unpacked].map((s) => s.forward(ids, s.newCache(), ids.length)));
+  expect(maxAbsDiff(a, b)).toBeLessThan(1e-5);
+  await Promise.all([packed.dispose(), unpacked.dispose()]);
+});
+
 it('scores like TensorFlow.js (1e-4)', async () => {
   const onnx = await onnxRuntime(loadModel(goldenDir('tiny-realvocab')).model);
   const tfjs = new TfjsRuntime(loadModel(goldenDir('tiny-realvocab')).model);
