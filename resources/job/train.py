@@ -487,7 +487,7 @@ class Job:
         self.device = torch.device('cuda', local) if cuda else torch.device('cpu')
         if cuda:
             torch.cuda.set_device(self.device)
-        if self.world > 1:
+        if self.world > 1 or self.args.fsdp:  # FSDP needs a process group, of one process too
             dist.init_process_group('nccl' if cuda else 'gloo')
         self.autocast = cuda and not self.args.fp32
 
