@@ -12,6 +12,8 @@
 //                        reference logits; GGUF (llama.cpp's llama is SiLU-gated only) is refused
 //
 // Each act's model folder is tiny-gqa's with only config.json's hidden_act changed.
+// Measured against transformers 5.17 (every act, runtime and backend alike): logits
+// ≤ 1.2e-5, loss ≤ 1.9e-6, gradients ≤ 6.4e-6 of their max (the table is printed at the end).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
