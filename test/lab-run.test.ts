@@ -2,7 +2,8 @@
 // few steps is SIGKILLed while its second variant trains; running the lab
 // again skips the finished variant (same run, metrics untouched), resumes the
 // unfinished one (same run, every step once), and prints a table with both
-// rows and their held-out perplexities beside the paper's claim.
+// rows, their held-out perplexities and their decode latency on ONNX Runtime
+// (measured once, then cached) beside the paper's claim.
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -93,7 +94,17 @@ describe('mlw lab run', () => {
       expect(row.ppl!.mean).toBeGreaterThan(1);
       expect(row.ppl!.mean).toBeLessThan(1000);
       expect(Number.isFinite(row.quantized.w8a8!.ppl.mean)).toBe(true);
+      // Decode latency of the trained model, on the chat's runtime and saying so.
+      expect(row.latencyRuntime).toBe('onnx');
+      expect(row.decodeMs!.n).toBe(1);
+      expect(row.decodeMs!.mean).toBeGreaterThan(0);
     }
+    const latencyFile = path.join(home, 'lab', 'tiny-pair', 'tiny', 'latency.json');
+    const latencies = fs.readFileSync(latencyFile, 'utf8');
+    expect(Object.entries(JSON.parse(latencies) as Record<string, { runId: number; decodeMs: number }>).map(([k, x]) => [k, x.runId])).toEqual([
+      ['unshared-seed0', 1],
+      ['immediate-seed0', 2],
+    ]);
     expect(result.rows[1].depth).toBe(2 * result.rows[0].depth);
     // Zero-shot accuracy on the bundled set (200 items), with the items' standard error, cached beside evaluations.json.
     for (const row of result.rows) {
@@ -125,6 +136,8 @@ describe('mlw lab run', () => {
     expect(table.code, table.stderr).toBe(0);
     expect(table.stdout).toMatch(/\| unshared \| 2 blocks \|.*\| \d+\.\d\d \|/);
     expect(table.stdout).toMatch(/\| immediate \| 2 blocks ×2 \|/);
+    expect(table.stdout).toMatch(/\| decode ms \| latency runtime \|/);
+    expect(fs.readFileSync(latencyFile, 'utf8')).toBe(latencies); // measured once, then read from latency.json
     expect(table.stdout).toMatch(/\| zero shot acc \| zero shot stderr \|/);
     expect(fs.readFileSync(zeroShotFile, 'utf8')).toBe(zeroShots);
     expect(table.stdout).toContain('**Paper says** (a test): it does');

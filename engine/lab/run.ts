@@ -6,8 +6,9 @@
 // Once all are trained, each model's held-out perplexity is measured
 // (engine/eval; quantized copies by engine/quant first when the experiment
 // quantizes), kept in evaluations.json beside them, as is each float model's
-// zero-shot accuracy (zero-shot.json, engine/lab/zero-shot.ts), and the result
-// table is set against what the paper reports.
+// decode latency on the chat's runtime (latency.json, engine/lab/latency.ts)
+// and its zero-shot accuracy (zero-shot.json, engine/lab/zero-shot.ts),
+// and the result table is set against what the paper reports.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../store/store';
@@ -22,6 +23,7 @@ import { bundledResources } from '../server/resources';
 import type { RuntimeName } from '../runtime/runtime';
 import { PretrainConfig, pretrain, type PretrainInput } from '../train/pretrain';
 import { formatStat } from './report';
+import { LATENCY_FILE, readLatencies, variantLatency } from './latency';
 import { readZeroShot, variantZeroShot, ZERO_SHOT_FILE, zeroShotTasks } from './zero-shot';
 import { planVariants, variantPretrainInput, type Expectation, type Experiment, type PlannedVariant, type Scale } from './experiment';
 
@@ -58,6 +60,10 @@ export type VariantRow = {
   ppl: Stat | null;
   /** Held-out perplexity of each quantized copy, and its relative rise over the float model's. */
   quantized: Partial<Record<QuantMethod, { ppl: Stat; rise: number }>>;
+  /** Decode ms/token of the float model on the chat's runtime (engine/lab/latency.ts), over seeds. */
+  decodeMs: Stat | null;
+  /** The runtime that measured decodeMs ("onnx"; "tfjs" where ONNX Runtime does not load). */
+  latencyRuntime: RuntimeName | null;
   /** Zero-shot accuracy (acc, 0–1) of the float model on the multiple-choice tasks, over seeds. */
   zeroShotAcc: Stat | null;
   /** The standard error of each seed's acc over the items, averaged over seeds: the noise a single seed's acc carries. */
@@ -213,6 +219,8 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
   const dir = labFolder(store, e, o.scale);
   const evalFile = path.join(dir, 'evaluations.json');
   const evaluations = readEvaluations(evalFile);
+  const latencyFile = path.join(dir, LATENCY_FILE);
+  const latencies = readLatencies(latencyFile);
   const zeroShotFile = path.join(dir, ZERO_SHOT_FILE);
   const zeroShots = readZeroShot(zeroShotFile);
   const tasks = zeroShotTasks(o.evalTasks);
@@ -252,12 +260,15 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       valLoss: null,
       ppl: null,
       quantized: {},
+      decodeMs: null,
+      latencyRuntime: null,
       zeroShotAcc: null,
       zeroShotStderr: null,
     };
     const valLosses: number[] = [];
     const ppls: number[] = [];
     const quantPpls = new Map<QuantMethod, number[]>();
+    const decodeMs: number[] = [];
     const zeroShot: { acc: number; stderr: number | null }[] = [];
     for (const seed of budget.seeds) {
       const run = runs.get(`${v.name}/${seed}`);
@@ -279,6 +290,12 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       };
       const float = await measure(`${v.name}-seed${seed}/float`, async () => modelDir);
       if (float !== null) ppls.push(float);
+      const latencyCtx = ctx.signal.aborted || o.readOnly ? null : prefixed(ctx, `${v.name} seed ${seed}`);
+      const latency = await variantLatency(latencyFile, latencies, `${v.name}-seed${seed}`, run.id, modelDir, latencyCtx);
+      if (latency) {
+        decodeMs.push(latency.decodeMs);
+        row.latencyRuntime = latency.runtime;
+      }
       const zeroShotCtx = ctx.signal.aborted || o.readOnly ? null : prefixed(ctx, `${v.name} seed ${seed}`);
       const zs = await variantZeroShot(zeroShotFile, zeroShots, `${v.name}-seed${seed}`, { runId: run.id, modelDir }, tasks, evalRuntime, zeroShotCtx);
       if (zs) zeroShot.push({ acc: zs.acc, stderr: zs.accStderr });
@@ -293,6 +310,7 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
     }
     row.valLoss = stat(valLosses);
     row.ppl = stat(ppls);
+    row.decodeMs = stat(decodeMs);
     row.zeroShotAcc = stat(zeroShot.map((z) => z.acc));
     const stderrs = zeroShot.flatMap((z) => (z.stderr === null ? [] : [z.stderr]));
     row.zeroShotStderr = stderrs.length ? stderrs.reduce((a, b) => a + b, 0) / stderrs.length : null;
