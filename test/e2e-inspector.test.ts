@@ -1,6 +1,7 @@
 // End to end: the Inspector on a tiny layer-shared model — switching the
 // strategy changes the diagram's arrows and the selected row of the cost
-// table; an analysis shows the block-similarity heatmap and block details.
+// table; an analysis shows the block-similarity heatmap and block details;
+// measured latency fills the table's last columns and names ONNX Runtime.
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Page } from 'playwright-core';
@@ -51,5 +52,19 @@ describe.skipIf(!chromiumAvailable())('inspector in web mode', () => {
     await page.waitForSelector('[data-testid=block-detail]');
     expect(await page.textContent('[data-testid=block-detail]')).toMatch(/Block 1.*layers 2, 3/);
     await page.screenshot({ path: screenshotPath('inspector-analysis'), fullPage: true });
+  });
+
+  it("measures latency on ONNX Runtime, the chat's runtime, and says so under the table", { timeout: SAFETY_NET }, async () => {
+    await page.click('[data-testid=inspect-latency]');
+    await page.waitForSelector('[data-testid=latency-runtime]', { timeout: SAFETY_NET });
+    expect(await page.textContent('[data-testid=latency-runtime]')).toMatch(/^Latency measured on ONNX Runtime, as the chat runs: onnx \(onnxruntime-node/);
+    // Every row has a decode and a prefill time.
+    const cells = await page.$$eval('[data-testid=cost-row]', (trs) => trs.map((tr) => [...tr.querySelectorAll('td')].slice(-2).map((td) => td.textContent)));
+    expect(cells).toHaveLength(5);
+    for (const [decode, prefill] of cells) {
+      expect(decode).toMatch(/^\d+\.\d \(×\d+\.\d\d\)$/);
+      expect(prefill).toMatch(/^\d+\.\d \(×\d+\.\d\d\)$/);
+    }
+    await page.screenshot({ path: screenshotPath('inspector-latency'), fullPage: true });
   });
 });
