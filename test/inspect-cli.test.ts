@@ -84,6 +84,7 @@ describe('mlw inspect', () => {
   it.each([
     [['--repeats', '1000000000'], 'mlw: --repeats: 1000000000 is above the maximum 16'],
     [['--latency', '--latency-blocks', '1000000000'], 'mlw: --latency-blocks: 1000000000 is above the maximum 1024'],
+    [['--runtime', 'tfjs'], 'mlw: --latency-blocks, --latency-steps and --runtime go with --latency'],
   ])('%j is refused before a schedule or a model is sized by it', async (flags, message) => {
     const r = await mlw('inspect', '125M', ...flags);
     expect(r.code).toBe(2);
