@@ -231,19 +231,29 @@ describe('mlw store commands', () => {
     expect((await mlw('gc', '--reregister', '--dry-run', '--home', lost)).code).toBe(2);
   });
 
-  it('mlw models on a fresh home lists the bundled default model, as the app registers it at its first start', async () => {
-    const bundled = bundledResources().defaultModel;
+  it('mlw models on a fresh home lists the bundled default model and its chat variant, as the app registers them at its first start', async () => {
+    const { defaultModel: bundled, chatModel: chat } = bundledResources();
     expect(bundled).not.toBeNull();
+    expect(chat).not.toBeNull();
     const fresh = path.join(root, 'fresh');
     const listed = json(await mlw('models', '--json', '--home', fresh)) as Model[];
-    expect(listed.map((m) => [m.name, m.path])).toEqual([[bundled!.name, bundled!.path]]);
-    expect(listed[0].paramCount).toBeGreaterThan(0);
+    expect(listed.map((m) => [m.name, m.path]).sort()).toEqual(
+      [
+        [bundled!.name, bundled!.path],
+        [chat!.name, chat!.path],
+      ].sort(),
+    );
+    const base = listed.find((m) => m.path === bundled!.path)!;
+    const variant = listed.find((m) => m.path === chat!.path)!;
+    expect(base.paramCount).toBeGreaterThan(0);
+    // The chat variant is a LoRA adapter of the default model.
+    expect(variant).toMatchObject({ format: 'peft-lora', parentModelId: base.id });
     const table = await mlw('models', '--home', fresh);
     expect(table.stdout).toContain(bundled!.name);
-    // The engine's own first start finds it there and adds nothing.
+    // The engine's own first start finds them there and adds nothing.
     const store = openStore({ home: fresh });
     expect(ensureDefaultModel(store)).toBeNull();
-    expect(store.models.list()).toHaveLength(1);
+    expect(store.models.list()).toHaveLength(2);
     store.close();
   });
 

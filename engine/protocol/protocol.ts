@@ -213,9 +213,10 @@ export type FinetuneEstimate = z.infer<typeof FinetuneEstimate>;
 export const ResourceEntry = z.object({ name: z.string(), path: z.string(), description: z.string() });
 export type ResourceEntry = z.infer<typeof ResourceEntry>;
 
-/** What the app ships: the default model, sample datasets, evaluation texts. */
+/** What the app ships: the default model and its chat variant (a LoRA adapter of it), sample datasets, evaluation texts. */
 export const Resources = z.object({
   defaultModel: ResourceEntry.nullable(),
+  chatModel: ResourceEntry.nullable(),
   datasets: z.array(ResourceEntry),
   evalTexts: z.array(ResourceEntry),
 });

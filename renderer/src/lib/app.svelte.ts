@@ -31,7 +31,9 @@ class AppState {
   resources = $state<Resources | null>(null);
   /** A first start: the store holds nothing but the bundled default model (or nothing), so the Models page welcomes. */
   onlyBundled = $derived(
-    this.resources !== null && this.models.every((m) => this.resources!.defaultModel !== null && m.path === this.resources!.defaultModel.path),
+    this.resources !== null &&
+      this.resources.defaultModel !== null &&
+      this.models.every((m) => [this.resources!.defaultModel, this.resources!.chatModel].some((e) => e !== null && e.path === m.path)),
   );
   /** A folder from the desktop menu that the Models page imports when it shows. */
   folderToImport = $state<string | null>(null);
