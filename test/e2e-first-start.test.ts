@@ -44,7 +44,9 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
   it('lands on the welcome view: the demo model, the sample dataset, and the MobileLLM family to download', async () => {
     await page.waitForSelector('[data-testid=welcome]');
     expect(new URL(page.url()).hash).toBe('#/models');
-    expect(await page.textContent('[data-testid=welcome-bundled]')).toMatch(/small demo model .* trained\s+here.* It is not Meta's MobileLLM/s);
+    expect(await page.textContent('[data-testid=welcome-bundled]')).toMatch(
+      /small demo model .* this project\s+pre-trained.*It\s+is\s+not\s+Meta's\s+MobileLLM.*chat\s+variant/s,
+    );
     expect(await page.textContent('[data-testid=welcome-dataset]')).toContain(bundledResources().datasets[0].name);
     const family = await page.locator('[data-testid=welcome-family-row]').allTextContents();
     for (const size of ['125M', '350M', '600M', '1B', '1.5B']) expect(family.some((r) => r.includes(`facebook/MobileLLM-${size}`))).toBe(true);
@@ -63,7 +65,7 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
     await page.fill('[data-testid=import-path]', modelDir);
     await page.click('[data-testid=import-button]');
     await page.waitForSelector('[data-testid=model-details]');
-    await expect.poll(modelRows).toHaveLength(2);
+    await expect.poll(modelRows).toHaveLength(3); // the bundled model, its chat variant, the import
     await expect.poll(() => page.locator('[data-testid=welcome]').count()).toBe(0);
     const copy = path.join(tmp, 'copy-of-tiny');
     fs.cpSync(modelDir, copy, { recursive: true });
@@ -71,7 +73,7 @@ describe.skipIf(!defaultModel || !chromiumAvailable())('first start and model li
     await page.click('[data-testid=import-button]');
     await page.waitForSelector('[data-testid=import-known]');
     expect(await page.textContent('[data-testid=import-known]')).toMatch(/Already imported: .* tiny-gqa-model/);
-    expect(await modelRows()).toHaveLength(2);
+    expect(await modelRows()).toHaveLength(3);
     expect(await page.textContent('[data-testid=model-row].sel')).toContain('tiny-gqa-model');
     expect(await pageMarked()).toBe(true);
   });
