@@ -2,12 +2,16 @@
 // becomes a run in the store with its curve, checkpoints and machine; run
 // further and imported again, the same run is extended with the new steps and
 // checkpoints, and completed with its model recorded.
+import type { ChildProcess } from 'node:child_process';
+import diagnostics from 'node:diagnostics_channel';
+import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../engine/backend/select';
 import { openStore } from '../engine/store/open';
 import { EngineService } from '../engine/server/service';
-import { requests, type Result } from '../engine/protocol/protocol';
+import { JOB_RESULTS, requests, type EngineEvent, type JobSnapshot, type Result } from '../engine/protocol/protocol';
 import type { JobImportResult } from '../engine/job/spec';
 import { mlwProcess } from './helpers/mlw-process';
 import { arithmeticChats, tempDir, tinyModelDir, writeJsonl } from './helpers/train-fixtures';
@@ -88,20 +92,47 @@ describe.skipIf(missing !== null)('mlw job export / import', () => {
     expect(await importJson()).toMatchObject({ runId: first.runId, newSteps: 0, newCheckpoints: [] }); // nothing new
   });
 
-  it('job.export takes the wizard’s request and job.import puts the run on the Runs page (protocol)', async () => {
+  it('job.export takes the wizard’s request as a job in a child process, and job.import puts the run on the Runs page (protocol)', async () => {
+    await initBackend(); // as the engine does at start: its child jobs run on the same backend
     const service = new EngineService(openStore({ home: path.join(tmp, 'svc-home') }), 'test');
+    const ended = new Map<string, JobSnapshot>();
+    service.events.on('event', (e: EngineEvent) => {
+      if (e.type === 'job' && e.job.state !== 'running') ended.set(e.job.id, e.job);
+    });
+    const jobEnd = async (jobId: string): Promise<JobSnapshot> => {
+      while (!ended.has(jobId)) await new Promise((r) => setTimeout(r, 20));
+      return ended.get(jobId)!;
+    };
+    // Every process the service forks, seen as it is created: the export must run in one (engine/jobs/child.ts), not in the service's.
+    const forked: ChildProcess[] = [];
+    const onFork = (m: unknown) => forked.push((m as { process: ChildProcess }).process);
+    diagnostics.subscribe('child_process', onFork);
     try {
       const added = (await service.handle('models.import', { path: model })) as Result<'models.import'>;
       const outDir = path.join(tmp, 'svc-job');
       const request = { modelId: added.id, data, method: 'full', train: { maxSteps: 4, batchSize: 4, saveEvery: 2 }, outDir };
-      const exported = (await service.handle('job.export', request)) as Result<'job.export'>;
-      expect(requests['job.export'].result.parse(exported)).toMatchObject({ dir: outDir, totalSteps: 4 });
+      const started = requests['job.export'].result.parse(await service.handle('job.export', request));
+      const done = await jobEnd(started.jobId);
+      expect(done, done.error).toMatchObject({ kind: 'job-export', state: 'done' });
+      expect(JOB_RESULTS['job-export'].parse(done.result)).toMatchObject({ dir: outDir, totalSteps: 4 });
+      const children = forked.filter((c) => c.spawnargs.some((a) => a.endsWith(path.join('engine', 'jobs', 'child.ts'))));
+      expect(children).toHaveLength(1);
+      expect(children[0].pid).not.toBe(process.pid);
+      expect(children[0].exitCode ?? (await once(children[0], 'exit'))[0]).toBe(0);
+
+      // A failed export ends its job with the reason in one line (the folder is not empty now).
+      const again = requests['job.export'].result.parse(await service.handle('job.export', request));
+      const failed = await jobEnd(again.jobId);
+      expect(failed.state).toBe('failed');
+      expect(failed.error).toBe(`${outDir}: not empty (a job folder is written into a new or empty folder)`);
+
       runJob(py!, outDir, 1);
       const imported = (await service.handle('job.import', { dir: outDir })) as Result<'job.import'>;
       expect(requests['job.import'].result.parse(imported)).toMatchObject({ created: true, status: 'completed', lastStep: 4, newCheckpoints: [2, 4] });
       const summaries = (await service.handle('runs.summaries', {})) as Result<'runs.summaries'>;
       expect(summaries.find((r) => r.run.id === imported.runId)).toMatchObject({ lastStep: 4, run: { modelId: added.id, status: 'completed' } });
     } finally {
+      diagnostics.unsubscribe('child_process', onFork);
       await service.close();
     }
   });

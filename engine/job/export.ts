@@ -26,7 +26,7 @@ import {
   trainCorpusTokenizer,
   type PretrainInput,
 } from '../train/pretrain';
-import { quietContext } from '../jobs/job';
+import { quietContext, throwIfCancelled, type JobContext } from '../jobs/job';
 import { totalSteps } from '../train/trainer';
 import { launchFiles } from './recipes';
 import { JOB_FORMAT, JOB_SPEC, type JobExportResult, type JobInit, type JobSpec } from './spec';
@@ -167,8 +167,8 @@ function writeJob(dir: string, c: JobContents, dataDir = path.join(dir, 'data'))
   };
 }
 
-/** Writes the job folder `out` (new or empty) for the fine-tuning configuration `input`. */
-export async function exportJob(input: FinetuneInput, out: string): Promise<JobExportResult> {
+/** Writes the job folder `out` (new or empty) for the fine-tuning configuration `input`, its phases reported to `ctx`. */
+export async function exportJob(input: FinetuneInput, out: string, ctx: JobContext = quietContext()): Promise<JobExportResult> {
   const cfg = FinetuneConfig.parse(input);
   cfg.model = path.resolve(cfg.model);
   cfg.data = path.resolve(cfg.data);
@@ -176,12 +176,18 @@ export async function exportJob(input: FinetuneInput, out: string): Promise<JobE
   const dir = emptyTarget(out);
   const kind = readModelFolder(cfg.model).kind;
   if (kind !== 'float') throw new Error(`${cfg.model} is a ${kind} folder; a job trains float weights (merge or convert it first)`);
+  ctx.progress({ phase: 'tokenizing the data' });
   const data = prepareData(cfg);
-  await exportHf(cfg.model, path.join(dir, 'model'), { dtype: 'float32' });
+  throwIfCancelled(ctx.signal);
+  await exportHf(cfg.model, path.join(dir, 'model'), { dtype: 'float32' }, (fraction, message) =>
+    ctx.progress({ phase: `exporting the base: ${message}`, done: Math.round(fraction * 1000), total: 1000 }),
+  );
   if (cfg.method === 'lora') {
     fs.mkdirSync(path.join(dir, 'init'));
     initialAdapter(cfg, path.join(dir, 'init'), cfg.model);
   }
+  throwIfCancelled(ctx.signal);
+  ctx.progress({ phase: 'writing the data shards' });
   return writeJob(dir, {
     kind: 'finetune',
     method: cfg.method,

@@ -80,6 +80,9 @@ const GgufImportParams = z.object({ file: folder, outDir: folder });
 
 const ExportJobParams = z.object({ modelDir: folder, outDir: folder, options: requests['export.start'].params.shape.options });
 
+/** A fine-tuning configuration (its model a folder) written as a job folder into outDir. */
+const JobExportParams = z.object({ config: FinetuneConfig, outDir: folder });
+
 export const CHILD_JOBS = {
   finetune: childJob(FinetuneConfig, JOB_RESULTS.finetune, async () => (await import('../train/run')).startFinetune),
   'finetune-resume': childJob(requests['finetune.resume'].params, JOB_RESULTS.finetune, async () => {
@@ -136,6 +139,10 @@ export const CHILD_JOBS = {
   export: childJob(ExportJobParams, JOB_RESULTS.export, async () => {
     const { exportModel } = await import('../export/export');
     return (_store, p, ctx) => exportModel(p.modelDir, p.outDir, p.options, ctx);
+  }),
+  'job-export': childJob(JobExportParams, JOB_RESULTS['job-export'], async () => {
+    const { exportJob } = await import('../job/export');
+    return (_store, p, ctx) => exportJob(p.config, p.outDir, ctx);
   }),
   merge: childJob(MergeJobParams, JOB_RESULTS.merge, async () => {
     const [{ mergeLoraFolder }, { readModelFolder }, { countParams }] = await Promise.all([

@@ -277,6 +277,8 @@ export const JOB_RESULTS = {
   merge: z.object({ modelId: id, name: z.string() }),
   /** A lab experiment's result table once every variant is trained and measured. */
   lab: LabResult,
+  /** A job folder for a machine with PyTorch (job.export), with the command to run there. */
+  'job-export': JobExportResult,
 };
 export type JobKind = keyof typeof JOB_RESULTS;
 export type JobResult<K extends JobKind> = z.infer<(typeof JOB_RESULTS)[K]>;
@@ -311,6 +313,7 @@ export const JobSnapshot = z.discriminatedUnion('kind', [
   snapshotOf('export'),
   snapshotOf('merge'),
   snapshotOf('lab'),
+  snapshotOf('job-export'),
 ]);
 export type JobSnapshot = z.infer<typeof JobSnapshot>;
 
@@ -518,8 +521,11 @@ export const requests = {
   'runs.cancel': { params: z.object({ id }), result: Run },
   /** Deletes a run that is not running, with its metrics, checkpoints and files. */
   'runs.remove': { params: z.object({ id }), result: Removed },
-  /** A fine-tuning configuration as a job folder for a machine with PyTorch (mlw job export), written into outDir (new or empty; default: a new folder in the home's exports). */
-  'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096).optional() }), result: JobExportResult },
+  /**
+   * A fine-tuning configuration as a job folder for a machine with PyTorch (mlw job export), written into outDir (new or empty; default: a new folder
+   * in the home's exports) by a 'job-export' job (tokenizing, exporting the base, writing shards), whose result is the folder and its command.
+   */
+  'job.export': { params: FinetuneRequest.extend({ outDir: z.string().min(1).max(4096).optional() }), result: JobStarted },
   /** A job folder's results as a run (mlw job import): its curves, checkpoints and machine; the same job again extends its run. */
   'job.import': { params: z.object({ dir: z.string().min(1).max(4096) }), result: JobImportResult },
   /** The lab's experiments: bundled ones, then the user's own copies in the home's lab folder (one that does not read says why). */

@@ -46,7 +46,6 @@ import { labList, labReport, labResult, startLab } from './lab-handlers';
 import { runInChild } from './child-jobs';
 import { modelWithSameFolder } from './same-folder';
 import { checkExportTarget } from '../export/target';
-import { exportJob } from '../job/export';
 import { importJob } from '../job/import';
 import type { ChildParams } from '../jobs/registry';
 import type { EvalTarget } from '../eval/record';
@@ -321,8 +320,15 @@ export class EngineService {
       'runs.remove': ({ id }) => removeRun(this, id),
       'job.export': ({ modelId, outDir, ...config }) => {
         const model = this.store.models.get(modelId);
-        const dir = outDir ?? path.join(this.store.layout.exports, `job-${path.basename(model.path)}-${Date.now().toString(36)}`);
-        return exportJob({ ...config, model: model.path }, dir);
+        const dir = outDir ? path.resolve(outDir) : path.join(this.store.layout.exports, `job-${path.basename(model.path)}-${Date.now().toString(36)}`);
+        // Its own lane: writing a job folder need not wait for a local training run (it runs in a child, beside it).
+        const jobId = this.jobs.start(
+          'job-export',
+          `writing a GPU job for ${model.name}`,
+          (ctx) => runInChild('job-export', { config: { ...config, model: model.path }, outDir: dir }, this.childOptions(), ctx),
+          'job-export',
+        );
+        return { jobId };
       },
       'job.import': ({ dir }) => importJob(this.store, dir),
       'lab.list': () => labList(this),
