@@ -18,7 +18,8 @@ import type { TasksReport } from '../engine/eval/report';
 import { encodeItem, readTasks } from '../engine/eval/tasks';
 import { readConfig, saveModel } from '../engine/io/checkpoint';
 import { quietContext } from '../engine/jobs/job';
-import { readZeroShot, variantZeroShot, zeroShotTasks } from '../engine/lab/zero-shot';
+import { Measurements } from '../engine/lab/measurements';
+import { MeasuredZeroShot, modelZeroShot, zeroShotTasks } from '../engine/lab/zero-shot';
 import { randomModel } from '../engine/model/init';
 import { openRuntime } from '../engine/folder/inference';
 import { readModelFolder } from '../engine/folder/kind';
@@ -150,27 +151,28 @@ describe('the bundled set tells models apart', () => {
   }, 600_000);
 });
 
-describe('the lab’s zero-shot cache', () => {
+describe('the lab’s zero-shot measurements', () => {
   it('measures a run once per tasks file and keeps it in zero-shot.json', async () => {
     const model = tinyModelDir(path.join(tmp, 'lab'));
     const file = path.join(tmp, 'lab', 'zero-shot.json');
     const tasksFile = writeJsonl(path.join(tmp, 'lab', 'tasks.jsonl'), [{ task: 't', context_ids: [1, 5], choices_ids: [[7], [9, 10]], gold: 0 }]);
     const tasks = zeroShotTasks(tasksFile);
-    const cache = readZeroShot(file);
-    expect(cache).toEqual({});
+    const open = () => new Measurements(file, MeasuredZeroShot);
+    // as runExperiment asks: measured on this run and this tasks file
+    const of = (runId: number, sha256: string) => (r: MeasuredZeroShot) => r.runId === runId && r.tasksSha256 === sha256;
+    const measure = () => modelZeroShot(model, 3, tasks.file, 'onnx', quietContext());
     // nothing to measure with (a stopped or read-only lab run): nothing new
-    expect(await variantZeroShot(file, cache, 'a-seed0', { runId: 3, modelDir: model }, tasks, 'onnx', null)).toBeNull();
-    const measured = await variantZeroShot(file, cache, 'a-seed0', { runId: 3, modelDir: model }, tasks, 'onnx', quietContext());
+    expect(await open().get('a-seed0', of(3, tasks.sha256), null)).toBeNull();
+    const measured = await open().get('a-seed0', of(3, tasks.sha256), measure);
     expect(measured).toMatchObject({ runId: 3, tasksSha256: tasks.sha256, items: 1, accStderr: null, tasks: { t: measured!.acc } });
-    expect(readZeroShot(file)).toEqual({ 'a-seed0': measured });
-    // cached for the same run and file; a retrained run or another file is measured again
-    expect(await variantZeroShot(file, readZeroShot(file), 'a-seed0', { runId: 3, modelDir: model }, tasks, 'onnx', null)).toEqual(measured);
-    expect(await variantZeroShot(file, readZeroShot(file), 'a-seed0', { runId: 4, modelDir: model }, tasks, 'onnx', null)).toBeNull();
-    expect(
-      await variantZeroShot(file, readZeroShot(file), 'a-seed0', { runId: 3, modelDir: model }, { ...tasks, sha256: '0'.repeat(64) }, 'onnx', null),
-    ).toBeNull();
+    expect(JSON.parse(fs.readFileSync(file, 'utf8'))).toEqual({ 'a-seed0': measured });
+    // kept for the same run and file; a retrained run or another file is measured again
+    expect(await open().get('a-seed0', of(3, tasks.sha256), null)).toEqual(measured);
+    expect(await open().get('a-seed0', of(4, tasks.sha256), null)).toBeNull();
+    expect(await open().get('a-seed0', of(3, '0'.repeat(64)), null)).toBeNull();
+    // a damaged record is measured again
     fs.writeFileSync(file, '{"a-seed0": {"runId": "x"}}');
-    expect(readZeroShot(file)).toEqual({});
+    expect(await open().get('a-seed0', () => true, null)).toBeNull();
     expect(() => zeroShotTasks(path.join(tmp, 'missing.jsonl'))).toThrow('zero-shot tasks file');
   });
 });

@@ -6,14 +6,11 @@
 // it ("<variant>-seed<N>") and tied to the run id, so that a retrained variant
 // is measured again. Sharing shows here as it runs: a shared block costs its
 // compute every time it runs, whatever it saves in storage.
-import fs from 'node:fs';
 import { z } from 'zod';
 import { openRuntime } from '../folder/inference';
 import { readModelFolder } from '../folder/kind';
 import { RUNTIME_NAMES, type RuntimeName } from '../runtime/runtime';
 import { summarize, timePrefillAndDecode, timingPrompt } from '../runtime/timing';
-import { writeFileAtomic } from '../io/atomic';
-import type { JobContext } from '../jobs/job';
 
 export const LATENCY_FILE = 'latency.json';
 
@@ -22,7 +19,7 @@ const CONTEXT_TOKENS = 64;
 const STEPS = 32;
 const WARMUP = 2;
 
-const MeasuredLatency = z.object({
+export const MeasuredLatency = z.object({
   runId: z.number().int().positive(),
   /** Median ms of one decode step. */
   decodeMs: z.number().positive(),
@@ -32,18 +29,6 @@ const MeasuredLatency = z.object({
   contextTokens: z.number().int().positive(),
 });
 export type MeasuredLatency = z.infer<typeof MeasuredLatency>;
-
-const LatencyFile = z.record(z.string(), MeasuredLatency);
-
-/** What latency.json holds; a damaged or outdated file is measured again. */
-export function readLatencies(file: string): Record<string, MeasuredLatency> {
-  if (!fs.existsSync(file)) return {};
-  try {
-    return LatencyFile.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
-  } catch {
-    return {};
-  }
-}
 
 /** Decode ms/token of the model folder at `modelDir` on the chat's runtime (`runtime` forces one). */
 export async function modelDecodeLatency(modelDir: string, runId: number, runtime?: RuntimeName): Promise<MeasuredLatency> {
@@ -55,26 +40,4 @@ export async function modelDecodeLatency(modelDir: string, runId: number, runtim
   } finally {
     await rt.dispose();
   }
-}
-
-/**
- * The cached latency of `key` when it was measured on run `runId`; else
- * measured now and written to `file`, or null when there is no `ctx` to
- * measure with (a stopped or read-only lab run measures nothing new).
- */
-export async function variantLatency(
-  file: string,
-  cache: Record<string, MeasuredLatency>,
-  key: string,
-  runId: number,
-  modelDir: string,
-  ctx: JobContext | null,
-): Promise<MeasuredLatency | null> {
-  const cached = cache[key];
-  if (cached && cached.runId === runId) return cached;
-  if (!ctx) return null;
-  ctx.progress({ phase: 'measuring decode latency' });
-  cache[key] = await modelDecodeLatency(modelDir, runId);
-  writeFileAtomic(file, JSON.stringify(cache, null, 2) + '\n');
-  return cache[key];
 }

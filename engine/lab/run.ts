@@ -18,13 +18,14 @@ import { countParams, effectiveDepth } from '../model/config';
 import { evaluateModel } from '../eval/job';
 import { quantizeJob } from '../quant/job';
 import type { QuantMethod } from '../quant/spec';
-import { writeFileAtomic } from '../io/atomic';
+import { z } from 'zod';
 import { bundledResources } from '../server/resources';
 import type { RuntimeName } from '../runtime/runtime';
 import { PretrainConfig, pretrain, type PretrainInput } from '../train/pretrain';
 import { formatStat } from './report';
-import { LATENCY_FILE, readLatencies, variantLatency } from './latency';
-import { readZeroShot, variantZeroShot, ZERO_SHOT_FILE, zeroShotTasks } from './zero-shot';
+import { LATENCY_FILE, MeasuredLatency, modelDecodeLatency } from './latency';
+import { Measurements } from './measurements';
+import { MeasuredZeroShot, modelZeroShot, ZERO_SHOT_FILE, zeroShotTasks } from './zero-shot';
 import { planVariants, variantPretrainInput, type Expectation, type Experiment, type PlannedVariant, type Scale } from './experiment';
 
 export interface LabRunOptions {
@@ -92,10 +93,7 @@ export interface LabResult {
   evalText: string;
 }
 
-interface Evaluation {
-  runId: number;
-  ppl: number;
-}
+const Evaluation = z.object({ runId: z.number().int().positive(), ppl: z.number().positive() });
 
 function stat(xs: number[]): Stat | null {
   if (!xs.length) return null;
@@ -150,15 +148,6 @@ async function trainVariant(store: Store, e: Experiment, o: LabRunOptions, v: Pl
   }
   const r = await pretrain(store, input, vctx);
   return store.runs.get(r.runId);
-}
-
-function readEvaluations(file: string): Record<string, Evaluation> {
-  if (!fs.existsSync(file)) return {};
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, Evaluation>;
-  } catch {
-    return {}; // a damaged cache is measured again
-  }
 }
 
 /** Held-out perplexity of a model folder with windows of the training length. */
@@ -217,12 +206,9 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
   const evalText = o.evalText ?? bundledResources().evalTexts[0]?.path;
   if (!evalText || !fs.existsSync(evalText)) throw new Error(`lab: the held-out text ${evalText ?? '(bundled resources/eval/held-out.txt)'} is missing`);
   const dir = labFolder(store, e, o.scale);
-  const evalFile = path.join(dir, 'evaluations.json');
-  const evaluations = readEvaluations(evalFile);
-  const latencyFile = path.join(dir, LATENCY_FILE);
-  const latencies = readLatencies(latencyFile);
-  const zeroShotFile = path.join(dir, ZERO_SHOT_FILE);
-  const zeroShots = readZeroShot(zeroShotFile);
+  const evaluations = new Measurements(path.join(dir, 'evaluations.json'), Evaluation);
+  const latencies = new Measurements(path.join(dir, LATENCY_FILE), MeasuredLatency);
+  const zeroShots = new Measurements(path.join(dir, ZERO_SHOT_FILE), MeasuredZeroShot);
   const tasks = zeroShotTasks(o.evalTasks);
   const evalRuntime = o.runtime && o.runtime !== 'auto' ? o.runtime : undefined;
   const folderOf = (v: PlannedVariant, seed: number) => path.join(dir, `${v.name}-seed${seed}`);
@@ -279,25 +265,38 @@ export async function runExperiment(store: Store, e: Experiment, o: LabRunOption
       if (last !== undefined) valLosses.push(last);
       const modelDir = path.join(folderOf(v, seed), 'model');
       // Stopped: what was measured before, nothing new.
+      const stopped = ctx.signal.aborted || o.readOnly;
+      const vctx = prefixed(ctx, `${v.name} seed ${seed}`);
+      const ofThisRun = (r: { runId: number }) => r.runId === run.id;
       const measure = async (key: string, dirOf: () => Promise<string>): Promise<number | null> => {
-        const cached = evaluations[key];
-        if (cached && cached.runId === run.id) return cached.ppl;
-        if (ctx.signal.aborted || o.readOnly) return null;
-        const ppl = await heldOutPpl(await dirOf(), evalText, budget.seqLen, evalRuntime, prefixed(ctx, `${v.name} seed ${seed}`));
-        evaluations[key] = { runId: run.id, ppl };
-        writeFileAtomic(evalFile, JSON.stringify(evaluations, null, 2) + '\n');
-        return ppl;
+        const r = await evaluations.get(
+          key,
+          ofThisRun,
+          stopped ? null : async () => ({ runId: run.id, ppl: await heldOutPpl(await dirOf(), evalText, budget.seqLen, evalRuntime, vctx) }),
+        );
+        return r?.ppl ?? null;
       };
       const float = await measure(`${v.name}-seed${seed}/float`, async () => modelDir);
       if (float !== null) ppls.push(float);
-      const latencyCtx = ctx.signal.aborted || o.readOnly ? null : prefixed(ctx, `${v.name} seed ${seed}`);
-      const latency = await variantLatency(latencyFile, latencies, `${v.name}-seed${seed}`, run.id, modelDir, latencyCtx);
+      const latency = await latencies.get(
+        `${v.name}-seed${seed}`,
+        ofThisRun,
+        stopped
+          ? null
+          : () => {
+              vctx.progress({ phase: 'measuring decode latency' });
+              return modelDecodeLatency(modelDir, run.id);
+            },
+      );
       if (latency) {
         decodeMs.push(latency.decodeMs);
         row.latencyRuntime = latency.runtime;
       }
-      const zeroShotCtx = ctx.signal.aborted || o.readOnly ? null : prefixed(ctx, `${v.name} seed ${seed}`);
-      const zs = await variantZeroShot(zeroShotFile, zeroShots, `${v.name}-seed${seed}`, { runId: run.id, modelDir }, tasks, evalRuntime, zeroShotCtx);
+      const zs = await zeroShots.get(
+        `${v.name}-seed${seed}`,
+        (r) => ofThisRun(r) && r.tasksSha256 === tasks.sha256,
+        stopped ? null : () => modelZeroShot(modelDir, run.id, tasks.file, evalRuntime, vctx),
+      );
       if (zs) zeroShot.push({ acc: zs.acc, stderr: zs.accStderr });
       for (const method of e.quantize) {
         const qDir = path.join(folderOf(v, seed), method);

@@ -10,7 +10,6 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import { HELD_OUT_CHOICE_PATH } from '../eval/held-out-choice';
 import { evaluateModel } from '../eval/job';
-import { writeFileAtomic } from '../io/atomic';
 import type { JobContext } from '../jobs/job';
 import type { RuntimeName } from '../runtime/runtime';
 
@@ -18,7 +17,7 @@ export const ZERO_SHOT_FILE = 'zero-shot.json';
 
 const Stderr = z.number().min(0).nullable();
 
-const MeasuredZeroShot = z.object({
+export const MeasuredZeroShot = z.object({
   runId: z.number().int().positive(),
   tasksSha256: z.string(),
   items: z.number().int().positive(),
@@ -31,18 +30,6 @@ const MeasuredZeroShot = z.object({
   tasks: z.record(z.string(), z.number().min(0).max(1)),
 });
 export type MeasuredZeroShot = z.infer<typeof MeasuredZeroShot>;
-
-const ZeroShotFile = z.record(z.string(), MeasuredZeroShot);
-
-/** What zero-shot.json holds; a damaged or outdated file is measured again. */
-export function readZeroShot(file: string): Record<string, MeasuredZeroShot> {
-  if (!fs.existsSync(file)) return {};
-  try {
-    return ZeroShotFile.parse(JSON.parse(fs.readFileSync(file, 'utf8')));
-  } catch {
-    return {};
-  }
-}
 
 /** The tasks file a lab run scores (default: the bundled set) and its sha256, checked before anything trains. */
 export function zeroShotTasks(file = HELD_OUT_CHOICE_PATH): { file: string; sha256: string } {
@@ -71,26 +58,4 @@ export async function modelZeroShot(
     accNormStderr,
     tasks: Object.fromEntries(r.tasks.map((t) => [t.task, t.acc])),
   };
-}
-
-/**
- * The cached accuracy of `key` when it was measured on run `runId` and this
- * tasks file; else measured now and written to `file`, or null when there is
- * no `ctx` to measure with (a stopped or read-only lab run measures nothing new).
- */
-export async function variantZeroShot(
-  file: string,
-  cache: Record<string, MeasuredZeroShot>,
-  key: string,
-  run: { runId: number; modelDir: string },
-  tasks: { file: string; sha256: string },
-  runtime: RuntimeName | undefined,
-  ctx: JobContext | null,
-): Promise<MeasuredZeroShot | null> {
-  const cached = cache[key];
-  if (cached && cached.runId === run.runId && cached.tasksSha256 === tasks.sha256) return cached;
-  if (!ctx) return null;
-  cache[key] = await modelZeroShot(run.modelDir, run.runId, tasks.file, runtime, ctx);
-  writeFileAtomic(file, JSON.stringify(cache, null, 2) + '\n');
-  return cache[key];
 }
