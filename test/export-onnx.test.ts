@@ -13,9 +13,11 @@
 //   exported with the served arithmetic (int8 activations in the kernel, the
 //     default): against our own ONNX graph with the same kernels, the other
 //     operators round differently by ~1e-6, which can move an activation
-//     across an int8 rounding boundary → max |Δ logit| ≤ 0.05, same greedy tokens.
-//     (Measured on the default model: ≤ 6e-6 on these prompts; 2e-2 (q8) and
-//     5e-2 (q4) on a 60-token one, with all 32 greedy tokens still equal.)
+//     across an int8 rounding boundary (one crossing moves the whole row's
+//     codes, and 16 layers carry it on) → max |Δ logit| ≤ 0.25, same greedy tokens.
+//     (Measured on the 16-layer default model: 0.087 and 0.13 (q8), 0.17 and
+//     5e-6 (q4) on these prompts, greedy tokens equal; on the previous 10-layer
+//     one ≤ 6e-6 here and 2e-2 / 5e-2 on a 60-token prompt.)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -113,7 +115,12 @@ describe.skipIf(!defaultDir)('the default model exported for transformers.js', (
       ].sort(),
     );
     const config = JSON.parse(fs.readFileSync(path.join(root, 'default/config.json'), 'utf8'));
-    expect(config).toMatchObject({ model_type: 'llama', architectures: ['LlamaForCausalLM'], num_hidden_layers: 10, tie_word_embeddings: true });
+    expect(config).toMatchObject({
+      model_type: 'llama',
+      architectures: ['LlamaForCausalLM'],
+      num_hidden_layers: model.config.numBlocks,
+      tie_word_embeddings: true,
+    });
     expect(config['transformers.js_config']).toBeUndefined(); // small: weights inside the .onnx files
   });
 
@@ -159,12 +166,13 @@ describe.skipIf(!defaultDir)('the default model exported for transformers.js', (
         attention_mask: new ort.Tensor('int64', new BigInt64Array(T).fill(1n), [1, T]),
         position_ids: new ort.Tensor('int64', BigInt64Array.from(ids.keys(), BigInt), [1, T]),
       };
-      for (let l = 0; l < 10; l++) {
+      const layers = c.numBlocks; // unshared: one cache per block
+      for (let l = 0; l < layers; l++) {
         for (const kind of ['key', 'value'])
           feeds[`past_key_values.${l}.${kind}`] = new ort.Tensor('float32', new Float32Array(0), [1, c.numKvHeads, 0, c.headDim]);
       }
       const out = await session.run(feeds);
-      expect(out['present.9.key'].dims).toEqual([1, c.numKvHeads, T, c.headDim]);
+      expect(out[`present.${layers - 1}.key`].dims).toEqual([1, c.numKvHeads, T, c.headDim]);
       expect(maxAbsDiff(out.logits.data as Float32Array, ourLogits(model, ids))).toBeLessThan(1e-4);
     } finally {
       await session.release();
@@ -180,7 +188,7 @@ describe.skipIf(!defaultDir)('the default model exported for transformers.js', (
       try {
         for (const ids of prompts) {
           const want = await ours.session.forward(ids, ours.newCache(), ids.length);
-          expect(maxAbsDiff(await theirLogits(theirs, ids), want), `${ids}`).toBeLessThan(0.05);
+          expect(maxAbsDiff(await theirLogits(theirs, ids), want), `${ids}`).toBeLessThan(0.25);
           const greedy = await generate(ours, ids, { ...GREEDY, maxNewTokens: NEW_TOKENS });
           expect(await theirGreedy(theirs, ids), `${ids}`).toEqual(greedy.ids);
         }
