@@ -14,7 +14,7 @@
 //                       (left context only, LAMBADA's question as a choice).
 //
 // A third kind, the first half of a sentence with its true second half among
-// those of other sentences (HellaSwag's shape), was left out: the bundled
+// those of other sentences (HellaSwag's shape), was left out: the then bundled
 // 9.4M model scored 34–39% on it against a random model's 27–30% (100 items,
 // ± 4.8), too close to chance to tell small models apart.
 //

@@ -52,7 +52,7 @@ export type NBitsAccuracyLevel = 1 | 4;
  *   w8 (blocks of 32)    3–4      86–93     level 1 has no fast 8-bit float kernel
  *   w4 (groups of 64)   71–75     98–124    level 1: 30–40 % slower
  *
- * Quality, the bundled 9.4M model on the held-out text (2,048 tokens): level 4
+ * Quality, the previously bundled 9.4M model on the held-out text (2,048 tokens): level 4
  * against the dequantized reference moves log-probs by 5.5e-3 on average
  * (w8; 6.5e-3 w4), 4.4e-2 at most (w8; 5.4e-2 w4), and perplexity by under
  * 0.02 % (212.075 → 212.064 w8, 212.576 → 212.536 w4). So both run at level
