@@ -11,7 +11,7 @@
 //          weight error of each type of our float model (bounds at QUANT_BOUNDS)
 //
 // and the same for a layer-shared model (reverse ×2: every block runs twice,
-// written as 20 llama layers), a LoRA adapter (merged) and a w8-quantized
+// written as twice its blocks in llama layers), a LoRA adapter (merged) and a w8-quantized
 // folder; Meta's sentencepiece tokenizer in a GGUF tokenizes the golden cases
 // in llama.cpp as sentencepiece does.
 import fs from 'node:fs';
@@ -55,12 +55,13 @@ const GREEDY = 24;
  * mostly averaging out over a dot product). `float`: ours is the float model,
  * so the weight rounding adds in: Q8_0's ≤ d/2 = amax/254 per weight barely
  * moves a perplexity (well under 0.5 %); Q4_0's amax/16 is 16× coarser, a few
- * percent at most. Measured on the default model (ppl 221.42 in float):
- * q8_0 221.40 (llama.cpp) vs 221.40 (ours, same weights); q4_0 222.02 vs 222.05.
+ * percent at most. Measured on the previous 9.4M default model (ppl 221.42 in
+ * float): q8_0 221.40 (llama.cpp) vs 221.40 (ours, same weights); q4_0 222.02 vs
+ * 222.05. The 13.85M default model, better trained, loses more to Q4_0: +4.2 %.
  */
 const QUANT_BOUNDS: Record<'q8_0' | 'q4_0', { same: number; float: number }> = {
   q8_0: { same: 0.005, float: 0.005 },
-  q4_0: { same: 0.005, float: 0.03 },
+  q4_0: { same: 0.005, float: 0.06 },
 };
 
 let tmp: string;
@@ -362,10 +363,10 @@ describeWithLlamaCpp('GGUF import', () => {
     Object.assign(config, { layer_sharing: true, layer_sharing_strategy: 'reverse', layer_sharing_repeats: 2 });
     fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
     await exportAll(dir, ['f32']);
-    expect(GgufFile.open(ggufOf(dir, 'f32')).scalar('llama.block_count')).toBe(20);
+    expect(GgufFile.open(ggufOf(dir, 'f32')).scalar('llama.block_count')).toBe(2 * config.num_hidden_layers);
     const out = (await importGguf(ggufOf(dir, 'f32'), path.join(tmp, 'imported-shared'))).outDir;
     const folder = readModelFolder(out);
-    expect(folder.config.numBlocks).toBe(10);
+    expect(folder.config.numBlocks).toBe(config.num_hidden_layers);
     expect(folder.config.sharing).toEqual({ strategy: 'reverse', repeats: 2 });
     const ours = await runtimeOf(dir);
     const again = await runtimeOf(out);
